@@ -1,0 +1,21 @@
+# ResNet-50 v1.5 on MXNet and DALI: raw JPEGs -> RecordIO -> training -> scoring and
+# benchmarks -> report. The config comes from --configfile (profiles/default uses the demo).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,5 @@
+import sys
+
+from resnet_recipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+# Helpers shared by the rule files: config lookups, target lists and rerun triggers.
+import functools
+
+from resnet_recipe.listing import class_folders, tree_fingerprint
+
+RAW_DIR = config["data"]["raw_dir"]
+SPLITS = ["train", "val"]
+TRAIN_RUNS = list(config["training"]["runs"])
+DTYPE_PATTERN = "float16|float32"
+
+
+wildcard_constraints:
+    split="train|val",
+    run="|".join(TRAIN_RUNS) or "no-runs-configured",
+    dtype=DTYPE_PATTERN,
+    gpus=r"\d+",
+    batch=r"\d+",
+
+
+def get_run_settings(run):
+    """training.defaults with the run's overrides applied."""
+    return {**config["training"]["defaults"], **config["training"]["runs"][run]}
+
+
+def get_run_gpus(wildcards):
+    return get_run_settings(wildcards.run)["gpus"]
+
+
+def get_score_gpus(wildcards):
+    """Scoring takes one GPU, or none when the run trained on the CPU."""
+    return min(get_run_gpus(wildcards), 1)
+
+
+def get_class_folders():
+    """Class folder names of the raw train split: a new or renamed class reruns the
+    label mapping. A demo tree is the output of a rule and tracked by Snakemake itself."""
+    if config["data"]["demo"]:
+        return "demo tree, tracked as a rule output"
+    return class_folders(f"{RAW_DIR}/train")
+
+
+@functools.cache
+def get_raw_fingerprint(split):
+    """Digest of the paths, sizes and mtimes under a user-supplied raw split, so that
+    editing, adding or removing an image reruns that split's list and what follows."""
+    if config["data"]["demo"]:
+        return "demo tree, tracked as a rule output"
+    return tree_fingerprint(f"{RAW_DIR}/{split}")
+
+
+def get_bench_train_points():
+    """(dtype, gpus, batch) of every configured training benchmark job."""
+    points = config["benchmark"]["train"]["points"]
+    return [
+        (dtype, gpus, batch)
+        for dtype, point in points.items()
+        for gpus in point["gpus"]
+        for batch in point["batch_sizes"]
+    ]
+
+
+def get_bench_infer_points():
+    """(dtype, batch) of every configured inference benchmark job."""
+    sizes = config["benchmark"]["infer"]["batch_sizes"]
+    return [(dtype, batch) for dtype, batches in sizes.items() for batch in batches]
+
+
+def get_bench_train_results():
+    return [
+        f"results/bench_train/{dtype}/n{gpus}_b{batch}.json"
+        for dtype, gpus, batch in get_bench_train_points()
+    ]
+
+
+def get_bench_infer_results():
+    return [
+        f"results/bench_infer/{dtype}/b{batch}.json"
+        for dtype, batch in get_bench_infer_points()
+    ]
+
+
+def get_score_results():
+    return expand("results/score/{run}.json", run=TRAIN_RUNS)
+
+
+def get_final_outputs():
+    return [
+        "results/report/report.md",
+        "results/bench_summary/train.json",
+        "results/bench_summary/infer.json",
+        *expand("results/records/{split}.rec", split=SPLITS),
+    ]

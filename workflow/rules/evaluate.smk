@@ -1,0 +1,78 @@
+# Scoring of trained runs and throughput benchmarks, one cached job per point.
+
+
+rule score:
+    input:
+        model="results/train/{run}",
+        val_rec="results/records/val.rec",
+        val_idx="results/records/val.idx",
+    output:
+        score="results/score/{run}.json",
+    params:
+        score=config["score"],
+        pipeline=config["input"],
+        lock_dir=config["devices"]["lock_dir"],
+    resources:
+        gpu=get_score_gpus,
+    threads: 2
+    log:
+        "logs/score/{run}.log",
+    script:
+        "../scripts/score.py"
+
+
+rule bench_train:
+    input:
+        rec="results/records/train.rec",
+        idx="results/records/train.idx",
+        classes="results/lists/classes.tsv",
+    output:
+        result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
+    params:
+        bench={k: v for k, v in config["benchmark"]["train"].items() if k != "points"},
+        network=config["network"],
+        pipeline=config["input"],
+        lock_dir=config["devices"]["lock_dir"],
+    resources:
+        gpu=lambda wildcards: int(wildcards.gpus),
+    threads: 2
+    log:
+        "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
+    script:
+        "../scripts/bench_train.py"
+
+
+rule bench_infer:
+    input:
+        rec="results/records/val.rec",
+        idx="results/records/val.idx",
+        classes="results/lists/classes.tsv",
+    output:
+        result="results/bench_infer/{dtype}/b{batch}.json",
+    params:
+        bench={
+            k: v for k, v in config["benchmark"]["infer"].items() if k != "batch_sizes"
+        },
+        network=config["network"],
+        pipeline=config["input"],
+        lock_dir=config["devices"]["lock_dir"],
+    resources:
+        gpu=config["benchmark"]["infer"]["gpus"],
+    threads: 2
+    log:
+        "logs/bench_infer/{dtype}/b{batch}.log",
+    script:
+        "../scripts/bench_infer.py"
+
+
+rule bench_summary:
+    input:
+        train=get_bench_train_results(),
+        infer=get_bench_infer_results(),
+    output:
+        train="results/bench_summary/train.json",
+        infer="results/bench_summary/infer.json",
+    log:
+        "logs/bench_summary.log",
+    script:
+        "../scripts/bench_summary.py"

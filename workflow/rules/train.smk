@@ -1,0 +1,26 @@
+# One training job per run of the training matrix.
+
+
+rule train:
+    input:
+        train_rec="results/records/train.rec",
+        train_idx="results/records/train.idx",
+        val_rec="results/records/val.rec",
+        val_idx="results/records/val.idx",
+        classes="results/lists/classes.tsv",
+    output:
+        model=directory("results/train/{run}"),
+    params:
+        settings=lambda wildcards: get_run_settings(wildcards.run),
+        network=config["network"],
+        pipeline=config["input"],
+        lock_dir=config["devices"]["lock_dir"],
+        # Resumable per-epoch state; not an output, so a failed job keeps it.
+        state_dir=lambda wildcards: f"results/checkpoints/{wildcards.run}",
+    resources:
+        gpu=get_run_gpus,
+    threads: 2
+    log:
+        "logs/train/{run}.log",
+    script:
+        "../scripts/train.py"
