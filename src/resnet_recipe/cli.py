@@ -9,7 +9,7 @@ from resnet_recipe.progress import setup_logging
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="resnet-recipe",
-        description="ResNet-50 v1.5 on MXNet and DALI: data packing, training, scoring, benchmarks.",
+        description="ResNet-50 v1.5 on MXNet and DALI: packing, training, scoring, benchmarks.",
     )
     parser.add_argument("--log", help="write the log to this file instead of stderr")
     stages = parser.add_subparsers(dest="stage", required=True)

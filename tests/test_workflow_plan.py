@@ -1,0 +1,54 @@
+"""The workflow's plan: config validation and the jobs a dry-run lists."""
+
+import pytest
+from conftest import demo_config, planned_jobs, run_snakemake, write_config
+
+
+def test_demo_plan_lists_every_stage(workflow_dir):
+    jobs = planned_jobs(workflow_dir)
+    demo = demo_config()
+    infer_points = sum(len(sizes) for sizes in demo["benchmark"]["infer"]["batch_sizes"].values())
+    train_points = sum(
+        len(point["gpus"]) * len(point["batch_sizes"])
+        for point in demo["benchmark"]["train"]["points"].values()
+    )
+    assert jobs == {
+        "demo_dataset": 1,
+        "make_classes": 1,
+        "make_list": 2,
+        "pack_records": 2,
+        "train": len(demo["training"]["runs"]),
+        "score": len(demo["training"]["runs"]),
+        "bench_train": train_points,
+        "bench_infer": infer_points,
+        "bench_summary": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+
+def config_error(workflow_dir, config):
+    write_config(workflow_dir / "bad.yaml", config)
+    process = run_snakemake(workflow_dir, "-n", "--configfile", "bad.yaml", check=False)
+    assert process.returncode != 0
+    return process.stdout + process.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["training"]["defaults"].update(batch_size=64), "batch_size"),
+        (lambda c: c["training"]["runs"]["cpu_fp32"].update(dtype="float8"), "float8"),
+        (lambda c: c["training"]["defaults"].update(lr_per_256="fast"), "lr_per_256"),
+        (lambda c: c["data"].pop("raw_dir"), "raw_dir"),
+        (lambda c: c["input"].update(backend="opencv"), "backend"),
+        (lambda c: c.update(trainig={}), "trainig"),
+    ],
+    ids=["unknown-key", "bad-enum", "wrong-type", "missing-key", "bad-backend", "typo-section"],
+)
+def test_config_error_names_the_key(workflow_dir, edit, key):
+    config = demo_config()
+    edit(config)
+    message = config_error(workflow_dir, config)
+    assert "Error validating config" in message or "ValidationError" in message
+    assert key in message
