@@ -19,8 +19,35 @@ def build_parser():
     return parser
 
 
+def _add_report(stages):
+    p = stages.add_parser(
+        "report", help="tables (CSV, Markdown) and graphs (PNG) from result files"
+    )
+    p.add_argument("--runs", nargs="*", default=[], metavar="DIR", help="training run folders")
+    p.add_argument("--scores", nargs="*", default=[], metavar="JSON", help="score results")
+    p.add_argument("--bench-train", nargs="*", default=[], metavar="JSON")
+    p.add_argument("--bench-infer", nargs="*", default=[], metavar="JSON")
+    p.add_argument("--reference", required=True, metavar="DIR", help="folder of the reference CSVs")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+
+    def run(args):
+        from resnet_recipe.report import ReportOutputs, build_report, reference_files
+
+        build_report(
+            args.runs,
+            args.scores,
+            args.bench_train,
+            args.bench_infer,
+            **reference_files(args.reference),
+            outputs=ReportOutputs.in_folder(args.out),
+        )
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _stage_parsers():
-    return []
+    return [_add_report]
 
 
 def main(argv=None):

@@ -1,0 +1,467 @@
+"""The report: tables from result files written to the file contracts, partial inputs,
+the graphs, CSV and Markdown content, and Snakemake's HTML report of the report rule."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_config
+from PIL import Image
+
+from resnet_recipe import report
+
+REFERENCE_DIR = REPO / "resources" / "reference"
+VERSIONS = {"mxnet": "1.9.1", "nvidia-dali": "1.34.0", "python": "3.11"}
+MACHINE = {"hostname": "test-host", "cpu": "Test CPU", "cpu_count": 2, "gpus": []}
+
+
+def write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def write_run(root, run, gpus, dtype, train_seconds, epochs=3, batch=32):
+    """results/train/{run}/ with report.json and metrics.jsonl as the contract has them."""
+    folder = root / "train" / run
+    shift = 0.03 * gpus  # runs apart on the graphs
+    lines = [
+        {
+            "epoch": epoch,
+            "train_loss": 2.3 / epoch + shift,
+            "train_top1": 0.2 * epoch + shift,
+            "val_top1": 0.18 * epoch + shift,
+            "val_top5": 0.3 * epoch + shift,
+            "val_loss": 2.4 / epoch + shift,
+            "lr": 0.1,
+            "images_per_s": 100.0,
+            "epoch_seconds": train_seconds / epochs,
+        }
+        for epoch in range(1, epochs + 1)
+    ]
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_json(
+        folder / "report.json",
+        {
+            "run": run,
+            "gpus": gpus,
+            "dtype": dtype,
+            "batch_per_device": batch,
+            "global_batch": batch * max(gpus, 1),
+            "epochs": epochs,
+            "val_top1": lines[-1]["val_top1"],
+            "val_top5": lines[-1]["val_top5"],
+            "train_seconds": train_seconds,
+            "images_per_s": 100.0,
+            "settings": {"lr_per_256": 0.1},
+            "network": {"depth": 50, "version": "1.5"},
+            "versions": VERSIONS,
+        },
+    )
+    return str(folder)
+
+
+def latency(batch, images_per_s):
+    mean = 1000.0 * batch / images_per_s
+    return {
+        "mean": mean,
+        "p50": mean * 0.98,
+        "p90": mean * 1.1,
+        "p95": mean * 1.2,
+        "p99": mean * 1.5,
+    }
+
+
+def write_score(root, run, dtype, top1, top5):
+    return write_json(
+        root / "score" / f"{run}.json",
+        {
+            "run": run,
+            "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 3},
+            "dtype": dtype,
+            "device": "cpu(0)",
+            "images": 500,
+            "batch_size": 64,
+            "top1": top1,
+            "top5": top5,
+            "loss": 1.0,
+            "images_per_s": 900.0,
+            "latency_ms": latency(64, 900.0),
+        },
+    )
+
+
+def write_bench_train(root, dtype, gpus, batch, images_per_s, data="dali"):
+    return write_json(
+        root / "bench_train" / dtype / f"n{gpus}_b{batch}.json",
+        {
+            "kind": "train",
+            "dtype": dtype,
+            "gpus": gpus,
+            "batch_per_device": batch,
+            "global_batch": batch * max(gpus, 1),
+            "data": data,
+            "iterations": 5,
+            "epochs": 3,
+            "warmup_epochs": 1,
+            "num_examples": 12800,
+            "epoch_images_per_s": [images_per_s * 0.5, images_per_s, images_per_s],
+            "images_per_s": images_per_s,
+            "latency_ms": latency(batch * max(gpus, 1), images_per_s),
+            "machine": MACHINE,
+            "versions": VERSIONS,
+        },
+    )
+
+
+def write_bench_infer(root, dtype, batch, images_per_s, gpus=1):
+    return write_json(
+        root / "bench_infer" / dtype / f"b{batch}.json",
+        {
+            "kind": "infer",
+            "dtype": dtype,
+            "gpus": gpus,
+            "batch_size": batch,
+            "data": "dali",
+            "iterations": 20,
+            "warmup_iterations": 5,
+            "images_per_s": images_per_s,
+            "latency_ms": latency(batch, images_per_s),
+            "machine": MACHINE,
+            "versions": VERSIONS,
+        },
+    )
+
+
+# Training benchmark points (dtype, gpus, batch per GPU): images/s. float16 batch 208 has
+# no float32 partner at that batch (speedup falls back to float32's largest batch, 96);
+# float16 batch 96 has one; 8 GPUs have no float32 point; gpus 0 is the CPU.
+BENCH_TRAIN = {
+    ("float16", 1, 208): 1400.0,
+    ("float16", 4, 208): 5250.0,
+    ("float16", 8, 208): 10080.0,
+    ("float16", 1, 96): 1300.0,
+    ("float32", 1, 96): 400.0,
+    ("float32", 4, 96): 1500.0,
+    ("float32", 0, 16): 20.0,
+}
+BENCH_INFER = {
+    ("float16", 1): 300.0,
+    ("float16", 8): 1600.0,
+    ("float16", 208): 3800.0,
+    ("float32", 1): 250.0,
+    ("float32", 3): 500.0,
+    ("float32", 8): 800.0,
+}
+# run: (gpus, dtype, train_seconds, top1, top5)
+RUNS = {
+    "fp16_8gpu": (8, "float16", 3 * 3600.0, 0.7649, 0.931),
+    "fp32_1gpu": (1, "float32", 10 * 3600.0, 0.75, 0.92),
+    "cpu_fp32": (0, "float32", 300.0, 0.9, 1.0),
+}
+
+
+def write_results(root, runs=RUNS, scores=RUNS, bench_train=BENCH_TRAIN, bench_infer=BENCH_INFER):
+    """Result files for the chosen subset; returns build_report's result arguments."""
+    return {
+        "run_dirs": [write_run(root, run, *runs[run][:3]) for run in runs],
+        "score_files": [write_score(root, run, scores[run][1], *scores[run][3:]) for run in scores],
+        "bench_train_files": [
+            write_bench_train(root, *point, ips) for point, ips in bench_train.items()
+        ],
+        "bench_infer_files": [
+            write_bench_infer(root, *point, ips) for point, ips in bench_infer.items()
+        ],
+    }
+
+
+def build(tmp_path, **subset):
+    inputs = write_results(tmp_path / "results", **subset)
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
+    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("full"))
+
+
+def row(table, **where):
+    match = table
+    for column, value in where.items():
+        match = match[match[column] == value]
+    assert len(match) == 1, where
+    return match.iloc[0]
+
+
+def test_training_table_speedup_weak_scaling_and_reference(full_report):
+    table = pd.read_csv(full_report.training_csv)
+    assert len(table) == len(BENCH_TRAIN)
+    # Same batch per GPU in both precisions: 1300 / 400.
+    same_batch = row(table, dtype="float16", gpus=1, batch_per_device=96)
+    assert same_batch["fp16_speedup"] == pytest.approx(3.25)
+    assert same_batch["speedup_fp32_batch"] == 96
+    # No float32 at batch 208: compared with float32's largest batch at 1 and 4 GPUs.
+    one_gpu = row(table, dtype="float16", gpus=1, batch_per_device=208)
+    assert one_gpu["fp16_speedup"] == pytest.approx(1400 / 400)
+    assert one_gpu["speedup_fp32_batch"] == 96
+    assert one_gpu["weak_scaling"] == pytest.approx(1.0)
+    four = row(table, dtype="float16", gpus=4, batch_per_device=208)
+    assert four["fp16_speedup"] == pytest.approx(5250 / 1500)
+    assert four["weak_scaling"] == pytest.approx(5250 / 1400)
+    # No float32 point at 8 GPUs: no speedup; scaling against float16's own 1-GPU point.
+    eight = row(table, dtype="float16", gpus=8, batch_per_device=208)
+    assert math.isnan(eight["fp16_speedup"])
+    assert eight["weak_scaling"] == pytest.approx(10080 / 1400)
+    assert eight["reference_images_per_s"] == pytest.approx(10263.2)
+    assert eight["images_per_s_ratio"] == pytest.approx(10080 / 10263.2)
+    assert eight["reference_weak_scaling"] == pytest.approx(10263.2 / 1442.6)
+    assert "V100" in eight["reference_hardware"]
+    assert row(table, dtype="float16", gpus=1, batch_per_device=208)[
+        "reference_fp16_speedup"
+    ] == pytest.approx(1442.6 / 400.2)
+    assert row(table, dtype="float32", gpus=4, batch_per_device=96)[
+        "weak_scaling"
+    ] == pytest.approx(1500 / 400)
+    # The CPU point: labelled, no weak scaling, no reference.
+    cpu = row(table, gpus=0)
+    assert cpu["device"] == "CPU"
+    assert math.isnan(cpu["weak_scaling"]) and math.isnan(cpu["reference_images_per_s"])
+    assert math.isnan(cpu["images_per_s_ratio"]) and pd.isna(cpu["reference_hardware"])
+    # float32 rows carry no FP16 speedup.
+    assert table.loc[table["dtype"] == "float32", "fp16_speedup"].isna().all()
+
+
+def test_accuracy_table_in_percent_with_reference_and_ratio(full_report):
+    table = pd.read_csv(full_report.accuracy_csv)
+    assert list(table["run"]) == ["fp16_8gpu", "cpu_fp32", "fp32_1gpu"]
+    fp16 = row(table, run="fp16_8gpu")
+    assert fp16["top1_percent"] == pytest.approx(76.49)
+    assert fp16["top5_percent"] == pytest.approx(93.1)
+    assert fp16["reference_top1_percent"] == pytest.approx(76.490)
+    assert fp16["top1_ratio"] == pytest.approx(1.0)
+    assert fp16["training_time_h"] == pytest.approx(3.0)
+    assert fp16["training_time_ratio"] == pytest.approx(3.0 / 3.3)
+    fp32 = row(table, run="fp32_1gpu")
+    assert fp32["top1_ratio"] == pytest.approx(75.0 / 76.462)
+    assert fp32["reference_training_time_h"] == pytest.approx(82.0)
+    cpu = row(table, run="cpu_fp32")
+    assert cpu["device"] == "CPU" and cpu["top1_percent"] == pytest.approx(90.0)
+    assert math.isnan(cpu["reference_top1_percent"]) and math.isnan(cpu["top1_ratio"])
+    assert cpu["training_time_h"] == pytest.approx(300 / 3600)
+
+
+def test_inference_table_joins_reference_by_dtype_and_batch(full_report):
+    table = pd.read_csv(full_report.inference_csv)
+    assert len(table) == len(BENCH_INFER)
+    b208 = row(table, dtype="float16", batch_size=208)
+    assert b208["reference_images_per_s"] == pytest.approx(3832)
+    assert b208["images_per_s_ratio"] == pytest.approx(3800 / 3832)
+    assert b208["latency_mean_ms"] == pytest.approx(1000 * 208 / 3800)
+    assert b208["latency_p99_ms"] == pytest.approx(1.5 * 1000 * 208 / 3800)
+    assert row(table, dtype="float32", batch_size=8)["images_per_s_ratio"] == pytest.approx(
+        800 / 824
+    )
+    no_reference = row(table, dtype="float32", batch_size=3)
+    assert math.isnan(no_reference["reference_images_per_s"])
+    assert set(table["device"]) == {"1 GPU"}
+
+
+def test_markdown_has_every_table_reference_label_and_graph(full_report):
+    text = open(full_report.markdown).read()
+    for heading in (
+        "## Accuracy and training time",
+        "## Training throughput",
+        "## Inference throughput and latency",
+        "## Graphs",
+    ):
+        assert heading in text
+    assert report.REFERENCE_HARDWARE in text
+    assert (
+        "| fp16_8gpu | 8 GPUs | float16 | 3 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 | 3.30 | 0.909 |"
+        in text
+    )
+    assert "| CPU | float32 | 16 | 16 | dali | 20.0 |" in text
+    # Reference points with no measured counterpart are listed apart.
+    assert "Reference points not measured here" in text
+    assert "| 4 | float16 | 76.33 | 6.20 |" in text
+    for name in ("training_loss", "training_top1", "validation_top1", "training_scaling"):
+        assert f"]({name}.png)" in text
+    # Both precisions were measured everywhere; only float32 at 8 GPUs is absent.
+    assert "No float32 point on 8 GPUs: no FP16 speedup there." in text
+    assert "No float16 runs" not in text and "No float32 inference" not in text
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        assert 600 <= width <= 2000 and 400 <= height <= 1500, image.size
+        colors = image.convert("L").getextrema()
+    assert colors[0] < colors[1], f"{path} is one flat color"
+
+
+def test_every_graph_is_a_sane_png(full_report):
+    for field in report.ReportOutputs.__dataclass_fields__:
+        if field.endswith("_png"):
+            assert_png(getattr(full_report, field))
+
+
+# What each partial subset of results must say is missing in report.md.
+PARTIAL = {
+    "nothing": (
+        {"runs": {}, "scores": {}, "bench_train": {}, "bench_infer": {}},
+        [
+            "No training runs and no scores were given",
+            "No training benchmark results were given",
+            "No inference benchmark results were given",
+        ],
+    ),
+    "only-benchmarks": (
+        {"runs": {}, "scores": {}},
+        ["No training runs and no scores were given"],
+    ),
+    "one-run-without-score": (
+        {"runs": {"cpu_fp32": RUNS["cpu_fp32"]}, "scores": {}, "bench_infer": {}},
+        [
+            "Run cpu_fp32 has no score file",
+            "No float16 runs.",
+            "No inference benchmark results were given",
+        ],
+    ),
+    "score-without-run": (
+        {"runs": {}, "scores": {"fp32_1gpu": RUNS["fp32_1gpu"]}},
+        ["Run fp32_1gpu has a score but no training report"],
+    ),
+    "no-fp32": (
+        {
+            "runs": {"fp16_8gpu": RUNS["fp16_8gpu"]},
+            "scores": {"fp16_8gpu": RUNS["fp16_8gpu"]},
+            "bench_train": {k: v for k, v in BENCH_TRAIN.items() if k[0] == "float16"},
+            "bench_infer": {k: v for k, v in BENCH_INFER.items() if k[0] == "float16"},
+        },
+        [
+            "No float32 runs.",
+            "No float32 training benchmark points.",
+            "FP16 speedup needs float32 points at the same GPU count: none measured.",
+            "No float32 inference benchmark points.",
+        ],
+    ),
+    "no-one-gpu-point": (
+        {"bench_train": {("float16", 8, 208): 10080.0, ("float32", 0, 16): 20.0}},
+        [
+            "No 1-GPU point for float16 batch 208: no weak scaling for it.",
+            "No float32 point on 8 GPUs: no FP16 speedup there.",
+            "CPU points have no weak scaling",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("subset, missing", PARTIAL.values(), ids=PARTIAL.keys())
+def test_partial_results_build_and_say_what_is_missing(tmp_path, subset, missing):
+    outputs = build(tmp_path, **subset)
+    text = open(outputs.markdown).read()
+    for sentence in missing:
+        assert sentence in text
+    for field in report.ReportOutputs.__dataclass_fields__:
+        path = getattr(outputs, field)
+        if field.endswith("_png"):
+            assert_png(path)
+        elif field.endswith("_csv"):
+            pd.read_csv(path)  # headers at least, even when empty
+
+
+def test_empty_sections_print_no_table(tmp_path):
+    outputs = build(tmp_path, runs={}, scores={}, bench_train={}, bench_infer={})
+    text = open(outputs.markdown).read()
+    assert "| run |" not in text and "| GPUs | dtype | batch per GPU | global batch" not in text
+    assert pd.read_csv(outputs.accuracy_csv).empty
+    # The reference still shows, as reference only.
+    assert "| 8 | float16 | 76.49 | 3.30 |" in text
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: r.pop("top1"), "missing field(s) top1"),
+        (lambda r: r.update(top1=76.5), "top1 = 76.5 is not a fraction in [0, 1]"),
+        (lambda r: r.update(dtype="float8"), "dtype 'float8'"),
+    ],
+    ids=["missing-field", "percent-not-fraction", "bad-dtype"],
+)
+def test_bad_score_file_is_named(tmp_path, edit, message):
+    path = tmp_path / "score" / "run.json"
+    write_score(tmp_path, "run", "float32", 0.5, 0.8)
+    result = json.loads(path.read_text())
+    edit(result)
+    path.write_text(json.dumps(result))
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    with pytest.raises(ValueError, match="run.json") as error:
+        report.build_report(
+            [], [str(path)], [], [], **report.reference_files(REFERENCE_DIR), outputs=outputs
+        )
+    assert message in str(error.value)
+
+
+def test_inconsistent_inputs_are_named(tmp_path):
+    first = write_bench_train(tmp_path / "a", "float32", 1, 96, 400.0)
+    second = write_bench_train(tmp_path / "b", "float32", 1, 96, 410.0)
+    with pytest.raises(ValueError, match="two files for the same training benchmark point"):
+        report.read_bench_train([first, second])
+    infer = write_bench_infer(tmp_path, "float32", 1, 250.0)
+    with pytest.raises(ValueError, match="kind is 'infer', expected 'train'"):
+        report.read_bench_train([infer])
+    run = write_run(tmp_path, "broken", 0, "float32", 60.0)
+    with open(f"{run}/metrics.jsonl", "a") as handle:
+        handle.write("{not json\n")
+    with pytest.raises(ValueError, match=r"broken/metrics.jsonl:4: not valid JSON"):
+        report.read_run(run)
+    with pytest.raises(FileNotFoundError, match="nowhere/report.json"):
+        report.read_run(str(tmp_path / "nowhere"))
+
+
+def test_cli_report_writes_the_report(tmp_path):
+    from resnet_recipe.cli import main
+
+    inputs = write_results(tmp_path / "results", runs={}, scores={}, bench_train={})
+    out = tmp_path / "out"
+    code = main(
+        ["report", "--bench-infer", *inputs["bench_infer_files"]]
+        + ["--reference", str(REFERENCE_DIR), "--out", str(out)]
+    )
+    assert code == 0
+    assert "| float32 | 1 GPU | 8 | dali | 800.0 |" in (out / "report.md").read_text()
+
+
+def test_snakemake_html_report_of_the_report_rule(tmp_path):
+    """Run only the report rule on fixture results in a copy of the workflow, then make
+    Snakemake's HTML report from it."""
+    workdir = copy_workflow(tmp_path / "workflow-copy")
+    config = demo_config()
+    config["training"]["runs"] = {"cpu_fp32": {}, "fp16_8gpu": {"gpus": 8, "dtype": "float16"}}
+    config["benchmark"]["train"]["points"] = {
+        "float32": {"gpus": [0], "batch_sizes": [16]},
+        "float16": {"gpus": [1, 4, 8], "batch_sizes": [208]},
+    }
+    config["benchmark"]["infer"]["batch_sizes"] = {"float32": [1, 8]}
+    write_config(workdir / "report-test.yaml", config)
+    write_results(
+        workdir / "results",
+        runs={run: RUNS[run] for run in config["training"]["runs"]},
+        scores={run: RUNS[run] for run in config["training"]["runs"]},
+        bench_train={p: ips for p, ips in BENCH_TRAIN.items() if p[0] == "float16" and p[2] == 208}
+        | {("float32", 0, 16): 20.0},
+        bench_infer={p: ips for p, ips in BENCH_INFER.items() if p[0] == "float32" and p[1] != 3},
+    )
+    # Only the report rule may run: the fixture results stand in for everything upstream.
+    args = ["results/report/report.md", "--configfile", "report-test.yaml"]
+    args += ["--allowed-rules", "report"]
+    run_snakemake(workdir, *args, "--cores", "1")
+    run_snakemake(workdir, *args, "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    assert "training_scaling.png" in html and "accuracy.csv" in html
+    assert "ideal linear scaling" in html  # a caption from workflow/report/

@@ -1,0 +1,16 @@
+"""Stage entry point of the report rule: tables, graphs and report.md from all results."""
+
+from resnet_recipe.progress import setup_logging
+from resnet_recipe.report import ReportOutputs, build_report
+
+setup_logging(snakemake.log[0])
+build_report(
+    run_dirs=snakemake.input.runs,
+    score_files=snakemake.input.scores,
+    bench_train_files=snakemake.input.bench_train,
+    bench_infer_files=snakemake.input.bench_infer,
+    reference_accuracy=snakemake.input.reference_accuracy,
+    reference_training=snakemake.input.reference_training,
+    reference_inference=snakemake.input.reference_inference,
+    outputs=ReportOutputs(**dict(snakemake.output.items())),
+)
