@@ -1,0 +1,208 @@
+"""float16 training: where it can run, what is cast, master weights, and loss scaling.
+
+float16 training keeps convolution and dense weights and all activations in float16,
+BatchNorm parameters and statistics in float32 (MXNet's BatchNorm takes float16 data with
+float32 parameters), float32 master copies of the float16 weights in the optimizer (SGD
+with multi_precision) and scales the loss so small gradients survive in float16.
+"""
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+from mxnet.gluon import nn
+
+DTYPES = ("float32", "float16")
+# multi_all_finite reads at most 200 arrays per call (MultiAllFiniteKernelParam::N).
+FINITE_CHECK_CHUNK = 200
+
+
+def require_dtype_supported(dtype, contexts):
+    """Stop at once, with the reason, when `dtype` cannot train on `contexts`."""
+    if dtype not in DTYPES:
+        raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
+    cpus = [str(ctx) for ctx in contexts if ctx.device_type == "cpu"]
+    if dtype == "float16" and cpus:
+        raise ValueError(
+            f"float16 training needs GPUs, but the run uses {', '.join(cpus)}: MXNet 1.9.1 has "
+            "no float16 matrix multiply on the CPU (its convolutions fail with 'FP16 gemm on "
+            "cpu not implemented'). Train on the CPU with dtype float32, or give the run gpus."
+        )
+
+
+def parameter_dtypes(net, dtype):
+    """{parameter name: dtype} a network holds once cast to `dtype`: BatchNorm parameters
+    and running statistics stay float32, every other parameter takes `dtype`."""
+    batch_norm_params = set()
+
+    def collect(block):
+        if isinstance(block, nn.BatchNorm):
+            batch_norm_params.update(block.params.keys())
+
+    net.apply(collect)
+    return {
+        name: "float32" if name in batch_norm_params else np.dtype(dtype).name
+        for name in net.collect_params().keys()
+    }
+
+
+def cast_network(net, dtype):
+    """Cast the network to `dtype` as parameter_dtypes() describes and check the result.
+
+    Cast before hybridize() and the first forward. The input must then arrive in `dtype`
+    too (the input pipelines produce float16 for float16 training): activations follow it.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"network dtype must be one of {DTYPES}, not {dtype!r}")
+    expected = parameter_dtypes(net, dtype)
+    net.cast(dtype)  # Gluon's BatchNorm.cast keeps float32 when asked for float16
+    actual = {name: np.dtype(p.dtype).name for name, p in net.collect_params().items()}
+    wrong = {name: kind for name, kind in actual.items() if kind != expected[name]}
+    if wrong:
+        raise RuntimeError(f"casting to {dtype} left unexpected parameter dtypes: {wrong}")
+    return net
+
+
+def master_weight(trainer, param):
+    """The float32 master copy SGD(multi_precision=True) keeps of a float16 parameter, or
+    None (float32 parameter, or no update made yet: states are created at the first one)."""
+    # Trainer keeps one updater per device (update_on_kvstore=False); the first device's
+    # states hold the same values as the others'. A multi-precision state of a float16
+    # weight is (momentum, float32 weight).
+    if trainer._update_on_kvstore:
+        raise ValueError("master weights are read from a trainer with update_on_kvstore=False")
+    state = trainer._updaters[0].states.get(trainer._param2idx[param.name])
+    if np.dtype(param.dtype) == np.float16 and isinstance(state, tuple | list):
+        return state[1]
+    return None
+
+
+def float32_parameters(net, trainer=None):
+    """{name: float32 NDArray on the CPU} of every parameter: trainable ones from the
+    optimizer's master copy when `trainer` keeps one, else from the first device; BN
+    running statistics (which each device computes on its own share of the batch)
+    averaged over the devices."""
+    cpu = mx.cpu()
+    arrays = {}
+    for name, param in net.collect_params().items():
+        master = master_weight(trainer, param) if trainer is not None else None
+        if master is not None:
+            array = master.as_in_context(cpu)
+        elif param.grad_req == "null":
+            copies = [data.as_in_context(cpu).astype("float32") for data in param.list_data()]
+            array = mx.nd.add_n(*copies) / len(copies)
+        else:
+            array = param.list_data()[0].as_in_context(cpu)
+        arrays[name] = array.astype("float32")
+    return arrays
+
+
+def gradients_are_finite(params):
+    """True when no gradient of `params` (on their first device) holds inf or NaN.
+
+    One host synchronisation in all: every check accumulates into one flag on the device.
+    After Trainer.allreduce_grads() each device holds the sum over all devices, so an
+    overflow anywhere shows on the first device.
+    """
+    by_dtype = {}
+    for param in params:
+        if param.grad_req != "null":
+            grad = param.list_grad()[0]
+            by_dtype.setdefault(np.dtype(grad.dtype).name, []).append(grad)
+    if not by_dtype:
+        return True
+    first = next(iter(by_dtype.values()))[0]
+    with autograd.pause():
+        flag = mx.nd.ones((1,), ctx=first.context)
+        # The operator reads every input as the dtype of the first: one call per dtype.
+        for grads in by_dtype.values():
+            for start in range(0, len(grads), FINITE_CHECK_CHUNK):
+                chunk = grads[start : start + FINITE_CHECK_CHUNK]
+                mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False, out=flag)
+    return bool(flag.asscalar())
+
+
+def next_loss_scale(scale, clean_steps, finite, growth_interval, min_scale, max_scale):
+    """One decision of dynamic loss scaling: (scale, clean_steps) after a step whose
+    gradients were `finite` or not. An overflow halves the scale (not below min_scale)
+    and restarts the count; growth_interval clean steps in a row double it (up to max_scale)."""
+    if not finite:
+        return max(scale / 2, min_scale), 0
+    clean_steps += 1
+    if clean_steps >= growth_interval:
+        return min(scale * 2, max_scale), 0
+    return scale, clean_steps
+
+
+class LossScaler:
+    """The loss scale of a run. Static: a fixed scale, gradients never checked. Dynamic:
+    gradients checked every step, steps with overflow skipped, scale moved by
+    next_loss_scale(). state_dict() is JSON, for the training checkpoint."""
+
+    def __init__(
+        self,
+        scale=2.0**16,
+        dynamic=True,
+        growth_interval=2000,
+        min_scale=1.0,
+        max_scale=2.0**24,
+    ):
+        if scale <= 0:
+            raise ValueError(f"loss scale must be positive, not {scale!r}")
+        self.scale = float(scale)
+        self.dynamic = bool(dynamic)
+        self.growth_interval = int(growth_interval)
+        self.min_scale = float(min_scale)
+        self.max_scale = float(max_scale)
+        self.clean_steps = 0
+        self.skipped_steps = 0
+
+    def update(self, finite):
+        """Record whether the last step's gradients were finite (a dynamic scaler's step
+        with overflow is skipped); move the scale accordingly."""
+        if not self.dynamic:
+            return
+        if not finite:
+            self.skipped_steps += 1
+        self.scale, self.clean_steps = next_loss_scale(
+            self.scale,
+            self.clean_steps,
+            finite,
+            self.growth_interval,
+            self.min_scale,
+            self.max_scale,
+        )
+
+    def state_dict(self):
+        return {
+            "scale": self.scale,
+            "dynamic": self.dynamic,
+            "clean_steps": self.clean_steps,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, state):
+        if bool(state["dynamic"]) != self.dynamic:
+            raise ValueError(
+                f"saved loss scaler is {'dynamic' if state['dynamic'] else 'static'}, "
+                f"this run's is {'dynamic' if self.dynamic else 'static'}"
+            )
+        self.scale = float(state["scale"])
+        self.clean_steps = int(state["clean_steps"])
+        self.skipped_steps = int(state["skipped_steps"])
+
+
+def make_loss_scaler(loss_scale, dtype):
+    """The scaler for the setting training.loss_scale ("dynamic" or a number) and `dtype`.
+
+    float32 needs no scaling (its range holds every gradient), so it gets a static scale
+    of 1 and no per-step gradient check.
+    """
+    if dtype == "float32":
+        return LossScaler(scale=1.0, dynamic=False)
+    if loss_scale == "dynamic":
+        return LossScaler()
+    if isinstance(loss_scale, bool) or not isinstance(loss_scale, int | float) or loss_scale <= 0:
+        raise ValueError(
+            f'training.loss_scale must be "dynamic" or a positive number, not {loss_scale!r}'
+        )
+    return LossScaler(scale=loss_scale, dynamic=False)

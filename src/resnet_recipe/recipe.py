@@ -1,0 +1,223 @@
+"""The original recipe's learning rate schedule, optimizer and loss.
+
+Learning rate: lr_per_256 scaled linearly with the global batch, linear warmup from 0 over
+warmup_epochs updated every iteration, then either steps (x lr_factor after each epoch in
+lr_steps) or a cosine decay to 0 at the end of training. The warmup and steps follow
+MXNet's MultiFactorScheduler(warmup_mode="linear", warmup_begin_lr=0) as the original
+recipe used it, and the cosine MXNet's CosineScheduler: both see the update count, which
+for the 0-based iteration i is i + 1, so the first iteration already moves (base_lr / warmup
+iterations) and the last warmup iteration uses the full rate.
+
+Optimizer: SGD with momentum and weight decay on every parameter, float32 master weights
+for float16 (multi_precision), gradients summed over the devices and divided by the
+global batch (and by the loss scale).
+"""
+
+import math
+
+import mxnet as mx
+from mxnet import gluon
+
+from resnet_recipe.precision import DTYPES, gradients_are_finite
+
+SCHEDULES = ("step", "cosine")
+IMAGES_PER_LR = 256
+# Gluon names BatchNorm's parameters <block>gamma / <block>beta and dense biases <block>bias.
+NO_WD_SUFFIXES = ("_gamma", "_beta", "_bias")
+SETTINGS = (
+    "epochs",
+    "lr_per_256",
+    "warmup_epochs",
+    "lr_schedule",
+    "lr_steps",
+    "lr_factor",
+    "momentum",
+    "weight_decay",
+    "no_wd_on_bn_and_bias",
+)
+
+
+def scaled_learning_rate(lr_per_256, global_batch):
+    """The peak learning rate of a global batch: lr_per_256 scaled linearly."""
+    return lr_per_256 * global_batch / IMAGES_PER_LR
+
+
+def warmup_iterations(warmup_epochs, iterations_per_epoch):
+    return int(round(warmup_epochs * iterations_per_epoch))
+
+
+def learning_rate(
+    iteration, iterations_per_epoch, base_lr, warmup_epochs, schedule, steps, factor, epochs
+):
+    """Learning rate of the 0-based global `iteration` (epoch * iterations_per_epoch + batch).
+
+    step: base_lr * factor ** (epochs in `steps` already finished); cosine: from base_lr at
+    the end of warmup down to 0 at the last iteration of `epochs`.
+    """
+    update = iteration + 1  # what MXNet's optimizer counts when it makes this update
+    warmup = warmup_iterations(warmup_epochs, iterations_per_epoch)
+    if update < warmup:
+        return base_lr * update / warmup
+    if schedule == "step":
+        return base_lr * factor ** sum(update > step * iterations_per_epoch for step in steps)
+    if schedule == "cosine":
+        total = epochs * iterations_per_epoch
+        if update >= total:
+            return 0.0
+        return base_lr * (1 + math.cos(math.pi * (update - warmup) / (total - warmup))) / 2
+    raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+
+
+class IterationSchedule(mx.lr_scheduler.LRScheduler):
+    """learning_rate() of the global iteration, as an MXNet scheduler.
+
+    The optimizer's own update count leaves out steps skipped for loss-scale overflow, so
+    the schedule follows `iteration`, which set_iteration() sets before every update (on
+    resume too, whatever count the optimizer restored). It is part of the optimizer, so
+    Trainer.save_states/load_states carry it.
+    """
+
+    def __init__(
+        self, iterations_per_epoch, base_lr, warmup_epochs, schedule, steps, factor, epochs
+    ):
+        super().__init__(base_lr=base_lr)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+        if iterations_per_epoch < 1:
+            raise ValueError(f"iterations per epoch must be at least 1, not {iterations_per_epoch}")
+        if list(steps) != sorted(set(steps)):
+            raise ValueError(f"training.lr_steps must be increasing epochs, not {steps!r}")
+        self.iterations_per_epoch = iterations_per_epoch
+        self.warmup_epochs = warmup_epochs
+        self.schedule = schedule
+        self.steps = list(steps)
+        self.factor = factor
+        self.epochs = epochs
+        self.iteration = None
+        # (update count, iteration) of the newest update; later calls with the same count
+        # are other devices' updaters or someone reading trainer.learning_rate.
+        self._last_update = (0, None)
+
+    def __call__(self, num_update):
+        if self.iteration is None:
+            raise RuntimeError("call recipe.set_iteration(trainer, iteration) before each update")
+        counted, iteration_then = self._last_update
+        if num_update != counted:
+            if self.iteration == iteration_then:
+                # A new update at the previous update's iteration: set_iteration was skipped.
+                raise RuntimeError(
+                    f"update {num_update} would reuse the learning rate of iteration "
+                    f"{self.iteration}; call recipe.set_iteration(trainer, iteration) before "
+                    "each update"
+                )
+            self._last_update = (num_update, self.iteration)
+        return learning_rate(
+            self.iteration,
+            self.iterations_per_epoch,
+            self.base_lr,
+            self.warmup_epochs,
+            self.schedule,
+            self.steps,
+            self.factor,
+            self.epochs,
+        )
+
+
+def make_schedule(settings, global_batch, iterations_per_epoch):
+    """The IterationSchedule of one run's settings (the training.* keys of the config)."""
+    return IterationSchedule(
+        iterations_per_epoch,
+        scaled_learning_rate(settings["lr_per_256"], global_batch),
+        settings["warmup_epochs"],
+        settings["lr_schedule"],
+        settings["lr_steps"],
+        settings["lr_factor"],
+        settings["epochs"],
+    )
+
+
+def set_iteration(trainer, iteration):
+    """Make the trainer's next update use the learning rate of global `iteration`."""
+    schedule = trainer.optimizer.lr_scheduler
+    if not isinstance(schedule, IterationSchedule):
+        raise TypeError("the trainer was not built by recipe.make_trainer")
+    schedule.iteration = iteration
+
+
+def exempt_from_weight_decay(params):
+    """Set wd_mult 0 on BatchNorm gamma/beta and biases; return their names."""
+    names = [name for name in params if name.endswith(NO_WD_SUFFIXES)]
+    for name in names:
+        params[name].wd_mult = 0.0
+    return names
+
+
+def make_trainer(params, settings, global_batch, iterations_per_epoch, dtype, kvstore="device"):
+    """A Gluon Trainer running the recipe's SGD over `params` (net.collect_params()).
+
+    `settings` holds the training.* keys named in SETTINGS. Gradients are summed over the
+    devices by `kvstore` and applied by update_parameters(), which divides them by the
+    global batch; float16 gets float32 master weights and momentum.
+    """
+    missing = [key for key in SETTINGS if key not in settings]
+    if missing:
+        raise KeyError(f"training settings lack {missing}")
+    if dtype not in DTYPES:
+        raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
+    if settings["no_wd_on_bn_and_bias"]:
+        exempt_from_weight_decay(params)
+    schedule = make_schedule(settings, global_batch, iterations_per_epoch)
+    optimizer = mx.optimizer.SGD(
+        learning_rate=schedule.base_lr,
+        momentum=settings["momentum"],
+        wd=settings["weight_decay"],
+        multi_precision=dtype == "float16",
+        lr_scheduler=schedule,
+    )
+    # Updates on the workers, not in the kvstore: the gradients can then be checked for
+    # overflow between the all-reduce and the update, and the optimizer (master weights,
+    # lr schedule) lives in this process.
+    return gluon.Trainer(params, optimizer, kvstore=kvstore, update_on_kvstore=False)
+
+
+def update_parameters(trainer, iteration, global_batch, loss_scaler):
+    """One optimizer step after backward() of losses multiplied by loss_scaler.scale.
+
+    Sums the gradients over the devices; a dynamic scaler then checks them (one host
+    sync) and an overflow skips the update; the update uses the learning rate of global
+    `iteration` and divides the gradients by global_batch * scale. Returns whether the
+    parameters were updated.
+    """
+    set_iteration(trainer, iteration)
+    trainer.allreduce_grads()
+    # Trainer keeps no public list of its parameters; _params is the list it updates.
+    finite = not loss_scaler.dynamic or gradients_are_finite(trainer._params)
+    if finite:
+        trainer.update(global_batch * loss_scaler.scale)
+    loss_scaler.update(finite)
+    return finite
+
+
+class CrossEntropy(gluon.HybridBlock):
+    """Per-image softmax cross-entropy of logits against integer labels, in float32
+    (float16 logits are cast first). With label_smoothing eps the target puts
+    1 - eps + eps/classes on the label and eps/classes on every other class."""
+
+    def __init__(self, classes, label_smoothing=0.0):
+        super().__init__(prefix="loss_")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"training.label_smoothing must be in [0, 1), not {label_smoothing}")
+        self.classes = classes
+        self.label_smoothing = label_smoothing
+        with self.name_scope():
+            self.loss = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=label_smoothing == 0)
+
+    def hybrid_forward(self, F, logits, label):
+        logits = F.cast(logits, dtype="float32")
+        label = F.reshape(label, shape=(-1,))  # pipelines give (batch,) or (batch, 1)
+        if self.label_smoothing:
+            off = self.label_smoothing / self.classes
+            label = F.one_hot(
+                label, depth=self.classes, on_value=1 - self.label_smoothing + off, off_value=off
+            )
+        return self.loss(logits, label)

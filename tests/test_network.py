@@ -1,0 +1,188 @@
+"""The ResNet network: architecture, initialisation and checkpoints in MXNet's format."""
+
+import json
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from resnet_recipe import network
+
+TINY = (2, 3, 32, 32)
+
+
+def tiny_batch(seed=0):
+    return mx.nd.array(np.random.default_rng(seed).normal(size=TINY).astype("float32"))
+
+
+def initialized(depth=18, contexts=None, **options):
+    mx.random.seed(7)
+    return network.initialize(network.resnet(depth, **options), contexts or [mx.cpu()])
+
+
+def move_bn_statistics(net, x):
+    """A training step without update: MXNet moves BN running statistics in backward()."""
+    with autograd.record():
+        loss = net(x).sum()
+    loss.backward()
+
+
+def test_resnet50_for_1000_classes_has_25557032_trainable_parameters():
+    net = network.resnet(50, classes=1000)
+    assert network.trainable_parameter_count(net) == 25_557_032
+
+
+def test_parameter_names_are_stable_and_readable():
+    first = list(network.resnet(50).collect_params().keys())
+    second = list(network.resnet(50).collect_params().keys())
+    assert first == second
+    for name in [
+        "stem_conv_weight",
+        "stem_bn_gamma",
+        "stage1_block0_conv0_weight",
+        "stage2_block0_conv1_weight",
+        "stage2_block0_downsample_conv_weight",
+        "stage4_block2_bn2_running_var",
+        "fc_weight",
+        "fc_bias",
+    ]:
+        assert name in first
+
+
+@pytest.fixture(scope="module")
+def exported_resnet50_graphs(tmp_path_factory):
+    """{version: nodes by name} of the exported symbol JSON of ResNet-50 v1 and v1.5."""
+    graphs = {}
+    for version in network.VERSIONS:
+        prefix = str(tmp_path_factory.mktemp("export") / "model")
+        net = network.initialize(network.resnet(50, version=version, classes=10), [mx.cpu()])
+        symbol_path, _ = network.export_checkpoint(net, prefix, 0)
+        with open(symbol_path) as handle:
+            nodes = json.load(handle)["nodes"]
+        graphs[version] = {node["name"]: node for node in nodes}
+    return graphs
+
+
+@pytest.mark.parametrize(
+    ("version", "stride_1x1", "stride_3x3"),
+    [("1.5", "(1, 1)", "(2, 2)"), ("1", "(2, 2)", "(1, 1)")],
+)
+def test_exported_symbol_places_the_downsampling_stride_by_version(
+    exported_resnet50_graphs, version, stride_1x1, stride_3x3
+):
+    nodes = exported_resnet50_graphs[version]
+    for stage in (2, 3, 4):
+        first_1x1 = nodes[f"stage{stage}_block0_conv0_fwd"]["attrs"]
+        middle_3x3 = nodes[f"stage{stage}_block0_conv1_fwd"]["attrs"]
+        shortcut = nodes[f"stage{stage}_block0_downsample_conv_fwd"]["attrs"]
+        assert (first_1x1["kernel"], first_1x1["stride"]) == ("(1, 1)", stride_1x1)
+        assert (middle_3x3["kernel"], middle_3x3["stride"]) == ("(3, 3)", stride_3x3)
+        assert shortcut["stride"] == "(2, 2)"
+    # Stage 1 follows the max pool and keeps the resolution in every version.
+    for layer in ("conv0", "conv1", "downsample_conv"):
+        assert nodes[f"stage1_block0_{layer}_fwd"]["attrs"]["stride"] == "(1, 1)"
+
+
+@pytest.mark.parametrize("depth", [18, 34, 101, 152])
+def test_every_depth_builds_and_runs_a_forward_pass(depth):
+    net = initialized(depth, classes=7)
+    out = net(tiny_batch())
+    assert out.shape == (TINY[0], 7)
+    assert np.isfinite(out.asnumpy()).all()
+    body = "conv1" if depth < 50 else "conv2"
+    assert f"stage4_block0_{body}_weight" in net.collect_params().keys()
+
+
+def test_bad_architecture_settings_name_the_config_key():
+    with pytest.raises(ValueError, match="network.depth"):
+        network.resnet(20)
+    with pytest.raises(ValueError, match="network.version"):
+        network.resnet(50, version="2")
+
+
+@pytest.mark.parametrize(("depth", "last_bn"), [(18, "bn1"), (50, "bn2")])
+def test_zero_init_last_gamma_zeroes_the_last_bn_of_every_residual_block(depth, last_bn):
+    params = initialized(depth, zero_init_last_gamma=True).collect_params()
+    gammas = {name: p.data().asnumpy() for name, p in params.items() if name.endswith("gamma")}
+    zeroed = {name for name in gammas if name.endswith(f"_{last_bn}_gamma")}
+    blocks = sum(network.BLOCKS_PER_STAGE[depth])
+    assert len(zeroed) == blocks
+    for name, gamma in gammas.items():
+        assert (gamma == (0.0 if name in zeroed else 1.0)).all(), name
+
+    default = initialized(depth).collect_params()
+    for name, p in default.items():
+        if name.endswith("gamma"):
+            assert (p.data().asnumpy() == 1.0).all(), name
+
+
+def test_weights_are_he_normal_and_bn_beta_and_biases_zero():
+    params = initialized(18).collect_params()
+    conv = params["stage4_block0_conv1_weight"].data().asnumpy()  # 512 x 512 x 3 x 3
+    fan_in = 512 * 3 * 3
+    assert abs(conv.mean()) < 1e-3
+    assert conv.std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)
+    fc = params["fc_weight"].data().asnumpy()
+    assert fc.std() == pytest.approx(math.sqrt(2 / 512), rel=0.05)
+    assert (params["fc_bias"].data().asnumpy() == 0).all()
+    assert (params["stem_bn_beta"].data().asnumpy() == 0).all()
+
+
+def test_checkpoint_loads_with_load_checkpoint_and_symbolblock_with_equal_outputs(tmp_path):
+    net = initialized(18, classes=5)
+    move_bn_statistics(net, tiny_batch(1))
+    x = tiny_batch(2)
+    expected = net(x).asnumpy()
+    prefix = str(tmp_path / "model")
+    symbol_path, params_path = network.export_checkpoint(net, prefix, 12)
+    assert (symbol_path, params_path) == (f"{prefix}-symbol.json", f"{prefix}-0012.params")
+
+    symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, 12)
+    assert symbol.list_arguments()[0] == "data"
+    assert np.abs(aux_params["stem_bn_running_mean"].asnumpy()).sum() > 0
+    assert {a.dtype for a in [*arg_params.values(), *aux_params.values()]} == {np.float32}
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[("data", TINY)], for_training=False)
+    module.set_params(arg_params, aux_params)
+    module.forward(mx.io.DataBatch([x]), is_train=False)
+
+    imported = gluon.SymbolBlock.imports(symbol_path, ["data"], params_path, ctx=mx.cpu())
+    loaded = network.load_for_inference(prefix, 12, [mx.cpu()])
+    for outputs in (module.get_outputs()[0], imported(x), loaded(x)):
+        np.testing.assert_allclose(outputs.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_export_averages_bn_statistics_over_devices(tmp_path):
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    net = initialized(18, contexts=contexts, classes=5)
+    for ctx, seed in zip(contexts, (1, 2), strict=True):
+        move_bn_statistics(net, tiny_batch(seed).as_in_context(ctx))
+    prefix = str(tmp_path / "model")
+    network.export_checkpoint(net, prefix, 1)
+    _, arg_params, aux_params = mx.model.load_checkpoint(prefix, 1)
+    params = net.collect_params()
+    mean_0, mean_1 = (a.asnumpy() for a in params["stem_bn_running_mean"].list_data())
+    assert not np.allclose(mean_0, mean_1)
+    np.testing.assert_allclose(
+        aux_params["stem_bn_running_mean"].asnumpy(), (mean_0 + mean_1) / 2, rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        arg_params["stem_conv_weight"].asnumpy(), params["stem_conv_weight"].data().asnumpy()
+    )
+
+
+def test_exported_symbol_takes_the_dtype_of_its_input():
+    net = initialized(18, classes=5)
+    net(tiny_batch())  # a float32 trace stamps float32 on every weight variable
+    net.cast("float16")
+    symbol = network.inference_symbol(net)
+    for dtype in ("float16", "float32"):
+        arg_types, _, aux_types = symbol.infer_type(data=dtype)
+        types = dict(zip(symbol.list_arguments(), arg_types, strict=True))
+        types.update(zip(symbol.list_auxiliary_states(), aux_types, strict=True))
+        assert types["stem_conv_weight"] == np.dtype(dtype)
+        assert types["fc_weight"] == np.dtype(dtype)
+        assert types["stem_bn_gamma"] == np.float32
+        assert types["stage1_block0_bn0_running_var"] == np.float32
