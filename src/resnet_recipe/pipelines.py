@@ -1,0 +1,333 @@
+"""Input pipelines: DALI training and validation pipelines over .rec/.idx, and synthetic data.
+
+The training loop, scoring and the benchmarks all read batches the same way:
+
+    train = train_batches(rec, idx, contexts, batch_per_device, settings, dtype, seed)
+    for epoch in range(epochs):
+        for device_batches in train:          # one `for` is one epoch of train.iterations
+            for ctx_batch in device_batches:  # one DeviceBatch per context, in context order
+                ctx_batch.data, ctx_batch.label, ctx_batch.valid
+
+`settings` is the config's `input` section. One DALI pipeline per context reads its own shard
+of the records. On a GPU context the backend decides where JPEGs are decoded (`dali-gpu`:
+nvJPEG, "mixed"; `dali-cpu`: host threads); the rest of the work and the outputs are on that
+GPU. On a CPU context everything runs on the host whatever the backend, which is what lets a
+GPU configuration run, and be tested, on a machine without a GPU. `synthetic` yields fixed
+random tensors that live on each device, for benchmarks.
+"""
+
+import os
+from typing import NamedTuple
+
+import mxnet as mx
+import numpy as np
+from nvidia.dali import Pipeline, fn, types
+from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
+
+BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
+DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
+# Batches DALI prepares ahead of the consumer (the original recipe's pipelines use 3):
+# enough to absorb a slow batch without holding many full-size batches in device memory.
+PREFETCH_DEPTH = 3
+READER = "Reader"
+
+
+class DeviceBatch(NamedTuple):
+    """One context's share of an iteration.
+
+    data: NCHW images (float32 or float16); label: float32 class ids, shape (batch,);
+    valid: how many leading samples are real images. Always the full batch in training; in
+    validation the rest of the last batch of a shard is padding and must not be scored.
+    """
+
+    data: mx.nd.NDArray
+    label: mx.nd.NDArray
+    valid: int
+
+
+class Placement(NamedTuple):
+    """Where one context's pipeline decodes (`cpu`|`mixed`) and computes its outputs."""
+
+    decoder: str
+    output: str
+    device_id: int | None
+
+
+class Batches:
+    """Iterable of epochs: each `for` over it yields `iterations` lists of DeviceBatch.
+
+    Epochs follow each other without a reset call: when the underlying DALI epoch ends,
+    the next one starts. A consumer that stops early simply continues where it stopped at
+    the next `for` (benchmarks rely on this).
+    """
+
+    def __init__(self, next_batch, iterations, contexts, batch_per_device):
+        self._next_batch = next_batch
+        self.iterations = iterations
+        self.contexts = list(contexts)
+        self.batch_per_device = batch_per_device
+
+    def __len__(self):
+        return self.iterations
+
+    def __iter__(self):
+        for _ in range(self.iterations):
+            yield self._next_batch()
+
+
+def train_batches(
+    rec,
+    idx,
+    contexts,
+    batch_per_device,
+    settings,
+    dtype="float32",
+    seed=0,
+    *,
+    iterations=None,
+    num_classes=None,
+):
+    """Augmented training batches from rec/idx, sharded over the contexts.
+
+    An epoch is records // (batch_per_device * len(contexts)) iterations: every iteration is
+    a full batch on every device, and the few images left over are different ones each epoch
+    because the reader reshuffles. (The original recipe rounds up instead and fills the last
+    batch from the next epoch: one iteration more at most.) `iterations` overrides the epoch
+    length (benchmarks). `num_classes` is needed only by the synthetic backend, for labels.
+    """
+    return _batches(
+        "train",
+        rec,
+        idx,
+        contexts,
+        batch_per_device,
+        settings,
+        dtype,
+        seed,
+        iterations,
+        num_classes,
+    )
+
+
+def val_batches(
+    rec,
+    idx,
+    contexts,
+    batch_per_device,
+    settings,
+    dtype="float32",
+    *,
+    iterations=None,
+    num_classes=None,
+):
+    """Validation batches: every record exactly once per epoch over all contexts.
+
+    Each context reads a fixed shard in file order; the last batch of a shard is padded and
+    DeviceBatch.valid says how many of its samples are real (possibly 0).
+    """
+    return _batches(
+        "val", rec, idx, contexts, batch_per_device, settings, dtype, 0, iterations, num_classes
+    )
+
+
+def _batches(
+    kind, rec, idx, contexts, batch_per_device, settings, dtype, seed, iterations, num_classes
+):
+    _check_settings(settings, dtype)
+    contexts = list(contexts)
+    records = count_records(rec, idx)
+    if settings["backend"] == "synthetic":
+        if num_classes is None:
+            raise ValueError("input.backend synthetic needs num_classes to draw labels")
+        if iterations is None:
+            # Without an explicit length, a synthetic epoch is a training epoch's length.
+            _check_enough_records("train", rec, records, batch_per_device, len(contexts))
+        next_batch = _synthetic_source(
+            contexts, batch_per_device, settings, dtype, seed, num_classes
+        )
+        epoch = records // (batch_per_device * len(contexts))
+    else:
+        _check_enough_records(kind, rec, records, batch_per_device, len(contexts))
+        iterator = _dali_iterator(kind, rec, idx, contexts, batch_per_device, settings, dtype, seed)
+        next_batch = _dali_source(iterator, contexts)
+        epoch = len(iterator)
+    return Batches(next_batch, iterations or epoch, contexts, batch_per_device)
+
+
+def count_records(rec, idx):
+    """Number of records in a .rec/.idx pair (lines of the index); clear error if missing."""
+    for path, what in ((rec, "record file (.rec)"), (idx, "record index (.idx)")):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: {what} not found")
+    with open(idx) as lines:
+        return sum(1 for line in lines if line.strip())
+
+
+def _check_settings(settings, dtype):
+    if settings["backend"] not in BACKENDS:
+        raise ValueError(f"input.backend is {settings['backend']!r}, expected one of {BACKENDS}")
+    if dtype not in DALI_DTYPES:
+        raise ValueError(f"dtype is {dtype!r}, expected one of {tuple(DALI_DTYPES)}")
+    if settings["val_resize"] < settings["image_size"]:
+        raise ValueError(
+            f"input.val_resize ({settings['val_resize']}) is smaller than input.image_size "
+            f"({settings['image_size']}): the evaluation crop is cut from the resized image"
+        )
+    for low, high in (
+        ("min_random_area", "max_random_area"),
+        ("min_aspect_ratio", "max_aspect_ratio"),
+    ):
+        if settings[low] > settings[high]:
+            raise ValueError(
+                f"input.{low} ({settings[low]}) exceeds input.{high} ({settings[high]})"
+            )
+
+
+def _check_enough_records(kind, rec, records, batch_per_device, devices):
+    if kind == "train" and records < batch_per_device * devices:
+        raise ValueError(
+            f"{rec}: {records} records, fewer than one global batch "
+            f"({batch_per_device} per device x {devices} devices)"
+        )
+    if kind == "val" and records < devices:
+        raise ValueError(f"{rec}: {records} records, fewer than the {devices} devices sharing it")
+
+
+def placement(backend, context):
+    """Decoder device, output device and DALI device_id of one context's pipeline."""
+    if context.device_type == "cpu":
+        return Placement("cpu", "cpu", None)
+    return Placement("mixed" if backend == "dali-gpu" else "cpu", "gpu", context.device_id)
+
+
+def dali_pipeline(kind, rec, idx, context, shard_id, num_shards, batch_size, settings, dtype, seed):
+    """The unbuilt DALI pipeline of one context: shard `shard_id` of `num_shards`."""
+    where = placement(settings["backend"], context)
+    pipe = Pipeline(
+        batch_size=batch_size,
+        num_threads=settings["dali_threads"],
+        device_id=where.device_id,
+        # Different augmentation per shard; the same per shard for the same seed.
+        seed=seed + shard_id,
+        prefetch_queue_depth=PREFETCH_DEPTH,
+    )
+    training = kind == "train"
+    with pipe:
+        jpegs, labels = fn.readers.mxnet(
+            path=[rec],
+            index_path=[idx],
+            shard_id=shard_id,
+            num_shards=num_shards,
+            random_shuffle=training,
+            # Validation: each pipeline keeps its shard and pads its last batch by repeating
+            # the last sample, so every record is read once per epoch and the iterator can
+            # tell padding apart. Training moves to the next shard every epoch, as DALI
+            # does by default, for more variety per device.
+            pad_last_batch=not training,
+            stick_to_shard=not training,
+            name=READER,
+        )
+        pipe.set_outputs(*image_graph(kind, jpegs, labels, where, settings, dtype))
+    return pipe
+
+
+def image_graph(kind, jpegs, labels, where, settings, dtype):
+    """DALI graph from JPEG bytes and labels to normalized NCHW images and labels.
+
+    Training: random-area, random-aspect crop fused into decoding, resize to image_size,
+    random horizontal flip. Validation: decode, resize the shorter side to val_resize,
+    center crop image_size. Both normalize with mean/std (0-255 units) into `dtype`.
+    """
+    size = settings["image_size"]
+    if kind == "train":
+        images = fn.decoders.image_random_crop(
+            jpegs,
+            device=where.decoder,
+            output_type=types.RGB,
+            random_area=[settings["min_random_area"], settings["max_random_area"]],
+            random_aspect_ratio=[settings["min_aspect_ratio"], settings["max_aspect_ratio"]],
+        )
+        images = fn.resize(images, resize_x=size, resize_y=size)
+        mirror = fn.random.coin_flip(probability=0.5)
+    else:
+        images = fn.decoders.image(jpegs, device=where.decoder, output_type=types.RGB)
+        images = fn.resize(images, resize_shorter=settings["val_resize"])
+        mirror = 0
+    if where.output == "gpu" and images.device == "cpu":
+        # Host-decoded images cross to the GPU as uint8, a quarter of the float32 bytes.
+        images = images.gpu()
+    if where.output == "gpu":
+        labels = labels.gpu()
+    images = fn.crop_mirror_normalize(
+        images,
+        dtype=DALI_DTYPES[dtype],
+        output_layout="CHW",
+        crop=(size, size),
+        mean=list(settings["mean"]),
+        std=list(settings["std"]),
+        mirror=mirror,
+    )
+    return images, labels
+
+
+def _dali_iterator(kind, rec, idx, contexts, batch_per_device, settings, dtype, seed):
+    pipes = [
+        dali_pipeline(
+            kind, rec, idx, context, shard, len(contexts), batch_per_device, settings, dtype, seed
+        )
+        for shard, context in enumerate(contexts)
+    ]
+    # DROP: training iterations are always full batches; PARTIAL: validation batches carry
+    # `pad`, the number of padding samples at their end.
+    policy = LastBatchPolicy.DROP if kind == "train" else LastBatchPolicy.PARTIAL
+    return DALIGenericIterator(
+        pipes,
+        [("data", DALIGenericIterator.DATA_TAG), ("label", DALIGenericIterator.LABEL_TAG)],
+        reader_name=READER,
+        last_batch_policy=policy,
+    )
+
+
+def _dali_source(iterator, contexts):
+    """Next-batch function over a DALI iterator that runs epoch after epoch."""
+
+    def next_batch():
+        try:
+            device_batches = iterator.next()
+        except StopIteration:
+            iterator.reset()
+            device_batches = iterator.next()
+        # The MXNet plugin puts host outputs on cpu(0) and GPU outputs on gpu(device_id);
+        # as_in_context is a no-op then, and an engine-queued copy for the other CPU
+        # contexts that tests use to exercise the multi-device path.
+        return [
+            DeviceBatch(
+                batch.data[0].as_in_context(context),
+                batch.label[0].as_in_context(context),
+                batch.data[0].shape[0] - int(batch.pad),
+            )
+            for batch, context in zip(device_batches, contexts, strict=True)
+        ]
+
+    return next_batch
+
+
+def _synthetic_source(contexts, batch_per_device, settings, dtype, seed, num_classes):
+    """Next-batch function returning the same random batches, made once on each device.
+
+    Drawn with numpy from `seed` and copied to each device once, so the data is
+    reproducible without touching MXNet's global random state.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (batch_per_device, 3, settings["image_size"], settings["image_size"])
+    batches = [
+        DeviceBatch(
+            mx.nd.array(rng.standard_normal(shape, dtype=np.float32), ctx=context, dtype=dtype),
+            mx.nd.array(
+                rng.integers(0, num_classes, batch_per_device), ctx=context, dtype="float32"
+            ),
+            batch_per_device,
+        )
+        for context in contexts
+    ]
+    return lambda: list(batches)
