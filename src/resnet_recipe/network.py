@@ -17,6 +17,8 @@ from resnet_recipe.atomic_files import atomic_open, atomic_path
 from resnet_recipe.precision import float32_parameters
 
 VERSIONS = ("1", "1.5")
+# The original recipe's network (the config's `network` section defaults to these).
+DEFAULT_SETTINGS = {"depth": 50, "version": "1.5", "zero_init_last_gamma": False}
 # Residual blocks per stage; 18 and 34 use basic blocks, the deeper ones bottlenecks.
 BLOCKS_PER_STAGE = {
     18: (2, 2, 2, 2),

@@ -25,6 +25,19 @@ from nvidia.dali import Pipeline, fn, types
 from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
 
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
+# The original recipe's input settings (the config's `input` section defaults to these).
+DEFAULT_SETTINGS = {
+    "backend": "dali-gpu",
+    "image_size": 224,
+    "val_resize": 256,
+    "min_random_area": 0.05,
+    "max_random_area": 1.0,
+    "min_aspect_ratio": 0.75,
+    "max_aspect_ratio": 1.3333333,
+    "mean": [123.68, 116.28, 103.53],
+    "std": [58.395, 57.12, 57.375],
+    "dali_threads": 3,
+}
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 # Batches DALI prepares ahead of the consumer (the original recipe's pipelines use 3):
 # enough to absorb a slow batch without holding many full-size batches in device memory.

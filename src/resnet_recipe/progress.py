@@ -64,3 +64,14 @@ class Progress:
     def finish(self, **values):
         self.update(0, force=True, **values)
         return self.clock() - self.start
+
+
+def run_logged(log_path, function, /, **kwargs):
+    """Call a stage function with the package's log going to log_path; a failure's
+    traceback is written there too, so the stage log alone tells what went wrong."""
+    setup_logging(log_path)
+    try:
+        return function(**kwargs)
+    except BaseException:
+        logging.getLogger(function.__module__).exception("%s failed", function.__name__)
+        raise

@@ -1,0 +1,200 @@
+"""The training loop on tiny data: outputs, multi-device, float16 on CPU, checkpoints."""
+
+import json
+import logging
+
+import mxnet as mx
+import numpy
+import pytest
+
+from resnet_recipe import checkpoints, network, pipelines, recipe, training
+
+TINY_NETWORK = {"depth": 18, "version": "1.5", "zero_init_last_gamma": True}
+TINY_PIPELINE = {
+    **pipelines.DEFAULT_SETTINGS,
+    "backend": "dali-cpu",
+    "image_size": 16,
+    "val_resize": 18,
+    "min_random_area": 0.5,
+    "dali_threads": 1,
+}
+TINY_SETTINGS = {
+    "gpus": 0,
+    "batch_per_device": 8,
+    "dtype": "float32",
+    "epochs": 3,
+    "lr_per_256": 1.6,
+    "warmup_epochs": 1,
+    "lr_steps": [2],
+    "log_interval": 2,
+}
+LABELS = [index % 3 for index in range(48)]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(make_tiny_rec, tmp_path_factory):
+    """Train and val records of three solid colours (val: 19 images, not a multiple of 8)."""
+    train = make_tiny_rec("train_colours", LABELS, noise=8)
+    val = make_tiny_rec("val_colours", LABELS[:19], noise=8)
+    classes = tmp_path_factory.mktemp("classes") / "classes.tsv"
+    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
+    return {
+        "train_rec": train.rec,
+        "train_idx": train.idx,
+        "val_rec": val.rec,
+        "val_idx": val.idx,
+        "classes_tsv": str(classes),
+    }
+
+
+def run_training(tiny_data, tmp_path, **settings):
+    out = tmp_path / "run"
+    training.train(
+        **tiny_data,
+        out_dir=str(out),
+        state_root=str(tmp_path / "state"),
+        settings={**TINY_SETTINGS, **settings},
+        network_settings=TINY_NETWORK,
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(tmp_path / "locks"),
+        run="tiny",
+    )
+    return out
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_run_learns_and_writes_loadable_outputs(tiny_data, tmp_path):
+    out = run_training(tiny_data, tmp_path)
+    metrics = read_metrics(out)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    assert metrics[-1]["val_top1"] > 0.9  # three solid colours are easy
+    report = json.loads((out / "report.json").read_text())
+    assert report["epochs"] == 3 and report["global_batch"] == 8
+    assert report["val_top1"] == metrics[-1]["val_top1"]
+    symbol, args, aux = mx.model.load_checkpoint(str(out / "model"), 3)
+    assert "fc_weight" in args and args["fc_weight"].dtype == numpy.float32
+    assert any(name.endswith("running_mean") for name in aux)
+
+
+def test_two_cpu_contexts_share_the_global_batch(tiny_data, tmp_path):
+    out = run_training(tiny_data, tmp_path, cpu_contexts=2, epochs=1, batch_per_device=4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["devices"] == ["cpu(0)", "cpu(1)"]
+    assert report["global_batch"] == 8
+    assert len(read_metrics(out)) == 1
+
+
+def test_float16_on_cpu_stops_at_once_with_a_clear_message(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="float16 training needs GPUs"):
+        run_training(tiny_data, tmp_path, dtype="float16")
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_counts_every_image_once_without_padding(tiny_data):
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    net = network.initialize(network.resnet(18, "1.5", 3), contexts)
+    val = pipelines.val_batches(
+        tiny_data["val_rec"], tiny_data["val_idx"], contexts, 4, TINY_PIPELINE
+    )
+    seen = []
+
+    class CountingNet:
+        def __call__(self, data):
+            seen.append(data.shape[0])
+            return net(data)
+
+    metrics = training.evaluate(CountingNet(), val, classes=3)
+    # top-1 is a fraction of exactly 19 images: k/19 for some whole k.
+    assert round(metrics["top1"] * 19, 6) == int(round(metrics["top1"] * 19))
+    assert metrics["top5"] == 1.0  # three classes: always in the top three
+
+
+def test_a_rerun_resumes_after_the_newest_checkpoint(tiny_data, tmp_path, monkeypatch, caplog):
+    def crash_after_first_epoch(state_dir, epoch, *args, **kwargs):
+        original_save(state_dir, epoch, *args, **kwargs)
+        if epoch == 1:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+    original_save = checkpoints.save_epoch
+    monkeypatch.setattr(checkpoints, "save_epoch", crash_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_data, tmp_path)
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(checkpoints, "save_epoch", original_save)
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        out = run_training(tiny_data, tmp_path)
+    assert "resuming after epoch 1" in caplog.text
+    assert [m["epoch"] for m in read_metrics(out)] == [1, 2, 3]
+
+
+def test_a_changed_setting_starts_afresh(tiny_data, tmp_path, caplog):
+    run_training(tiny_data, tmp_path, epochs=1)
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        run_training(tiny_data, tmp_path, epochs=1, lr_per_256=0.8)
+    assert "resuming" not in caplog.text
+    assert len(list((tmp_path / "state").iterdir())) == 2  # one state folder per setting
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        run_training(tiny_data, tmp_path, epochs=1, lr_per_256=0.8, log_interval=1)
+    assert "resuming after epoch 1" in caplog.text  # the log interval changes no result
+
+
+def test_checkpoint_restores_momentum_and_schedule(tmp_path):
+    contexts = [mx.cpu(0)]
+    settings = {**training.DEFAULT_SETTINGS, "warmup_epochs": 0}
+
+    def build():
+        mx.random.seed(3)
+        net = network.initialize(network.resnet(18, "1.5", 3), contexts)
+        trainer = recipe.make_trainer(net.collect_params(), settings, 4, 10, "float32")
+        return net, trainer
+
+    net, trainer = build()
+    data = mx.nd.random.uniform(shape=(4, 3, 16, 16))
+    label = mx.nd.array([0, 1, 2, 0])
+    loss = recipe.CrossEntropy(3)
+    scaler = training.precision.make_loss_scaler("dynamic", "float32")
+    for iteration in range(3):
+        with mx.autograd.record():
+            value = loss(net(data), label)
+        value.backward()
+        recipe.update_parameters(trainer, iteration, 4, scaler)
+    checkpoints.save_epoch(str(tmp_path), 1, net, trainer, {"note": "x"})
+
+    restored_net, restored_trainer = build()
+    state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
+    assert state == {"note": "x", "epoch": 1}
+    states = trainer._updaters[0].states
+    restored = restored_trainer._updaters[0].states
+    assert states.keys() == restored.keys()
+    for key in states:
+        assert (states[key].asnumpy() == restored[key].asnumpy()).all()
+    for name, param in net.collect_params().items():
+        other = restored_net.collect_params()[name]
+        assert (param.data().asnumpy() == other.data().asnumpy()).all()
+    assert restored_trainer.optimizer.num_update == trainer.optimizer.num_update
+
+
+def test_schema_defaults_are_the_recipe(tmp_path):
+    import yaml
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training_defaults = {
+        key: value["default"]
+        for key, value in schema["properties"]["training"]["properties"]["defaults"][
+            "properties"
+        ].items()
+    }
+    assert training_defaults == training.DEFAULT_SETTINGS
+
+    def defaults(section):
+        properties = schema["properties"][section]["properties"]
+        return {key: value["default"] for key, value in properties.items()}
+
+    assert defaults("input") == pipelines.DEFAULT_SETTINGS
+    assert defaults("network") == network.DEFAULT_SETTINGS
