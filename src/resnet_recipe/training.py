@@ -245,19 +245,10 @@ class TrainingLoop:
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
         interval = self.settings["log_interval"]
         started = last_log = time.monotonic()
+        last_logged_batch = 0
         lr = None
         for batch_index, device_batches in enumerate(train_data, 1):
-            iteration = first_iteration + batch_index - 1
-            scale = self.loss_scaler.scale
-            with autograd.record():
-                outputs = [self.net(batch.data) for batch in device_batches]
-                losses = [
-                    self.loss(output, batch.label)
-                    for output, batch in zip(outputs, device_batches, strict=True)
-                ]
-                scaled = [loss * scale for loss in losses] if scale != 1 else losses
-            autograd.backward(scaled)
-            recipe.update_parameters(self.trainer, iteration, self.global_batch, self.loss_scaler)
+            outputs, losses = self.step(device_batches, first_iteration + batch_index - 1)
             lr = self.trainer.learning_rate
             for i, (output, loss, batch) in enumerate(
                 zip(outputs, losses, device_batches, strict=True)
@@ -268,8 +259,9 @@ class TrainingLoop:
                 now = time.monotonic()
                 images = batch_index * self.global_batch
                 seen_loss = sum(value.asscalar() for value in loss_sum) / images
-                rate = interval * self.global_batch / max(now - last_log, 1e-9)
-                last_log = now
+                batches = batch_index - last_logged_batch
+                rate = batches * self.global_batch / max(now - last_log, 1e-9)
+                last_log, last_logged_batch = now, batch_index
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
         images = self.iterations_per_epoch * self.global_batch
         return {
@@ -278,6 +270,22 @@ class TrainingLoop:
             "lr": lr,
             "loss_scale": self.loss_scaler.scale,
         }
+
+    def step(self, device_batches, iteration):
+        """Forward and backward on every device, then one optimizer update at the learning
+        rate of global `iteration`. Returns the per-device outputs and per-image losses,
+        still being computed (nothing here waits for the devices)."""
+        scale = self.loss_scaler.scale
+        with autograd.record():
+            outputs = [self.net(batch.data) for batch in device_batches]
+            losses = [
+                self.loss(output, batch.label)
+                for output, batch in zip(outputs, device_batches, strict=True)
+            ]
+            scaled = [loss * scale for loss in losses] if scale != 1 else losses
+        autograd.backward(scaled)
+        recipe.update_parameters(self.trainer, iteration, self.global_batch, self.loss_scaler)
+        return outputs, losses
 
     def log_progress(self, batch_index, rate, loss, lr, seconds):
         per_batch = seconds / batch_index
