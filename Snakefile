@@ -15,7 +15,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+wildcard_constraints:
+    split="train|val",
+    run="|".join(TRAIN_RUNS) or "no-runs-configured",
+    dtype="float16|float32",
+    gpus=r"\d+",
+    batch=r"\d+",
+
+
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -1,20 +1,24 @@
-# Helpers shared by the rule files: config lookups, target lists and rerun triggers.
+# Helpers shared by the rule files (config lookups, target lists, rerun triggers).
 import functools
+import os
+import sys
+
+# The workflow runs the resnet_recipe package of this checkout, in this process and in
+# every job (also in a conda environment made from workflow/envs/, which holds only the
+# package's dependencies).
+PACKAGE_DIR = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, PACKAGE_DIR)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")])
+    )
+)
 
 from resnet_recipe.listing import class_folders, tree_fingerprint
 
 RAW_DIR = config["data"]["raw_dir"]
 SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
-DTYPE_PATTERN = "float16|float32"
-
-
-wildcard_constraints:
-    split="train|val",
-    run="|".join(TRAIN_RUNS) or "no-runs-configured",
-    dtype=DTYPE_PATTERN,
-    gpus=r"\d+",
-    batch=r"\d+",
 
 
 def get_run_settings(run):
@@ -33,7 +37,8 @@ def get_score_gpus(wildcards):
 
 def get_class_folders():
     """Class folder names of the raw train split: a new or renamed class reruns the
-    label mapping. A demo tree is the output of a rule and tracked by Snakemake itself."""
+    label mapping. A demo tree is the output of a rule and tracked by Snakemake itself.
+    """
     if config["data"]["demo"]:
         return "demo tree, tracked as a rule output"
     return class_folders(f"{RAW_DIR}/train")

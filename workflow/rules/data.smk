@@ -9,6 +9,8 @@ if config["data"]["demo"]:
             val=directory(f"{RAW_DIR}/val"),
         log:
             "logs/demo_dataset.log",
+        conda:
+            "../envs/resnet-recipe.yaml"
         script:
             "../scripts/demo_dataset.py"
 
@@ -18,10 +20,12 @@ rule make_classes:
         train=f"{RAW_DIR}/train",
     output:
         classes="results/lists/classes.tsv",
-    params:
-        class_folders=lambda wildcards: get_class_folders(),
     log:
         "logs/lists/classes.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    params:
+        class_folders=lambda wildcards: get_class_folders(),
     script:
         "../scripts/make_classes.py"
 
@@ -37,11 +41,13 @@ rule make_list:
         ),
     output:
         lst="results/lists/{split}.lst",
+    log:
+        "logs/lists/{split}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
     params:
         raw_fingerprint=lambda wildcards: get_raw_fingerprint(wildcards.split),
         seed=config["data"]["list_seed"],
-    log:
-        "logs/lists/{split}.log",
     script:
         "../scripts/make_list.py"
 
@@ -54,10 +60,12 @@ rule pack_records:
         rec="results/records/{split}.rec",
         idx="results/records/{split}.idx",
         rejected="results/records/{split}.rejected.tsv",
-    params:
-        max_rejected_fraction=config["data"]["max_rejected_fraction"],
-    threads: config["data"]["pack_threads"]
     log:
         "logs/records/{split}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    threads: config["data"]["pack_threads"]
+    params:
+        max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/pack_records.py"

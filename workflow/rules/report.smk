@@ -76,5 +76,7 @@ rule report:
         ),
     log:
         "logs/report.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
     script:
         "../scripts/report.py"

@@ -10,6 +10,13 @@ rule train:
         classes="results/lists/classes.tsv",
     output:
         model=directory("results/train/{run}"),
+    log:
+        "logs/train/{run}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    threads: 2
+    resources:
+        gpu=get_run_gpus,
     params:
         settings=lambda wildcards: get_run_settings(wildcards.run),
         network=config["network"],
@@ -17,10 +24,5 @@ rule train:
         lock_dir=config["devices"]["lock_dir"],
         # Resumable per-epoch state; not an output, so a failed job keeps it.
         state_dir=lambda wildcards: f"results/checkpoints/{wildcards.run}",
-    resources:
-        gpu=get_run_gpus,
-    threads: 2
-    log:
-        "logs/train/{run}.log",
     script:
         "../scripts/train.py"
