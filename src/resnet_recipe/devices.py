@@ -1,0 +1,233 @@
+"""Which devices a stage runs on: GPU discovery without CUDA, disjoint GPUs for jobs that
+run at the same time (one flock-ed lock file per GPU), MXNet contexts, machine facts."""
+
+import contextlib
+import fcntl
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from importlib import metadata
+
+log = logging.getLogger(__name__)
+
+# One folder per GPU the NVIDIA driver knows; reading it never initialises CUDA.
+NVIDIA_PROC_GPUS = "/proc/driver/nvidia/gpus"
+
+# Distributions whose versions go into result files; the first installed name of each
+# entry is reported (MXNet and DALI come in CUDA flavours with different names).
+VERSIONED_PACKAGES = {
+    "mxnet": ("mxnet", "mxnet-cu102", "mxnet-cu112"),
+    "nvidia-dali": ("nvidia-dali-cuda110", "nvidia-dali-cuda120", "nvidia-dali"),
+    "numpy": ("numpy",),
+}
+
+
+def gpu_names():
+    """Names of the GPUs nvidia-smi lists; [] when nvidia-smi is missing or fails."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("nvidia-smi failed, counting no GPUs: %s", error)
+        return []
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+def count_gpus():
+    """Number of NVIDIA GPUs on this machine, found without initialising CUDA (so that
+    CUDA_VISIBLE_DEVICES can still be set afterwards): 0 when there is no NVIDIA driver."""
+    if os.path.isdir(NVIDIA_PROC_GPUS):
+        return len(os.listdir(NVIDIA_PROC_GPUS))
+    return len(gpu_names())
+
+
+def slurm_assigned_gpus():
+    """GPU ids SLURM gave this job, or None when not running inside a SLURM job that got
+    GPUs (SLURM exports CUDA_VISIBLE_DEVICES for jobs with a GPU request)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if os.environ.get("SLURM_JOB_ID") and visible is not None:
+        return split_device_list(visible)
+    return None
+
+
+def split_device_list(value):
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
+def gpu_pool(total=None):
+    """Ids of the GPUs this machine lets jobs choose from: the user's CUDA_VISIBLE_DEVICES
+    when set (a restriction to honour), else 0..total-1 with total counted when None."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return split_device_list(visible)
+    return [str(index) for index in range(count_gpus() if total is None else total)]
+
+
+@contextlib.contextmanager
+def acquire_gpus(count, lock_dir, total=None, poll_seconds=5.0):
+    """Hold `count` GPUs for the life of the block and export them as CUDA_VISIBLE_DEVICES.
+
+    Yields the list of GPU ids (strings as CUDA_VISIBLE_DEVICES spells them). count 0 means
+    the CPU: nothing is taken and the environment is left alone. Inside a SLURM job the
+    scheduler's CUDA_VISIBLE_DEVICES is kept. Otherwise each GPU is taken by an exclusive
+    flock on `lock_dir`/gpu<ID>.lock, held on an open descriptor, so the kernel frees it
+    when the process ends in any way, SIGKILL included; a CUDA_VISIBLE_DEVICES the user set
+    limits the choice to the GPUs it lists. When fewer than `count` GPUs are
+    free, none are held while waiting (two jobs never block each other holding half each)
+    and the wait is logged. `total` replaces the machine's GPU count (tests, dry setups).
+    Must run before MXNet initialises CUDA: CUDA reads CUDA_VISIBLE_DEVICES only once.
+    """
+    if count < 0:
+        raise ValueError(f"GPU count must be 0 (CPU) or more, got {count}")
+    if count == 0:
+        yield []
+        return
+    assigned = slurm_assigned_gpus()
+    if assigned is not None:
+        if len(assigned) < count:
+            raise RuntimeError(
+                f"this stage needs {count} GPUs but SLURM job {os.environ['SLURM_JOB_ID']} "
+                f"was given {len(assigned)} (CUDA_VISIBLE_DEVICES={','.join(assigned)}): "
+                "request as many GPUs for the job (the rule's gpu resource)"
+            )
+        log.info("using the GPUs SLURM assigned: %s", ",".join(assigned))
+        yield assigned
+        return
+    if os.environ.get("SLURM_JOB_ID"):
+        log.warning(
+            "SLURM job %s was given no GPUs (no CUDA_VISIBLE_DEVICES): taking free ones "
+            "of the node through lock files",
+            os.environ["SLURM_JOB_ID"],
+        )
+    pool = gpu_pool(total)
+    if count > len(pool):
+        have = f"{len(pool)} ({','.join(pool)})" if pool else "none"
+        where = (
+            "CUDA_VISIBLE_DEVICES leaves"
+            if "CUDA_VISIBLE_DEVICES" in os.environ
+            else "this machine has"
+        )
+        raise RuntimeError(
+            f"this stage needs {count} GPUs but {where} {have}: lower its gpus setting, "
+            "or use gpus: 0 to run on the CPU"
+        )
+    with _held_locks(count, pool, lock_dir, poll_seconds) as ids:
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+        log.info("holding GPUs %s (locks in %s)", ",".join(ids), lock_dir)
+        try:
+            yield ids
+        finally:
+            if previous is None:
+                del os.environ["CUDA_VISIBLE_DEVICES"]
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
+
+@contextlib.contextmanager
+def _held_locks(count, pool, lock_dir, poll_seconds):
+    _make_shared_folder(lock_dir)
+    last_free = None
+    while True:
+        held, free = _try_lock(count, pool, lock_dir)
+        if held:
+            break
+        if free != last_free:
+            log.info(
+                "waiting for %d free GPUs of %s: free now %s (locks in %s)",
+                count,
+                ",".join(pool),
+                ",".join(free) or "none",
+                lock_dir,
+            )
+            last_free = free
+        time.sleep(poll_seconds)
+    try:
+        yield list(held)
+    finally:
+        for fd in held.values():
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
+def _try_lock(count, pool, lock_dir):
+    """Lock `count` GPUs of the pool: ({id: fd}, ids locked) on success, or ({}, ids that
+    were free) with nothing kept when too few are free."""
+    held = {}
+    for gpu in pool:
+        # Read-only is enough for flock, and works on lock files other users created.
+        fd = os.open(os.path.join(lock_dir, f"gpu{gpu}.lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        held[gpu] = fd
+        if len(held) == count:
+            return held, list(held)
+    for fd in held.values():
+        os.close(fd)
+    return {}, list(held)
+
+
+def _make_shared_folder(path):
+    """Create the lock folder writable by every user (sticky, like /tmp), since jobs of
+    several users share the machine's GPUs."""
+    try:
+        os.makedirs(path)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o1777)
+
+
+def contexts(gpus, cpu_contexts=1):
+    """MXNet contexts for a stage: gpu(0)..gpu(gpus-1), numbered within
+    CUDA_VISIBLE_DEVICES, or cpu_contexts CPU contexts when gpus is 0."""
+    import mxnet as mx  # slow import, and only stages that compute need it
+
+    if gpus:
+        return [mx.gpu(index) for index in range(gpus)]
+    return [mx.cpu(index) for index in range(cpu_contexts)]
+
+
+def cpu_model():
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def package_version(names):
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(name)
+    return None
+
+
+def package_versions():
+    """Versions of Python and the packages that decide results and speed."""
+    versions = {"python": platform.python_version()}
+    versions.update({key: package_version(names) for key, names in VERSIONED_PACKAGES.items()})
+    return versions
+
+
+def describe_machine():
+    """Facts about this machine for result files: host, CPU, GPUs, package versions."""
+    return {
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "gpus": gpu_names(),
+        "versions": package_versions(),
+    }

@@ -1,0 +1,133 @@
+"""The workflow on a real SLURM cluster through profiles/slurm.
+
+tests/slurm/setup.sh brings up a one-node cluster with accounting on this machine
+(installing the Debian packages if needed); the workflow then runs through
+`snakemake --profile profiles/slurm` and its results must equal a local run's.
+"""
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO, copy_workflow, demo_config, planned_jobs, run_snakemake, write_config
+
+SETUP = REPO / "tests" / "slurm" / "setup.sh"
+TEARDOWN = REPO / "tests" / "slurm" / "teardown.sh"
+# A fixed place, so that the next setup finds and stops a cluster a killed run left behind.
+STATE_DIR = Path("/tmp/resnet-recipe-slurm")
+# setup.sh's exit status when this machine cannot host the cluster.
+CANNOT_HOST = 77
+
+# What the cluster builds. The whole tiny demo (train, score, benchmarks, report): [].
+TARGETS = ["results/records/train.rec", "results/records/val.rec"]
+# Outputs that must equal the local run's byte for byte; every other output must exist in
+# both runs (timings and throughput differ from run to run).
+IDENTICAL = ["results/lists/", "results/records/"]
+# With `=`, so that the targets after it are not read as more config files.
+TINY = "--configfile=tiny.yaml"
+
+
+def tiny_config():
+    """The demo with the least training and benchmarking that still runs every stage."""
+    config = demo_config()
+    config["training"]["defaults"].update(epochs=1, warmup_epochs=0, lr_steps=[])
+    train_bench = config["benchmark"]["train"]
+    train_bench.update(iterations=2, epochs=2, warmup_epochs=1)
+    train_bench["points"] = {"float32": {"gpus": [0], "batch_sizes": [8]}}
+    config["benchmark"]["infer"].update(
+        iterations=3, warmup_iterations=1, batch_sizes={"float32": [8]}
+    )
+    return config
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """SLURM_CONF of a running one-node cluster, stopped again after the session."""
+    setup = subprocess.run(
+        ["bash", str(SETUP), str(STATE_DIR)], capture_output=True, text=True, timeout=1800
+    )
+    if setup.returncode == CANNOT_HOST:
+        reason = setup.stderr.strip().splitlines()[-1:] or ["tests/slurm/setup.sh said no"]
+        pytest.skip(f"no SLURM test cluster: {reason[0]}")
+    try:
+        if setup.returncode != 0:
+            pytest.fail(f"tests/slurm/setup.sh failed ({setup.returncode}):\n{setup.stderr}")
+        yield str(STATE_DIR / "etc" / "slurm.conf")
+    finally:
+        subprocess.run(["bash", str(TEARDOWN), str(STATE_DIR)], check=True, timeout=300)
+
+
+def output_files(workdir):
+    results = Path(workdir) / "results"
+    return {str(path.relative_to(workdir)) for path in results.rglob("*") if path.is_file()}
+
+
+def slurm_jobs(run_id):
+    """{SLURM job id: state} of the jobs one Snakemake run submitted (named by its run id)."""
+    listing = subprocess.run(
+        ["sacct", "-X", "--parsable2", "--noheader", "--format=JobIDRaw,State"]
+        + ["--starttime=now-1days", f"--name={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("|")[:2] for line in listing.splitlines())
+
+
+@pytest.mark.slow
+def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
+    local = copy_workflow(tmp_path / "local")
+    cluster = copy_workflow(tmp_path / "cluster")
+    for workdir in (local, cluster):
+        write_config(workdir / "tiny.yaml", tiny_config())
+    jobs = planned_jobs(local, TINY, *TARGETS)
+    # `all` only gathers inputs: Snakemake finishes it itself, nothing is submitted.
+    submitted = sum(count for rule, count in jobs.items() if rule != "all")
+    run_snakemake(local, TINY, *TARGETS)
+
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster)
+    # The executor plugin reads $USER, which a root shell without login may lack.
+    monkeypatch.setenv("USER", os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name)
+    process = run_snakemake(cluster, "--profile", "profiles/slurm", TINY, "--verbose", *TARGETS)
+    log = process.stdout + process.stderr
+
+    sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
+    assert len(sbatch_calls) == submitted
+    # CPU jobs (gpu=0) must not ask SLURM for GPUs: this cluster has none.
+    assert not [call for call in sbatch_calls if "--gpus" in call or "--gres" in call]
+    run_id = log.split("SLURM run ID: ", 1)[1].split()[0]
+    states = slurm_jobs(run_id)
+    assert list(states.values()) == ["COMPLETED"] * submitted, states
+
+    assert output_files(cluster) == output_files(local)
+    for name in sorted(output_files(local)):
+        if name.startswith(tuple(IDENTICAL)):
+            assert (cluster / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
+    """A 2-GPU training run and a 4-GPU benchmark keep gpu=2 and gpu=4 under the SLURM
+    profile (the plugin submits them with --gpus=N) with the profile's CPUs and memory per
+    GPU; a CPU run keeps gpu=0, which requests no GPU."""
+    config = demo_config()
+    config["training"]["runs"]["gpu2"] = {"gpus": 2}
+    config["benchmark"]["train"]["points"] = {"float32": {"gpus": [4], "batch_sizes": [32]}}
+    write_config(workflow_dir / "gpus.yaml", config)
+    process = run_snakemake(
+        workflow_dir, "--profile", "profiles/slurm", "--configfile", "gpus.yaml", "-n"
+    )
+    resources = {}
+    for block in process.stdout.split("\nrule ")[1:]:
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "output" in fields:
+            listed = fields["resources"].split(", ")
+            resources[fields["output"]] = dict(item.split("=", 1) for item in listed)
+    train = resources["results/train/gpu2"]
+    # A gpu limit in the workflow profile (profiles/default) wins over this profile's and
+    # clamps every rule's gpu to it: with 0, GPU jobs would be submitted without GPUs.
+    assert train["gpu"] == "2", "a gpu limit in profiles/default clamps the rules' gpu"
+    assert (train["cpus_per_gpu"], train["mem_mb_per_cpu"]) == ("8", "4000")
+    assert resources["results/bench_train/float32/n4_b32.json"]["gpu"] == "4"
+    assert resources["results/train/cpu_fp32"]["gpu"] == "0"
