@@ -8,15 +8,17 @@ rule score:
         val_idx="results/records/val.idx",
     output:
         score="results/score/{run}.json",
+    log:
+        "logs/score/{run}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    threads: 2
+    resources:
+        gpu=get_score_gpus,
     params:
         score=config["score"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
-    resources:
-        gpu=get_score_gpus,
-    threads: 2
-    log:
-        "logs/score/{run}.log",
     script:
         "../scripts/score.py"
 
@@ -28,16 +30,18 @@ rule bench_train:
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
+    log:
+        "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    threads: 2
+    resources:
+        gpu=lambda wildcards: int(wildcards.gpus),
     params:
         bench={k: v for k, v in config["benchmark"]["train"].items() if k != "points"},
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
-    resources:
-        gpu=lambda wildcards: int(wildcards.gpus),
-    threads: 2
-    log:
-        "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
     script:
         "../scripts/bench_train.py"
 
@@ -49,6 +53,13 @@ rule bench_infer:
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_infer/{dtype}/b{batch}.json",
+    log:
+        "logs/bench_infer/{dtype}/b{batch}.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
+    threads: 2
+    resources:
+        gpu=config["benchmark"]["infer"]["gpus"],
     params:
         bench={
             k: v for k, v in config["benchmark"]["infer"].items() if k != "batch_sizes"
@@ -56,11 +67,6 @@ rule bench_infer:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
-    resources:
-        gpu=config["benchmark"]["infer"]["gpus"],
-    threads: 2
-    log:
-        "logs/bench_infer/{dtype}/b{batch}.log",
     script:
         "../scripts/bench_infer.py"
 
@@ -74,5 +80,7 @@ rule bench_summary:
         infer="results/bench_summary/infer.json",
     log:
         "logs/bench_summary.log",
+    conda:
+        "../envs/resnet-recipe.yaml"
     script:
         "../scripts/bench_summary.py"

@@ -1,0 +1,160 @@
+"""Scoring on tiny data: the same numbers as the training's own validation, padding never
+counted, the result file, float16 on the CPU, the command line."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
+
+from resnet_recipe import cli, evaluation, training
+
+SCORE_KEYS = {
+    "run",
+    "checkpoint",
+    "dtype",
+    "device",
+    "images",
+    "batch_size",
+    "classes",
+    "top1",
+    "top5",
+    "loss",
+    "images_per_s",
+    "latency_ms",
+}
+LATENCY_KEYS = {"mean", "p50", "p90", "p95", "p99", "max"}
+VAL_IMAGES = 19  # not a multiple of any batch size scored here but 19
+
+
+@pytest.fixture(scope="module")
+def trained_run(make_tiny_rec, tmp_path_factory):
+    """A 2-epoch run on three noisy colours, validated on 19 images."""
+    train = make_tiny_rec("train_colours", LABELS, noise=8)
+    # Validation images drowned in noise: many are misclassified, so equal accuracies
+    # below are not equal by being perfect (a constant guess still gets a third right).
+    val = make_tiny_rec("val_noisy_colours", LABELS[:VAL_IMAGES], noise=250)
+    folder = tmp_path_factory.mktemp("scored_run")
+    classes = folder / "classes.tsv"
+    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
+    run_dir = folder / "run"
+    training.train(
+        train_rec=train.rec,
+        train_idx=train.idx,
+        val_rec=val.rec,
+        val_idx=val.idx,
+        classes_tsv=str(classes),
+        out_dir=str(run_dir),
+        state_root=str(folder / "state"),
+        settings={**TINY_SETTINGS, "epochs": 2},
+        network_settings=TINY_NETWORK,
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(folder / "locks"),
+        run="tiny",
+    )
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return SimpleNamespace(run_dir=run_dir, val=val, last=metrics[-1], lock_dir=folder / "locks")
+
+
+def score(trained_run, path, **overrides):
+    arguments = {
+        "prefix": str(trained_run.run_dir / "model"),
+        "epoch": 2,
+        "val_rec": trained_run.val.rec,
+        "val_idx": trained_run.val.idx,
+        "dtype": "float32",
+        "gpus": 0,
+        "batch_size": 8,
+        "pipeline_settings": TINY_PIPELINE,
+        "lock_dir": str(trained_run.lock_dir),
+        "run": "tiny",
+        **overrides,
+    }
+    return evaluation.score_checkpoint(str(path), **arguments)
+
+
+def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
+    path = tmp_path / "score" / "tiny.json"
+    returned = evaluation.score_run(
+        str(path),
+        run_dir=str(trained_run.run_dir),
+        val_rec=trained_run.val.rec,
+        val_idx=trained_run.val.idx,
+        score_settings={"epoch": None, "batch_size": 8},
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(trained_run.lock_dir),
+        run="tiny",
+    )
+    result = json.loads(path.read_text())
+    assert result == returned
+    assert set(result) == SCORE_KEYS
+    assert set(result["latency_ms"]) == LATENCY_KEYS
+    assert result["checkpoint"] == {"prefix": str(trained_run.run_dir / "model"), "epoch": 2}
+    assert (result["run"], result["dtype"], result["device"]) == ("tiny", "float32", "cpu(0)")
+    assert (result["images"], result["batch_size"], result["classes"]) == (VAL_IMAGES, 8, 3)
+    # The exported checkpoint scores exactly what the training validated after epoch 2.
+    assert result["top1"] == trained_run.last["val_top1"]
+    assert result["top5"] == trained_run.last["val_top5"]
+    assert result["loss"] == pytest.approx(trained_run.last["val_loss"], rel=1e-4)
+    assert 0 < result["top1"] < 1
+    latency = result["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
+    assert latency["p99"] <= latency["max"] and result["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("batch_size", [5, 8])
+def test_padding_of_the_last_batch_is_not_counted(trained_run, tmp_path, batch_size):
+    # 19 images in one batch of 19 has no padding; batches of 5 and 8 pad the last batch
+    # with copies of the last image, which would shift loss and accuracy if counted.
+    whole = score(trained_run, tmp_path / "whole.json", batch_size=VAL_IMAGES)
+    padded = score(trained_run, tmp_path / "padded.json", batch_size=batch_size)
+    assert padded["images"] == whole["images"] == VAL_IMAGES
+    assert padded["top1"] == whole["top1"] and padded["top5"] == whole["top5"]
+    assert padded["loss"] == pytest.approx(whole["loss"], rel=1e-4)
+
+
+def test_final_epoch_is_the_highest_checkpoint(tmp_path):
+    for name in ("model-symbol.json", "model-0003.params", "model-0012.params", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert evaluation.final_epoch(str(tmp_path)) == 12
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no model-NNNN.params"):
+        evaluation.final_epoch(str(empty))
+
+
+def test_a_missing_epoch_names_the_file(trained_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model-0001.params not found"):
+        score(trained_run, tmp_path / "score.json", epoch=1)
+
+
+def test_float16_scoring_on_the_cpu_stops_with_the_reason(trained_run, tmp_path):
+    with pytest.raises(ValueError, match="scoring .* epoch 2: float16 .* needs GPUs"):
+        score(trained_run, tmp_path / "score.json", dtype="float16")
+    assert not (tmp_path / "score.json").exists()
+
+
+def test_command_line_scores_any_prefix_and_epoch(trained_run, tmp_path):
+    out = tmp_path / "cli.json"
+    code = cli.main(
+        [
+            "score",
+            "--prefix",
+            str(trained_run.run_dir / "model"),
+            "--epoch",
+            "2",
+            "--val-rec",
+            trained_run.val.rec,
+            "--out",
+            str(out),
+            "--batch-size",
+            "8",
+            "--lock-dir",
+            str(trained_run.lock_dir),
+            *("--backend", "dali-cpu", "--image-size", "16", "--val-resize", "18"),
+            *("--dali-threads", "1"),
+        ]
+    )
+    result = json.loads(out.read_text())
+    assert code == 0 and result["run"] == "run"  # the prefix's folder
+    assert result["top1"] == trained_run.last["val_top1"]

@@ -1,0 +1,394 @@
+"""Benchmark points on tiny data (real MXNet and DALI on the CPU), what is and is not
+timed, the benchmark.py-shaped summary, and the plan after adding one batch size."""
+
+import json
+from types import SimpleNamespace
+
+import mxnet as mx
+import pytest
+import yaml
+from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
+from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE
+
+from resnet_recipe import pipelines, throughput
+
+TRAIN_KEYS = {
+    "kind",
+    "dtype",
+    "gpus",
+    "devices",
+    "batch_per_device",
+    "global_batch",
+    "data",
+    "input_backend",
+    "image_size",
+    "iterations",
+    "epochs",
+    "warmup_epochs",
+    "num_examples",
+    "epoch_seconds",
+    "epoch_images_per_s",
+    "images_per_s",
+    "latency_ms",
+    "network",
+    "machine",
+    "versions",
+}
+INFER_KEYS = {
+    "kind",
+    "dtype",
+    "gpus",
+    "device",
+    "batch_size",
+    "data",
+    "input_backend",
+    "image_size",
+    "weights",
+    "iterations",
+    "warmup_iterations",
+    "timed_seconds",
+    "images_per_s",
+    "latency_ms",
+    "network",
+    "machine",
+    "versions",
+}
+TRAIN_BENCH = {
+    "data": "dali",
+    "iterations": 2,
+    "epochs": 3,
+    "warmup_epochs": 1,
+    "num_examples": {"float16": 64, "float32": 32},
+}
+INFER_BENCH = {"data": "dali", "iterations": 4, "warmup_iterations": 2, "gpus": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny(make_tiny_rec, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    classes = folder / "classes.tsv"
+    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
+    return SimpleNamespace(
+        train=make_tiny_rec("train_colours", LABELS, noise=8),
+        val=make_tiny_rec("val_colours", LABELS[:19], noise=8),
+        classes=str(classes),
+        locks=str(folder / "locks"),
+    )
+
+
+def epoch_clock(durations):
+    """A clock whose readings at the start and end of each epoch make the epochs last
+    `durations` seconds (time_training_epochs reads it exactly there)."""
+    readings = []
+    now = 0.0
+    for seconds in durations:
+        readings += [now, now + seconds]
+        now += seconds
+    return iter(readings).__next__
+
+
+def bench_train(tiny, path, clock=None, **overrides):
+    arguments = {
+        "rec": tiny.train.rec,
+        "idx": tiny.train.idx,
+        "classes_tsv": tiny.classes,
+        "dtype": "float32",
+        "gpus": 0,
+        "batch_per_device": 4,
+        "bench_settings": TRAIN_BENCH,
+        "network_settings": TINY_NETWORK,
+        "pipeline_settings": TINY_PIPELINE,
+        "lock_dir": tiny.locks,
+        **overrides,
+    }
+    if clock is not None:
+        arguments["clock"] = clock
+    return throughput.bench_train(str(path), **arguments)
+
+
+def test_epoch_throughput_leaves_out_the_warmup_epochs():
+    rates, mean = throughput.epoch_throughput([10.0, 1.0, 2.0], 100, warmup_epochs=1)
+    assert rates == [10.0, 100.0, 50.0]
+    assert mean == pytest.approx(200 / 3)  # 200 images in 3 s: the harmonic mean
+    assert throughput.epoch_throughput([10.0, 1.0, 2.0], 100, 0)[1] == pytest.approx(300 / 13)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        throughput.epoch_throughput([1.0, 1.0], 100, warmup_epochs=2)
+
+
+def test_the_first_iteration_is_never_timed_even_without_warmup_epochs():
+    events = []
+    batches = pipelines.Batches(lambda: ["batch"], 3, [mx.cpu()], 1)
+
+    def clock():
+        events.append("clock")
+        return float(len(events))
+
+    seconds = throughput.time_training_epochs(
+        lambda batch, iteration: events.append(iteration), batches, 2, clock
+    )
+    # One untimed iteration, then each epoch's iterations between two clock readings.
+    assert events == [0, "clock", 1, 2, 3, "clock", "clock", 4, 5, 6, "clock"]
+    assert len(seconds) == 2
+
+
+@pytest.mark.parametrize("data", ["dali", "synthetic"])
+def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
+    path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
+    bench = {**TRAIN_BENCH, "data": data}
+    returned = bench_train(tiny, path, epoch_clock([10.0, 1.0, 2.0]), bench_settings=bench)
+    result = json.loads(path.read_text())
+    assert result == returned and set(result) == TRAIN_KEYS
+    assert (result["kind"], result["dtype"], result["gpus"], result["data"]) == (
+        "train",
+        "float32",
+        0,
+        data,
+    )
+    assert result["input_backend"] == ("synthetic" if data == "synthetic" else "dali-cpu")
+    assert (result["batch_per_device"], result["global_batch"], result["num_examples"]) == (
+        4,
+        4,
+        32,
+    )
+    assert (result["iterations"], result["epochs"], result["warmup_epochs"]) == (2, 3, 1)
+    # 8 images per epoch in 10, 1 and 2 s: the slow first (warmup) epoch is left out.
+    assert result["epoch_images_per_s"] == [0.8, 8.0, 4.0]
+    assert result["images_per_s"] == pytest.approx(16 / 3)
+    assert result["latency_ms"] == {"mean": pytest.approx(750.0)}  # 3 s over 4 iterations
+    assert result["versions"]["mxnet"] == mx.__version__
+
+
+def test_training_point_with_the_real_clock(tiny, tmp_path):
+    result = bench_train(tiny, tmp_path / "point.json", bench_settings={**TRAIN_BENCH, "epochs": 2})
+    assert len(result["epoch_images_per_s"]) == len(result["epoch_seconds"]) == 2
+    assert result["images_per_s"] == pytest.approx(result["epoch_images_per_s"][1])
+    assert result["epoch_images_per_s"][1] == pytest.approx(8 / result["epoch_seconds"][1])
+
+
+def test_float16_training_benchmark_on_the_cpu_stops_with_the_reason(tiny, tmp_path):
+    path = tmp_path / "n0_b4.json"
+    with pytest.raises(ValueError, match="float16 n0 b4: float16 training needs GPUs"):
+        bench_train(tiny, path, dtype="float16")
+    assert not path.exists()
+
+
+def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny, tmp_path):
+    path = tmp_path / "bench_infer" / "float32" / "b8.json"
+    readings = []
+
+    def clock():
+        readings.append(len(readings))
+        return 0.5 * len(readings)
+
+    returned = throughput.bench_infer(
+        str(path),
+        rec=tiny.val.rec,
+        idx=tiny.val.idx,
+        classes_tsv=tiny.classes,
+        dtype="float32",
+        batch_size=8,
+        bench_settings=INFER_BENCH,
+        network_settings=TINY_NETWORK,
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=tiny.locks,
+        clock=clock,
+    )
+    result = json.loads(path.read_text())
+    assert result == returned and set(result) == INFER_KEYS
+    # The loop's start and end, the ask and the ready of each timed batch, and the ask
+    # that finds the timed batches over: the warmup iterations never touch the clock.
+    assert len(readings) == 3 + 2 * INFER_BENCH["iterations"]
+    assert (result["kind"], result["gpus"], result["device"], result["data"]) == (
+        "infer",
+        0,
+        "cpu(0)",
+        "dali",
+    )
+    assert (result["iterations"], result["warmup_iterations"]) == (4, 2)
+    assert result["images_per_s"] == pytest.approx(4 * 8 / result["timed_seconds"])
+    assert set(result["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "max"}
+    assert result["latency_ms"]["mean"] == pytest.approx(500.0)  # ask to ready: one tick
+    assert "random initialisation" in result["weights"]
+
+
+def test_time_forward_waits_for_every_output():
+    waited = []
+
+    class Output:
+        def wait_to_read(self):
+            waited.append(True)
+
+    batches = pipelines.Batches(lambda: [SimpleNamespace(data=None)], 5, [mx.cpu()], 1)
+    seconds, total = throughput.time_forward(lambda data: Output(), batches)
+    assert len(seconds) == len(waited) == 5
+    assert sum(seconds) <= total
+
+
+def train_point(dtype, gpus, batch, rate):
+    return {
+        "kind": "train",
+        "dtype": dtype,
+        "gpus": gpus,
+        "batch_per_device": batch,
+        "images_per_s": rate,
+        "network": {"depth": 50, "version": "1.5"},
+    }
+
+
+def infer_point(dtype, batch, rate, mean_ms):
+    latency = {"mean": mean_ms, "p50": 1.0, "p90": 2.0, "p95": 3.0, "p99": 4.0, "max": 5.0}
+    return {
+        "kind": "infer",
+        "dtype": dtype,
+        "gpus": 1,
+        "batch_size": batch,
+        "images_per_s": rate,
+        "latency_ms": latency,
+        "network": {"depth": 50, "version": "1.5"},
+    }
+
+
+def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
+    points = {
+        "train": [
+            train_point("float32", 4, 96, 4000.0),
+            train_point("float32", 1, 96, 1000.0),
+            train_point("float16", 1, 208, 2000.0),
+        ],
+        "infer": [infer_point("float32", 1, 400.0, 2.5), infer_point("float32", 8, 2000.0, 4.0)],
+    }
+    files = {}
+    for kind, kind_points in points.items():
+        files[kind] = []
+        for number, point in enumerate(kind_points):
+            path = tmp_path / f"{kind}{number}.json"
+            path.write_text(json.dumps(point))
+            files[kind].append(str(path))
+    out = {kind: tmp_path / "bench_summary" / f"{kind}.json" for kind in points}
+    throughput.summarize(files["train"], files["infer"], str(out["train"]), str(out["infer"]))
+    train = json.loads(out["train"].read_text())
+    infer = json.loads(out["infer"].read_text())
+
+    assert set(train) == {"float16", "float32"} and set(infer) == {"float32"}
+    assert train["float32"] == {
+        "model": "resnet50_v1.5",
+        "ngpus": [1, 4],
+        "bs": [96],
+        "metric_keys": ["train.total_ips"],
+        "metrics": {
+            "1": {"96": {"train.total_ips": 1000.0}},
+            "4": {"96": {"train.total_ips": 4000.0}},
+        },
+    }
+    assert train["float16"]["metrics"] == {"1": {"208": {"train.total_ips": 2000.0}}}
+    report = infer["float32"]
+    assert report["ngpus"] == [1] and report["bs"] == [1, 8]
+    assert report["metric_keys"] == [
+        "val.total_ips",
+        "val.latency_avg",
+        "val.latency_50",
+        "val.latency_90",
+        "val.latency_95",
+        "val.latency_99",
+        "val.latency_100",
+    ]
+    # Read the way the original's tools read it: every metric of every (ngpus, bs).
+    for report in (*train.values(), *infer.values()):
+        for gpus in report["ngpus"]:
+            for batch in report["bs"]:
+                assert set(report["metrics"][str(gpus)][str(batch)]) == set(report["metric_keys"])
+    assert infer["float32"]["metrics"]["1"]["8"]["val.total_ips"] == 2000.0
+    assert infer["float32"]["metrics"]["1"]["8"]["val.latency_avg"] == pytest.approx(0.004)
+    assert infer["float32"]["metrics"]["1"]["1"]["val.latency_100"] == pytest.approx(0.005)
+
+
+def test_summary_refuses_two_files_of_one_point(tmp_path):
+    points = [train_point("float32", 1, 96, 1000.0), train_point("float32", 1, 96, 900.0)]
+    with pytest.raises(ValueError, match="two train benchmark points"):
+        throughput.benchmark_report(points, "train")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"kind": "train"}))
+    with pytest.raises(ValueError, match="bad.json: not a train benchmark result"):
+        throughput.summarize([str(bad)], [], str(tmp_path / "t.json"), str(tmp_path / "i.json"))
+
+
+def test_schema_defaults_are_the_original_benchmark_defaults():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    sections = schema["properties"]["benchmark"]["properties"]
+
+    def defaults(kind, leave_out):
+        properties = sections[kind]["properties"]
+        return {k: v["default"] for k, v in properties.items() if k not in leave_out}
+
+    assert defaults("train", ("points", "num_examples")) == throughput.TRAIN_BENCH_DEFAULTS
+    assert sections["train"]["properties"]["num_examples"]["default"] == throughput.NUM_EXAMPLES
+    assert defaults("infer", ("batch_sizes",)) == throughput.INFER_BENCH_DEFAULTS
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def touch_finished_tree(workdir):
+    """Make every output of the demo plan exist and be up to date, with Snakemake's
+    provenance records, without running anything: create each planned output (folders
+    for the outputs without an extension: the demo tree and the training runs), then
+    let `snakemake --touch` order their times and record their parameters and code."""
+    summary = run_snakemake(workdir, "--summary").stdout.splitlines()
+    header = summary.index(next(line for line in summary if line.startswith("output_file")))
+    for line in summary[header + 1 :]:
+        path = workdir / line.split("\t")[0]
+        if "." in path.name:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    run_snakemake(workdir, "--touch", "--cores", "1")
+
+
+@pytest.fixture(scope="module")
+def finished_tree(tmp_path_factory):
+    from conftest import copy_workflow
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("finished") / "workflow-copy")
+    touch_finished_tree(workdir)
+    assert planned_jobs(workdir) == {}
+    return workdir
+
+
+def plan_with(workdir, edit):
+    config = demo_config()
+    edit(config)
+    write_config(workdir / "edited.yaml", config)
+    jobs = planned_jobs(workdir, "--configfile", "edited.yaml")
+    listing = run_snakemake(workdir, "-n", "--configfile", "edited.yaml").stdout
+    return jobs, listing
+
+
+@pytest.mark.parametrize(
+    "kind, edit, new_output",
+    [
+        (
+            "bench_infer",
+            lambda c: c["benchmark"]["infer"]["batch_sizes"]["float32"].append(64),
+            "results/bench_infer/float32/b64.json",
+        ),
+        (
+            "bench_train",
+            lambda c: c["benchmark"]["train"]["points"]["float32"]["batch_sizes"].append(8),
+            "results/bench_train/float32/n0_b8.json",
+        ),
+    ],
+    ids=["inference", "training"],
+)
+def test_one_more_batch_size_plans_exactly_one_new_job(finished_tree, kind, edit, new_output):
+    jobs, listing = plan_with(finished_tree, edit)
+    assert jobs == {kind: 1, "bench_summary": 1, "report": 1, "all": 1}
+    assert new_output in listing
+
+
+def test_the_finished_tree_tracks_parameters(finished_tree):
+    # The control for the test above: a setting every inference point reads reruns them
+    # all, so "one new job" is not an artefact of a tree without provenance records.
+    jobs, _ = plan_with(finished_tree, lambda c: c["benchmark"]["infer"].update(iterations=21))
+    points = len(demo_config()["benchmark"]["infer"]["batch_sizes"]["float32"])
+    assert jobs == {"bench_infer": points, "bench_summary": 1, "report": 1, "all": 1}
