@@ -16,6 +16,22 @@ os.environ.update(
 
 from resnet_recipe.listing import class_folders, tree_fingerprint
 
+
+def sorted_keys(value):
+    """value with the keys of every dict in it sorted."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
+# Rules pass config sections as params, and Snakemake compares params as written, key
+# order included: sorted, moving keys around in a config file reruns nothing.
+_sorted_config = sorted_keys(dict(config))
+config.clear()
+config.update(_sorted_config)
+
 RAW_DIR = config["data"]["raw_dir"]
 SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
