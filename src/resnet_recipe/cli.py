@@ -6,6 +6,10 @@ import sys
 
 import yaml
 
+# MXNet sizes its CPU thread pool to half the cores unless told; a stage run from the
+# command line gets all of them, as under Snakemake, which sets this to the job's threads.
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
+
 from resnet_recipe.progress import setup_logging
 
 
@@ -97,8 +101,13 @@ def _add_pack(stages):
     p.add_argument("lst", help="im2rec list (index<TAB>label<TAB>path)")
     p.add_argument("root", help="folder the list's paths are relative to")
     p.add_argument("rec", help="record file to write; the .idx and .rejected.tsv go beside it")
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--max-rejected-fraction", type=float, default=0.001)
+    p.add_argument("--threads", type=int, default=4, help="threads in all, the writer included")
+    p.add_argument(
+        "--max-rejected-fraction",
+        type=float,
+        default=0.001,
+        help="fail, writing nothing, when more than this fraction of the files is rejected",
+    )
     p.add_argument(
         "--full-decode", action="store_true", help="also decode every JPEG in full (slower)"
     )
@@ -187,8 +196,134 @@ def _index_of(rec):
     return os.path.splitext(rec)[0] + ".idx"
 
 
+def _add_score(stages):
+    from resnet_recipe import pipelines
+
+    p = stages.add_parser(
+        "score",
+        help="loss, top-1, top-5, images/s and latency of a checkpoint on the validation set",
+        description="Scores PREFIX-symbol.json + PREFIX-NNNN.params (NNNN = --epoch) on one "
+        "device, like the original SCORE scripts.",
+    )
+    p.add_argument("--prefix", required=True, help="checkpoint prefix, e.g. results/train/R/model")
+    p.add_argument("--epoch", required=True, type=int, help="checkpoint epoch (NNNN)")
+    p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--gpus", type=int, default=0, choices=[0, 1], help="1 GPU or 0 (the CPU)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--run-name", help="run name in the result (default: the prefix's folder)")
+    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
+    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+
+    def run(args):
+        from resnet_recipe.evaluation import score_checkpoint
+
+        score_checkpoint(
+            args.out,
+            prefix=args.prefix,
+            epoch=args.epoch,
+            val_rec=args.val_rec,
+            val_idx=_index_of(args.val_rec),
+            dtype=args.dtype,
+            gpus=args.gpus,
+            batch_size=args.batch_size,
+            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
+            lock_dir=args.lock_dir,
+            run=args.run_name or os.path.basename(os.path.dirname(os.path.abspath(args.prefix))),
+        )
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _add_bench_train(stages):
+    from resnet_recipe import network, pipelines, throughput
+
+    p = stages.add_parser(
+        "bench-train",
+        help="training throughput of one (dtype, gpus, batch) point, as benchmark.py measures it",
+    )
+    p.add_argument("--train-rec", required=True, help="training .rec (its .idx beside it)")
+    p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--gpus", type=int, default=1, help="GPUs (0: the CPU)")
+    p.add_argument("--batch-per-device", type=int, required=True)
+    p.add_argument("--num-examples", type=int, help="images of the notional epoch")
+    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
+    _add_settings(p, "benchmark", throughput.TRAIN_BENCH_DEFAULTS)
+    _add_settings(p, "network", network.DEFAULT_SETTINGS)
+    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+
+    def run(args):
+        bench = _settings(args, throughput.TRAIN_BENCH_DEFAULTS)
+        bench["num_examples"] = {
+            args.dtype: args.num_examples or throughput.NUM_EXAMPLES[args.dtype]
+        }
+        throughput.bench_train(
+            args.out,
+            rec=args.train_rec,
+            idx=_index_of(args.train_rec),
+            classes_tsv=args.classes,
+            dtype=args.dtype,
+            gpus=args.gpus,
+            batch_per_device=args.batch_per_device,
+            bench_settings=bench,
+            network_settings=_settings(args, network.DEFAULT_SETTINGS),
+            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
+            lock_dir=args.lock_dir,
+        )
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _add_bench_infer(stages):
+    from resnet_recipe import network, pipelines, throughput
+
+    p = stages.add_parser(
+        "bench-infer", help="inference throughput and latency of one (dtype, batch) point"
+    )
+    p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
+    p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
+    _add_settings(p, "benchmark", throughput.INFER_BENCH_DEFAULTS)
+    _add_settings(p, "network", network.DEFAULT_SETTINGS)
+    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+
+    def run(args):
+        throughput.bench_infer(
+            args.out,
+            rec=args.val_rec,
+            idx=_index_of(args.val_rec),
+            classes_tsv=args.classes,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            bench_settings=_settings(args, throughput.INFER_BENCH_DEFAULTS),
+            network_settings=_settings(args, network.DEFAULT_SETTINGS),
+            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
+            lock_dir=args.lock_dir,
+        )
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _stage_parsers():
-    return [_add_demo_data, _add_make_list, _add_pack, _add_train, _add_report]
+    return [
+        _add_demo_data,
+        _add_make_list,
+        _add_pack,
+        _add_train,
+        _add_score,
+        _add_bench_train,
+        _add_bench_infer,
+        _add_report,
+    ]
 
 
 def main(argv=None):

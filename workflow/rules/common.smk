@@ -51,6 +51,15 @@ def get_score_gpus(wildcards):
     return min(get_run_gpus(wildcards), 1)
 
 
+def get_threads(gpus):
+    """CPU threads of a job on `gpus` GPUs. On the CPU (0) every core, so that CPU jobs run
+    one at a time and never skew each other's timings (Snakemake caps this at --cores);
+    per GPU, the DALI threads of its pipeline plus one that drives the GPU."""
+    if gpus == 0:
+        return os.cpu_count()
+    return gpus * (config["input"]["dali_threads"] + 1)
+
+
 def get_class_folders():
     """Class folder names of the raw train split: a new or renamed class reruns the
     label mapping. A demo tree is the output of a rule and tracked by Snakemake itself.

@@ -12,7 +12,7 @@ rule score:
         "logs/score/{run}.log",
     conda:
         "../envs/resnet-recipe.yaml"
-    threads: 2
+    threads: lambda wildcards: get_threads(get_score_gpus(wildcards))
     resources:
         gpu=get_score_gpus,
     params:
@@ -34,7 +34,7 @@ rule bench_train:
         "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
     conda:
         "../envs/resnet-recipe.yaml"
-    threads: 2
+    threads: lambda wildcards: get_threads(int(wildcards.gpus))
     resources:
         gpu=lambda wildcards: int(wildcards.gpus),
     params:
@@ -57,7 +57,7 @@ rule bench_infer:
         "logs/bench_infer/{dtype}/b{batch}.log",
     conda:
         "../envs/resnet-recipe.yaml"
-    threads: 2
+    threads: get_threads(config["benchmark"]["infer"]["gpus"])
     resources:
         gpu=config["benchmark"]["infer"]["gpus"],
     params:

@@ -14,7 +14,7 @@ rule train:
         "logs/train/{run}.log",
     conda:
         "../envs/resnet-recipe.yaml"
-    threads: 2
+    threads: lambda wildcards: get_threads(get_run_gpus(wildcards))
     resources:
         gpu=get_run_gpus,
     params:
