@@ -18,6 +18,7 @@ if config["data"]["demo"]:
 rule make_classes:
     input:
         train=f"{RAW_DIR}/train",
+        names=lambda wildcards: config["data"]["class_names"] or [],
     output:
         classes="results/lists/classes.tsv",
     log:

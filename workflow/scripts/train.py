@@ -1,3 +1,5 @@
+"""Stage entry point of the train rule: one run of the training matrix."""
+
 from resnet_recipe.progress import run_logged
 from resnet_recipe.training import train
 

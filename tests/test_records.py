@@ -1,0 +1,304 @@
+"""Packing: RecordIO that MXNet and DALI read back, rejected files, reruns, failures."""
+
+import io
+import itertools
+import logging
+import os
+import struct
+
+import numpy as np
+import pytest
+from conftest import tiny_image_bytes
+from PIL import Image
+
+from resnet_recipe import records
+from resnet_recipe.image_check import AS_IS, REJECTED, check_image
+from resnet_recipe.records import TooManyRejected, pack_records
+
+MAGIC = struct.pack("<I", 0xCED7230A)
+
+
+def jpeg_holding_the_magic_word():
+    """A valid JPEG whose comment segment holds RecordIO's magic word at offsets 8, 20 and
+    24 of the image (4-byte aligned in the record, after the 24-byte IRHeader) and at 13
+    (not aligned): the writer must split its record at the aligned ones."""
+    base = tiny_image_bytes("jpeg", seed=7)
+    comment = b"\0\0" + MAGIC + b"\0" + MAGIC + b"\0\0\0" + MAGIC + MAGIC + b"end"
+    segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+    data = base[:2] + segment + base[2:]
+    assert [data.find(MAGIC, start) for start in (0, 9, 14, 21)] == [8, 13, 20, 24]
+    return data
+
+
+# path -> (label, bytes); the labels are those of the class folders c0, c1, c2.
+FILES = {
+    "c0/plain.JPEG": (0, tiny_image_bytes("jpeg", seed=1)),
+    "c0/progressive.JPEG": (0, tiny_image_bytes("progressive", seed=2)),
+    "c0/truncated.JPEG": (0, tiny_image_bytes("jpeg", seed=3)[:-40]),
+    "c1/nested/deeper.JPEG": (1, tiny_image_bytes("jpeg", size=(24, 36), seed=4)),
+    "c1/png.JPEG": (1, tiny_image_bytes("png", seed=5)),
+    "c1/cmyk.JPEG": (1, tiny_image_bytes("cmyk", seed=6)),
+    "c1/text.JPEG": (1, b"just some text\n"),
+    "c2/grayscale.JPEG": (2, tiny_image_bytes("grayscale", seed=8)),
+    "c2/magic.JPEG": (2, jpeg_holding_the_magic_word()),
+    "c2/empty.JPEG": (2, b""),
+    "c2/wide.JPEG": (2, tiny_image_bytes("jpeg", size=(48, 20), seed=9)),
+}
+# Listed but not on disk.
+MISSING = "c2/missing.JPEG"
+REJECTED_REASONS = {
+    "c0/truncated.JPEG": "truncated JPEG",
+    "c1/text.JPEG": "not an image",
+    "c2/empty.JPEG": "empty file (0 bytes)",
+    MISSING: "cannot read: No such file or directory",
+}
+PACKED = [path for path in FILES if path not in REJECTED_REASONS]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """The raw split folder and its list (in a mixed order, as a shuffled train list)."""
+    root = tmp_path_factory.mktemp("split")
+    for path, (_, data) in FILES.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    order = [*FILES, MISSING][::-1]
+    lst = root.parent / f"{root.name}.lst"
+    lst.write_text(
+        "".join(f"{index}\t{label_of(path)}\t{path}\n" for index, path in enumerate(order))
+    )
+    return root, lst, order
+
+
+def label_of(path):
+    return int(path[1])
+
+
+@pytest.fixture(scope="module")
+def packed(split, tmp_path_factory):
+    root, lst, order = split
+    out = tmp_path_factory.mktemp("packed")
+    paths = {kind: str(out / f"split.{kind}") for kind in ("rec", "idx", "rejected.tsv")}
+    summary = pack_records(lst, root, paths["rec"], paths["idx"], paths["rejected.tsv"], 2, 0.5)
+    packed_order = [path for path in order if path in PACKED]
+    return paths, summary, packed_order, order
+
+
+def pack_to(split, out, threads=2, max_rejected_fraction=0.5):
+    root, lst, _ = split
+    paths = [out / f"split.{kind}" for kind in ("rec", "idx", "rejected.tsv")]
+    pack_records(lst, root, *paths, threads, max_rejected_fraction)
+    return paths
+
+
+def pillow_rgb(data):
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def assert_same_picture(decoded, original_bytes):
+    """Same pixels within JPEG tolerance."""
+    expected = pillow_rgb(original_bytes)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(np.int16) - expected).mean() < 3.0
+
+
+def test_a_record_is_split_at_aligned_magic_words():
+    """As dmlc's RecordIOWriter does: parts flagged first, middle, ..., last, the magic word
+    left out of the payload at each aligned cut (offsets 32, 44 and 48 of the payload)."""
+    header = bytes(24)
+    image = jpeg_holding_the_magic_word()
+    pieces, size = records.record_parts(header, image)
+    starts = [piece for piece in pieces if len(piece) == 8 and piece.startswith(MAGIC)]
+    parts = [divmod(struct.unpack("<I", start[4:])[0], 1 << 29) for start in starts]
+    assert parts == [(1, 32), (2, 8), (2, 0), (3, len(header + image) - 52)]
+    payload = len(header + image)
+    assert size == len(b"".join(pieces)) == 8 * 4 + payload - 3 * 4 + (-payload % 4)
+
+
+def test_summary_counts(packed):
+    _, summary, _, order = packed
+    assert summary["images"] == len(order)
+    assert summary["packed"] == len(PACKED)
+    assert summary["reencoded"] == 3  # png, cmyk, grayscale
+    assert summary["rejected"] == len(REJECTED_REASONS)
+
+
+def test_records_are_byte_identical_to_mxnets_own_writer(packed, tmp_path):
+    """Same .rec and .idx as mx.recordio.MXIndexedRecordIO writes from the same records,
+    including the record split around the aligned magic words."""
+    import mxnet as mx
+
+    paths, _, packed_order, order = packed
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "mx.idx"), str(tmp_path / "mx.rec"), "w")
+    for path in packed_order:
+        payload = check_image(FILES[path][1]).data
+        header = mx.recordio.IRHeader(0, float(label_of(path)), order.index(path), 0)
+        writer.write_idx(order.index(path), mx.recordio.pack(header, payload))
+    writer.close()
+    assert (tmp_path / "mx.rec").read_bytes() == open(paths["rec"], "rb").read()
+    assert (tmp_path / "mx.idx").read_bytes() == open(paths["idx"], "rb").read()
+
+
+def test_round_trip_with_mx_recordio(packed):
+    import mxnet as mx
+
+    paths, _, packed_order, order = packed
+    reader = mx.recordio.MXIndexedRecordIO(paths["idx"], paths["rec"], "r")
+    assert reader.keys == [order.index(path) for path in packed_order]
+    for path in packed_order:
+        header, image = mx.recordio.unpack(reader.read_idx(order.index(path)))
+        assert (header.flag, header.label, header.id, header.id2) == (
+            0,
+            label_of(path),
+            order.index(path),
+            0,
+        )
+        original = FILES[path][1]
+        if check_image(original).verdict == AS_IS:
+            assert image == original
+        else:
+            assert_same_picture(pillow_rgb(image), original)
+    reader.close()
+
+
+def test_round_trip_with_dali(packed):
+    from nvidia.dali import fn, pipeline_def, types
+
+    paths, _, packed_order, _ = packed
+
+    @pipeline_def(batch_size=len(packed_order), num_threads=1, device_id=None)
+    def read_all():
+        jpegs, labels = fn.readers.mxnet(
+            path=[paths["rec"]], index_path=[paths["idx"]], random_shuffle=False, name="Reader"
+        )
+        return jpegs, labels, fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+
+    pipeline = read_all()
+    pipeline.build()
+    assert pipeline.epoch_size("Reader") == len(packed_order)
+    jpegs, labels, images = pipeline.run()
+    for i, path in enumerate(packed_order):
+        assert float(labels.at(i)[0]) == label_of(path)
+        original = FILES[path][1]
+        if check_image(original).verdict == AS_IS:
+            assert jpegs.at(i).tobytes() == original
+        assert_same_picture(images.at(i), original)
+
+
+def test_image_record_iter_reads_every_record(packed):
+    import mxnet as mx
+
+    paths, _, packed_order, _ = packed
+    batches = mx.io.ImageRecordIter(
+        path_imgrec=paths["rec"],
+        path_imgidx=paths["idx"],
+        data_shape=(3, 16, 16),
+        resize=16,
+        batch_size=4,
+        shuffle=False,
+        round_batch=False,
+    )
+    labels = []
+    for batch in batches:
+        assert batch.data[0].shape == (4, 3, 16, 16)
+        labels += batch.label[0].asnumpy()[: 4 - batch.pad].tolist()
+    assert labels == [label_of(path) for path in packed_order]
+
+
+def test_rejected_files_are_listed_with_their_reason(packed):
+    paths, _, _, order = packed
+    lines = open(paths["rejected.tsv"]).read().splitlines()
+    assert lines[0] == "path\treason"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [path for path, _ in rows] == [path for path in order if path in REJECTED_REASONS]
+    for path, reason in rows:
+        assert reason.startswith(REJECTED_REASONS[path]), (path, reason)
+
+
+def test_rerun_is_byte_identical(split, packed, tmp_path):
+    paths, _, _, _ = packed
+    for threads in (1, 3):
+        (tmp_path / str(threads)).mkdir()
+        again = pack_to(split, tmp_path / str(threads), threads=threads)
+        old_paths = (paths["rec"], paths["idx"], paths["rejected.tsv"])
+        for new, old in zip(again, old_paths, strict=True):
+            assert new.read_bytes() == open(old, "rb").read()
+
+
+def test_too_many_rejected_fails_naming_counts_and_files_and_writes_nothing(split, tmp_path):
+    with pytest.raises(TooManyRejected) as failure:
+        pack_to(split, tmp_path, max_rejected_fraction=0.2)
+    message = str(failure.value)
+    total = len(FILES) + 1
+    assert f"of the {total} images" in message
+    assert "max_rejected_fraction=0.2 allows (2 images)" in message
+    assert "fraction 0.25" in message  # stopped at the third of four rejected files
+    assert "c2/missing.JPEG (cannot read: No such file or directory)" in message
+    assert "c2/empty.JPEG (empty file (0 bytes))" in message
+    assert os.listdir(tmp_path) == []  # no outputs, no temporary files
+
+
+def test_progress_and_summary_are_logged(split, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="resnet_recipe.records")
+    pack_to(split, tmp_path)
+    text = caplog.text
+    assert "images/s" in text and "MB/s" in text and "ETA" in text
+    assert f"packed {len(PACKED)} of {len(FILES) + 1} images" in text
+    assert "(3 re-encoded), rejected 4" in text
+    assert "re-encoded c1/png.JPEG: PNG image, not a JPEG" in text
+    assert "rejected c0/truncated.JPEG: truncated JPEG" in text
+
+
+def test_files_are_read_ahead_in_a_bounded_window(split):
+    """The list is consumed as packing goes: an endless list still yields chunks, and only
+    the chunks in flight are read ahead."""
+    root, _, _ = split
+    taken = itertools.count()
+
+    def endless_list():
+        for index in taken:
+            yield records.ListEntry(index, 0.0, "c0/plain.JPEG")
+
+    chunks = records.packed_chunks(root, endless_list(), threads=3, full_decode=False)
+    first = [next(chunks) for _ in range(3)]
+    chunks.close()
+    assert [len(chunk) for chunk in first] == [records.CHUNK_IMAGES] * 3
+    window = 2 * records.CHUNKS_IN_FLIGHT_PER_THREAD + 3  # two worker threads
+    assert next(taken) <= window * records.CHUNK_IMAGES + 1
+
+
+def test_a_malformed_list_line_is_named(split, tmp_path):
+    root, _, _ = split
+    lst = tmp_path / "bad.lst"
+    lst.write_text("0\t0\tc0/plain.JPEG\n1\tc0/progressive.JPEG\n")
+    out = [tmp_path / name for name in ("x.rec", "x.idx", "x.rejected.tsv")]
+    with pytest.raises(ValueError, match="bad.lst line 2: expected index<TAB>label<TAB>path"):
+        pack_records(lst, root, *out)
+
+
+def test_nothing_packable_is_an_error(tmp_path):
+    (tmp_path / "c0").mkdir()
+    (tmp_path / "c0" / "empty.JPEG").write_bytes(b"")
+    lst = tmp_path / "one.lst"
+    lst.write_text("0\t0\tc0/empty.JPEG\n")
+    out = [tmp_path / name for name in ("x.rec", "x.idx", "x.rejected.tsv")]
+    with pytest.raises(ValueError, match="no image of .* could be packed"):
+        pack_records(lst, tmp_path, *out, max_rejected_fraction=1.0)
+    assert not any(path.exists() for path in out)
+    assert check_image(b"").verdict == REJECTED
+
+
+def test_command_line_lists_and_packs_a_tree(tmp_path):
+    from resnet_recipe.cli import main
+
+    for number, synset in enumerate(["n01", "n01", "n02"]):
+        path = tmp_path / "train" / synset / f"{number}.JPEG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tiny_image_bytes("jpeg", seed=number))
+    lst, classes = str(tmp_path / "train.lst"), str(tmp_path / "classes.tsv")
+    train = str(tmp_path / "train")
+    assert main(["make-list", train, lst, "--classes", classes, "--write-classes"]) == 0
+    assert main(["pack", lst, train, str(tmp_path / "train.rec"), "--threads", "2"]) == 0
+    assert (tmp_path / "classes.tsv").read_text() == "0\tn01\n1\tn02\n"
+    assert len((tmp_path / "train.idx").read_text().splitlines()) == 3
+    assert (tmp_path / "train.rejected.tsv").read_text() == "path\treason\n"

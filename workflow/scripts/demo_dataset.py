@@ -1,0 +1,8 @@
+"""Stage entry point of the demo_dataset rule: the digits demo tree in raw_dir."""
+
+import os
+
+from resnet_recipe.demo_data import write_demo_tree
+from resnet_recipe.progress import run_logged
+
+run_logged(snakemake.log[0], write_demo_tree, root=os.path.dirname(snakemake.output.train))

@@ -1,0 +1,12 @@
+"""Stage entry point of the make_classes rule: classes.tsv from the train class folders."""
+
+from resnet_recipe.listing import write_classes
+from resnet_recipe.progress import run_logged
+
+run_logged(
+    snakemake.log[0],
+    write_classes,
+    train_dir=snakemake.input.train,
+    classes_tsv=snakemake.output.classes,
+    names_path=snakemake.input.names or None,
+)
