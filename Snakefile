@@ -15,6 +15,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Quick jobs that a cluster would only queue: run by Snakemake itself.
+localrules:
+    all,
+    demo_dataset,
+    make_classes,
+    make_list,
+    bench_summary,
+    report,
+
+
 wildcard_constraints:
     split="train|val",
     run="|".join(TRAIN_RUNS) or "no-runs-configured",

@@ -1,5 +1,7 @@
 """Raw trees -> classes.tsv and im2rec lists: label mapping, nesting, flat val with CSVs."""
 
+import os
+
 import pytest
 
 from resnet_recipe.listing import ListingError, make_list, write_classes
@@ -161,3 +163,28 @@ def test_label_csv_errors_name_the_files(tmp_path, classes, files, csv_text, mes
     labels.write_text(csv_text)
     with pytest.raises(ListingError, match=message):
         make_list(val, classes, tmp_path / "val.lst", val_labels=labels)
+
+
+def test_tree_fingerprint_sees_every_edit_and_nothing_else(tmp_path):
+    from resnet_recipe.listing import class_folders, tree_fingerprint
+
+    (tmp_path / "b" / "nested").mkdir(parents=True)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1.JPEG").write_bytes(b"one")
+    (tmp_path / "b" / "nested" / "2.JPEG").write_bytes(b"two")
+    (tmp_path / ".hidden").mkdir()
+    assert class_folders(tmp_path) == ["a", "b"]
+    before = tree_fingerprint(tmp_path)
+    assert tree_fingerprint(tmp_path) == before  # stable
+
+    image = tmp_path / "b" / "nested" / "2.JPEG"
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # edited in place
+    states = [before, tree_fingerprint(tmp_path)]
+    (tmp_path / "a" / "3.JPEG").write_bytes(b"new")  # added
+    states.append(tree_fingerprint(tmp_path))
+    (tmp_path / "a" / "3.JPEG").rename(tmp_path / "a" / "4.JPEG")  # renamed
+    states.append(tree_fingerprint(tmp_path))
+    assert len(set(states)) == len(states)
+    (tmp_path / "a" / "4.JPEG").unlink()  # removed: back to the edited tree
+    assert tree_fingerprint(tmp_path) == states[1]

@@ -36,18 +36,24 @@ def class_folders(split_dir):
 def tree_fingerprint(root):
     """Hex digest of every file's relative path, size and mtime under root.
 
-    Cheap enough to run at every workflow start (one stat per file), and it changes when
-    any file is edited, added, removed or renamed.
+    One stat per file (about 3 us each with the tree in the page cache, so a few seconds
+    for ImageNet's 1.3 M files), and it changes when any file is edited, added, removed
+    or renamed.
     """
     digest = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            stat = os.stat(path)
-            relative = os.path.relpath(path, root)
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    _digest_folder(root, "", digest)
     return digest.hexdigest()
+
+
+def _digest_folder(folder, relative, digest):
+    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    for entry in entries:
+        name = relative + entry.name
+        if entry.is_dir():
+            _digest_folder(entry.path, name + "/", digest)
+        else:
+            stat = entry.stat()
+            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
 
 
 def named(items):
