@@ -1,6 +1,6 @@
 """Images/s of our inference benchmark loop against a bare MXNet forward loop.
 
-Ours: the network as bench_infer builds it (throughput.inference_network) and the loop it
+Ours: the network as bench_infer builds it (network.build) and the loop it
 times (throughput.time_forward: synthetic batches from resnet_recipe.pipelines, every
 batch waited for, so that each one has a latency). Bare: the same ResNet built with plain
 Gluon calls, hybridized the same way, `net(x)` over one fixed array, waiting for every
@@ -63,7 +63,7 @@ def main():
     }
 
     mx.random.seed(0)
-    our_net = throughput.inference_network(net_settings, CLASSES, [ctx], DTYPE)
+    our_net = network.build(net_settings, CLASSES, [ctx], DTYPE)
     bare_net = network.resnet(args.depth, "1.5", CLASSES)
     bare_net.initialize(ctx=ctx)
     bare_net.hybridize(static_alloc=True, static_shape=True)

@@ -21,17 +21,7 @@ from sklearn.datasets import load_sample_images
 
 from resnet_recipe import pipelines
 
-IMAGENET_INPUT = {
-    "backend": "dali-cpu",
-    "image_size": 224,
-    "val_resize": 256,
-    "min_random_area": 0.05,
-    "max_random_area": 1.0,
-    "min_aspect_ratio": 0.75,
-    "max_aspect_ratio": 4 / 3,
-    "mean": [123.68, 116.28, 103.53],
-    "std": [58.395, 57.12, 57.375],
-}
+IMAGENET_INPUT = {**pipelines.DEFAULT_SETTINGS, "backend": "dali-cpu"}
 
 
 def imagenet_sized_jpegs(count, seed=0):

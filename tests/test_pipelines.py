@@ -11,15 +11,11 @@ from nvidia.dali import Pipeline, fn
 from resnet_recipe import pipelines
 
 SETTINGS = {
+    **pipelines.DEFAULT_SETTINGS,
     "backend": "dali-cpu",
     "image_size": 16,
     "val_resize": 20,
-    "min_random_area": 0.05,
-    "max_random_area": 1.0,
-    "min_aspect_ratio": 0.75,
     "max_aspect_ratio": 4 / 3,
-    "mean": [123.68, 116.28, 103.53],
-    "std": [58.395, 57.12, 57.375],
     "dali_threads": 2,
 }
 TWO_CPUS = [mx.cpu(0), mx.cpu(1)]

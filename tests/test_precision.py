@@ -7,20 +7,10 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, precision, recipe
+from resnet_recipe import network, precision, recipe, training
 from resnet_recipe.precision import LossScaler, next_loss_scale
 
-SETTINGS = {
-    "epochs": 90,
-    "lr_per_256": 0.1,
-    "warmup_epochs": 0,
-    "lr_schedule": "step",
-    "lr_steps": [30, 60, 80],
-    "lr_factor": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "no_wd_on_bn_and_bias": False,
-}
+SETTINGS = {**training.DEFAULT_SETTINGS, "warmup_epochs": 0, "weight_decay": 0.0}
 
 
 def test_float16_on_cpu_stops_with_the_reason():

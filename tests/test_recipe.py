@@ -7,20 +7,11 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, recipe
+from resnet_recipe import network, recipe, training
 from resnet_recipe.precision import LossScaler
 
-RECIPE = {
-    "epochs": 90,
-    "lr_per_256": 0.1,
-    "warmup_epochs": 5,
-    "lr_schedule": "step",
-    "lr_steps": [30, 60, 80],
-    "lr_factor": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "no_wd_on_bn_and_bias": False,
-}
+# The original recipe's training settings.
+RECIPE = training.DEFAULT_SETTINGS
 # The original recipe on a DGX-1: 8 GPUs x 208 images, ImageNet's 1,281,167 training images.
 GLOBAL_BATCH = 8 * 208
 ITERATIONS_PER_EPOCH = math.ceil(1_281_167 / GLOBAL_BATCH)  # 770

@@ -14,7 +14,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from resnet_recipe.atomic_files import atomic_open, atomic_path
-from resnet_recipe.precision import float32_parameters
+from resnet_recipe.precision import cast_network, float32_parameters
 
 VERSIONS = ("1", "1.5")
 # The original recipe's network (the config's `network` section defaults to these).
@@ -176,6 +176,24 @@ def initialize(net, contexts):
     each parameter carries its own initialiser (He-normal weights, BN gamma 1 or 0, beta
     and biases 0). Returns the net."""
     net.initialize(ctx=list(contexts))
+    return net
+
+
+def build(network_settings, classes, contexts, dtype="float32"):
+    """The configured network (the config's `network` section), initialised on every
+    context, cast to `dtype` (BatchNorm stays float32) and hybridized: what training and the
+    benchmarks run. MXNet's random seed, set before, decides the initial weights."""
+    net = initialize(
+        resnet(
+            network_settings["depth"],
+            network_settings["version"],
+            classes,
+            network_settings["zero_init_last_gamma"],
+        ),
+        contexts,
+    )
+    cast_network(net, dtype)
+    net.hybridize(static_alloc=True, static_shape=True)
     return net
 
 

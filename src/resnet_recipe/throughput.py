@@ -296,22 +296,6 @@ def bench_train(
     return result
 
 
-def inference_network(network_settings, classes, contexts, dtype):
-    """A freshly initialised network for inference in `dtype`, hybridized."""
-    net = network.initialize(
-        network.resnet(
-            network_settings["depth"],
-            network_settings["version"],
-            classes,
-            network_settings["zero_init_last_gamma"],
-        ),
-        contexts,
-    )
-    precision.cast_network(net, dtype)
-    net.hybridize(static_alloc=True, static_shape=True)
-    return net
-
-
 def bench_infer(
     result_path,
     *,
@@ -342,7 +326,7 @@ def bench_infer(
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
         check_dtype(dtype, contexts, what)
-        net = inference_network(network_settings, classes, contexts, dtype)
+        net = network.build(network_settings, classes, contexts, dtype)
         batches = pipelines.val_batches(
             rec,
             idx,

@@ -166,17 +166,7 @@ class TrainingLoop:
         self.elapsed = 0.0  # seconds spent training this run, over every attempt
 
         mx.random.seed(settings["seed"])
-        self.net = network.initialize(
-            network.resnet(
-                network_settings["depth"],
-                network_settings["version"],
-                classes,
-                network_settings["zero_init_last_gamma"],
-            ),
-            contexts,
-        )
-        precision.cast_network(self.net, self.dtype)
-        self.net.hybridize(static_alloc=True, static_shape=True)
+        self.net = network.build(network_settings, classes, contexts, self.dtype)
         self.loss = recipe.CrossEntropy(classes, settings["label_smoothing"])
         self.loss.hybridize(static_alloc=True, static_shape=True)
         self.loss_scaler = precision.make_loss_scaler(settings["loss_scale"], self.dtype)
