@@ -12,8 +12,21 @@ from PIL import Image
 from resnet_recipe import report
 
 REFERENCE_DIR = REPO / "resources" / "reference"
-VERSIONS = {"mxnet": "1.9.1", "nvidia-dali": "1.34.0", "python": "3.11"}
-MACHINE = {"hostname": "test-host", "cpu": "Test CPU", "cpu_count": 2, "gpus": []}
+VERSIONS = {"mxnet": "1.9.1", "numpy": "1.23.5", "nvidia-dali": "1.34.0", "python": "3.11.7"}
+
+
+def machine(gpus):
+    """devices.describe_machine() without versions, as the benchmarks write it."""
+    names = ["Tesla V100-SXM2-16GB"] * gpus
+    return {"hostname": "test-host", "cpu_model": "Test CPU", "logical_cores": 2, "gpus": names}
+
+
+def network(depth=50):
+    return {"depth": depth, "version": "1.5", "zero_init_last_gamma": True}
+
+
+def backend(gpus):
+    return "dali-gpu" if gpus else "dali-cpu"
 
 
 def write_json(path, data):
@@ -22,21 +35,25 @@ def write_json(path, data):
     return str(path)
 
 
-def write_run(root, run, gpus, dtype, train_seconds, epochs=3, batch=32):
-    """results/train/{run}/ with report.json and metrics.jsonl as the contract has them."""
+def write_run(
+    root, run, gpus, dtype, train_seconds, epochs=90, classes=1000, image_size=224, batch=32
+):
+    """results/train/{run}/ with report.json and metrics.jsonl as training.write_outputs
+    writes them."""
     folder = root / "train" / run
     shift = 0.03 * gpus  # runs apart on the graphs
     lines = [
         {
             "epoch": epoch,
-            "train_loss": 2.3 / epoch + shift,
-            "train_top1": 0.2 * epoch + shift,
-            "val_top1": 0.18 * epoch + shift,
-            "val_top5": 0.3 * epoch + shift,
-            "val_loss": 2.4 / epoch + shift,
-            "lr": 0.1,
-            "images_per_s": 100.0,
             "epoch_seconds": train_seconds / epochs,
+            "images_per_s": 100.0,
+            "loss_scale": 1.0,
+            "lr": 0.1,
+            "train_loss": 2.3 / epoch + shift,
+            "train_top1": 0.7 * epoch / epochs + shift,
+            "val_loss": 2.4 / epoch + shift,
+            "val_top1": 0.6 * epoch / epochs + shift,
+            "val_top5": 0.7 * epoch / epochs + shift,
         }
         for epoch in range(1, epochs + 1)
     ]
@@ -47,17 +64,20 @@ def write_run(root, run, gpus, dtype, train_seconds, epochs=3, batch=32):
         {
             "run": run,
             "gpus": gpus,
+            "devices": [f"gpu({i})" for i in range(gpus)] or ["cpu(0)"],
             "dtype": dtype,
             "batch_per_device": batch,
             "global_batch": batch * max(gpus, 1),
             "epochs": epochs,
+            "classes": classes,
             "val_top1": lines[-1]["val_top1"],
             "val_top5": lines[-1]["val_top5"],
             "train_seconds": train_seconds,
             "images_per_s": 100.0,
-            "settings": {"lr_per_256": 0.1},
-            "network": {"depth": 50, "version": "1.5"},
-            "versions": VERSIONS,
+            "settings": {"gpus": gpus, "dtype": dtype, "epochs": epochs, "lr_per_256": 0.1},
+            "network": network(),
+            "pipeline": {"backend": backend(gpus), "image_size": image_size, "val_resize": 256},
+            "machine": {**machine(gpus), "versions": VERSIONS},
         },
     )
     return str(folder)
@@ -66,6 +86,7 @@ def write_run(root, run, gpus, dtype, train_seconds, epochs=3, batch=32):
 def latency(batch, images_per_s):
     mean = 1000.0 * batch / images_per_s
     return {
+        "max": mean * 1.6,
         "mean": mean,
         "p50": mean * 0.98,
         "p90": mean * 1.1,
@@ -74,16 +95,17 @@ def latency(batch, images_per_s):
     }
 
 
-def write_score(root, run, dtype, top1, top5):
+def write_score(root, run, dtype, top1, top5, classes=1000):
     return write_json(
         root / "score" / f"{run}.json",
         {
             "run": run,
-            "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 3},
+            "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 90},
             "dtype": dtype,
             "device": "cpu(0)",
             "images": 500,
             "batch_size": 64,
+            "classes": classes,
             "top1": top1,
             "top5": top5,
             "loss": 1.0,
@@ -93,43 +115,58 @@ def write_score(root, run, dtype, top1, top5):
     )
 
 
-def write_bench_train(root, dtype, gpus, batch, images_per_s, data="dali"):
+def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50):
+    """A training point as throughput.bench_train writes it (latency: the mean only)."""
+    global_batch = batch * max(gpus, 1)
     return write_json(
         root / "bench_train" / dtype / f"n{gpus}_b{batch}.json",
         {
             "kind": "train",
             "dtype": dtype,
             "gpus": gpus,
+            "devices": [f"gpu({i})" for i in range(gpus)] or ["cpu(0)"],
             "batch_per_device": batch,
-            "global_batch": batch * max(gpus, 1),
-            "data": data,
+            "global_batch": global_batch,
+            "data": "dali",
+            "input_backend": backend(gpus),
+            "image_size": image_size,
             "iterations": 5,
             "epochs": 3,
             "warmup_epochs": 1,
             "num_examples": 12800,
+            "epoch_seconds": [2 * 5 * global_batch / images_per_s]
+            + [5 * global_batch / images_per_s] * 2,
             "epoch_images_per_s": [images_per_s * 0.5, images_per_s, images_per_s],
             "images_per_s": images_per_s,
-            "latency_ms": latency(batch * max(gpus, 1), images_per_s),
-            "machine": MACHINE,
+            "latency_ms": {"mean": 1000.0 * global_batch / images_per_s},
+            "network": network(depth),
+            "machine": machine(gpus),
             "versions": VERSIONS,
         },
     )
 
 
-def write_bench_infer(root, dtype, batch, images_per_s, gpus=1):
+def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50):
+    """An inference point as throughput.bench_infer writes it."""
     return write_json(
         root / "bench_infer" / dtype / f"b{batch}.json",
         {
             "kind": "infer",
             "dtype": dtype,
             "gpus": gpus,
+            "device": "gpu(0)" if gpus else "cpu(0)",
             "batch_size": batch,
             "data": "dali",
+            "input_backend": backend(gpus),
+            "image_size": image_size,
+            "weights": "random initialisation: throughput does not depend on trained weights",
             "iterations": 20,
             "warmup_iterations": 5,
+            "timed_seconds": 20 * batch / images_per_s,
             "images_per_s": images_per_s,
             "latency_ms": latency(batch, images_per_s),
-            "machine": MACHINE,
+            "network": network(depth),
+            "machine": machine(gpus),
             "versions": VERSIONS,
         },
     )
@@ -137,7 +174,8 @@ def write_bench_infer(root, dtype, batch, images_per_s, gpus=1):
 
 # Training benchmark points (dtype, gpus, batch per GPU): images/s. float16 batch 208 has
 # no float32 partner at that batch (speedup falls back to float32's largest batch, 96);
-# float16 batch 96 has one; 8 GPUs have no float32 point; gpus 0 is the CPU.
+# float16 batch 96 has one; 8 GPUs have no float32 point; gpus 0 is the CPU, whose points
+# are written at 32 px as the demo's.
 BENCH_TRAIN = {
     ("float16", 1, 208): 1400.0,
     ("float16", 4, 208): 5250.0,
@@ -155,21 +193,30 @@ BENCH_INFER = {
     ("float32", 3): 500.0,
     ("float32", 8): 800.0,
 }
-# run: (gpus, dtype, train_seconds, top1, top5)
+# run: (gpus, dtype, train_seconds, top1, top5); the GPU runs are ImageNet's 90 epochs at
+# 224 px, the CPU run is the demo's (30 epochs of 10 classes at 32 px).
 RUNS = {
     "fp16_8gpu": (8, "float16", 3 * 3600.0, 0.7649, 0.931),
     "fp32_1gpu": (1, "float32", 10 * 3600.0, 0.75, 0.92),
     "cpu_fp32": (0, "float32", 300.0, 0.9, 1.0),
 }
+DEMO_SETUP = {"epochs": 30, "classes": 10, "image_size": 32}
 
 
 def write_results(root, runs=RUNS, scores=RUNS, bench_train=BENCH_TRAIN, bench_infer=BENCH_INFER):
     """Result files for the chosen subset; returns build_report's result arguments."""
     return {
-        "run_dirs": [write_run(root, run, *runs[run][:3]) for run in runs],
-        "score_files": [write_score(root, run, scores[run][1], *scores[run][3:]) for run in scores],
+        "run_dirs": [
+            write_run(root, run, *runs[run][:3], **(DEMO_SETUP if runs[run][0] == 0 else {}))
+            for run in runs
+        ],
+        "score_files": [
+            write_score(root, run, scores[run][1], *scores[run][3:], 1000 if scores[run][0] else 10)
+            for run in scores
+        ],
         "bench_train_files": [
-            write_bench_train(root, *point, ips) for point, ips in bench_train.items()
+            write_bench_train(root, *point, ips, image_size=224 if point[1] else 32)
+            for point, ips in bench_train.items()
         ],
         "bench_infer_files": [
             write_bench_infer(root, *point, ips) for point, ips in bench_infer.items()
@@ -228,7 +275,7 @@ def test_training_table_speedup_weak_scaling_and_reference(full_report):
     ] == pytest.approx(1500 / 400)
     # The CPU point: labelled, no weak scaling, no reference.
     cpu = row(table, gpus=0)
-    assert cpu["device"] == "CPU"
+    assert cpu["device"] == "CPU" and cpu["image_size"] == 32 and cpu["input"] == "dali-cpu"
     assert math.isnan(cpu["weak_scaling"]) and math.isnan(cpu["reference_images_per_s"])
     assert math.isnan(cpu["images_per_s_ratio"]) and pd.isna(cpu["reference_hardware"])
     # float32 rows carry no FP16 speedup.
@@ -250,11 +297,12 @@ def test_accuracy_table_in_percent_with_reference_and_ratio(full_report):
     assert fp32["reference_training_time_h"] == pytest.approx(82.0)
     cpu = row(table, run="cpu_fp32")
     assert cpu["device"] == "CPU" and cpu["top1_percent"] == pytest.approx(90.0)
+    assert (cpu["image_size"], cpu["classes"], cpu["epochs"]) == (32, 10, 30)
     assert math.isnan(cpu["reference_top1_percent"]) and math.isnan(cpu["top1_ratio"])
     assert cpu["training_time_h"] == pytest.approx(300 / 3600)
 
 
-def test_inference_table_joins_reference_by_dtype_and_batch(full_report):
+def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_report):
     table = pd.read_csv(full_report.inference_csv)
     assert len(table) == len(BENCH_INFER)
     b208 = row(table, dtype="float16", batch_size=208)
@@ -281,10 +329,16 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
         assert heading in text
     assert report.REFERENCE_HARDWARE in text
     assert (
-        "| fp16_8gpu | 8 GPUs | float16 | 3 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 | 3.30 | 0.909 |"
-        in text
+        "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 "
+        "| 3.30 | 0.909 |" in text
     )
-    assert "| CPU | float32 | 16 | 16 | dali | 20.0 |" in text
+    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | 20.0 |" in text
+    # Every network is ResNet-50 v1.5: no network column.
+    assert "| network |" not in text
+    assert (
+        "1 of 6 measured points of the reference's experiment has no reference point at the "
+        "same dtype and batch size." in text
+    )
     # Reference points with no measured counterpart are listed apart.
     assert "Reference points not measured here" in text
     assert "| 4 | float16 | 76.33 | 6.20 |" in text
@@ -308,6 +362,98 @@ def test_every_graph_is_a_sane_png(full_report):
     for field in report.ReportOutputs.__dataclass_fields__:
         if field.endswith("_png"):
             assert_png(getattr(full_report, field))
+
+
+# Points of one dtype and batch in different experiments: (gpus, image_size, depth).
+EXPERIMENTS = {"same": (1, 224, 50), "cpu": (0, 224, 50), "px32": (1, 32, 50), "rn18": (1, 224, 18)}
+
+
+def test_reference_only_for_the_same_experiment(tmp_path):
+    """Only a GPU point of ResNet-50 at 224 px (and for accuracy, 90 epochs on 1000 classes)
+    is compared with the V100 reference; the CPU, 32 px and ResNet-18 points get none, and
+    report.md says why once per section."""
+    train, infer = [], []
+    for name, (gpus, size, depth) in EXPERIMENTS.items():
+        train.append(write_bench_train(tmp_path / name, "float32", gpus, 96, 300.0, size, depth))
+        infer.append(write_bench_infer(tmp_path / name, "float32", 8, 800.0, gpus, size, depth))
+    runs = {  # name: (gpus, write_run settings)
+        "same": (1, {}),
+        "cpu": (0, {}),
+        "px32": (1, {"image_size": 32}),
+        "digits": (1, {"classes": 10}),
+        "short": (1, {"epochs": 30}),
+    }
+    run_dirs = [
+        write_run(tmp_path, r, gpus, "float32", 3600.0, **kw) for r, (gpus, kw) in runs.items()
+    ]
+    scores = [write_score(tmp_path, run, "float32", 0.75, 0.92) for run in runs]
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(
+        run_dirs, scores, train, infer, **report.reference_files(REFERENCE_DIR), outputs=outputs
+    )
+
+    for path, reference, ratio in [
+        (outputs.training_csv, 400.2, 300.0 / 400.2),
+        (outputs.inference_csv, 824.0, 800.0 / 824.0),
+    ]:
+        table = pd.read_csv(path)
+        same = row(table, gpus=1, image_size=224, network="ResNet-50 v1.5")
+        assert same["reference_images_per_s"] == pytest.approx(reference)
+        assert same["images_per_s_ratio"] == pytest.approx(ratio)
+        others = table[table.index != same.name]
+        assert len(others) == 3
+        assert others[["reference_images_per_s", "images_per_s_ratio"]].isna().all().all()
+        assert others["reference_hardware"].isna().all()
+    accuracy = pd.read_csv(outputs.accuracy_csv).set_index("run")
+    assert accuracy.loc["same", "top1_ratio"] == pytest.approx(75.0 / 76.462)
+    assert accuracy.drop(index="same")["reference_top1_percent"].isna().all()
+    assert accuracy.drop(index="same")["top1_ratio"].isna().all()
+
+    text = open(outputs.markdown).read()
+    why = "CPU points, ResNet-18 v1.5 points and points at 32 px are not compared with the "
+    assert text.count(why) == 2  # training and inference, once each
+    assert (
+        "CPU runs, runs at 32 px, runs on 10 classes and runs of 30 epochs are not compared "
+        "with the reference, which is ResNet-50 v1.5 at 224x224 px on V100 GPUs, 90 epochs on "
+        "ImageNet's 1000 classes" in text
+    )
+    assert "| ResNet-18 v1.5 | 224 | 8 | dali-gpu | 800.0 |" in text  # network column shown
+    # Matched reference points leave the "not measured here" lists, the others stay.
+    assert "| float32 | 8 | 824.0 |" not in text and "| float32 | 1 | 252.0 |" in text
+    assert "| 1 | float32 | 96 | 400.2 |" not in text and "| 4 | float32 | 96 | 1558.6 |" in text
+    assert "| 1 | float32 | 76.46 | 82.00 |" not in text
+    assert "V100 reference not drawn" not in text
+
+
+def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
+    """The demo's results (CPU, 32 px, 10 classes, 30 epochs): no reference value or ratio
+    anywhere, the size in the tables, legends and graph notes."""
+    root = tmp_path / "results"
+    run_dir = write_run(root, "cpu_fp32", 0, "float32", 200.0, **DEMO_SETUP)
+    inputs = {
+        "run_dirs": [run_dir],
+        "score_files": [write_score(root, "cpu_fp32", "float32", 0.97, 1.0, classes=10)],
+        "bench_train_files": [write_bench_train(root, "float32", 0, 16, 88.9, image_size=32)],
+        "bench_infer_files": [
+            write_bench_infer(root, "float32", batch, ips, gpus=0, image_size=32)
+            for batch, ips in [(1, 271.2), (8, 873.8), (32, 1384.1)]
+        ],
+    }
+    outputs = report.ReportOutputs.in_folder(str(root / "report"))
+    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    for path in (outputs.accuracy_csv, outputs.training_csv, outputs.inference_csv):
+        table = pd.read_csv(path)
+        reference = [name for name in table.columns if "reference" in name or "ratio" in name]
+        assert table[reference].isna().all().all(), path
+        assert set(table["image_size"]) == {32}
+    text = open(outputs.markdown).read()
+    assert "| float32 | CPU | 32 | 32 | dali-cpu | 1384.1 |" in text
+    assert text.count("V100 reference not drawn: no float32 point is ResNet-50 v1.5") == 2
+    assert report.epoch_metrics([report.read_run(run_dir)])["label"].iloc[0] == (
+        "cpu_fp32 (float32, CPU, 32 px)"
+    )
+    assert report.setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
+    assert report.setup_suffix("ResNet-50 v1.5", 224) == ""
 
 
 # What each partial subset of results must say is missing in report.md.
@@ -378,7 +524,7 @@ def test_partial_results_build_and_say_what_is_missing(tmp_path, subset, missing
 def test_empty_sections_print_no_table(tmp_path):
     outputs = build(tmp_path, runs={}, scores={}, bench_train={}, bench_infer={})
     text = open(outputs.markdown).read()
-    assert "| run |" not in text and "| GPUs | dtype | batch per GPU | global batch" not in text
+    assert "| run |" not in text and "| GPUs | dtype | image (px) | batch per GPU" not in text
     assert pd.read_csv(outputs.accuracy_csv).empty
     # The reference still shows, as reference only.
     assert "| 8 | float16 | 76.49 | 3.30 |" in text
@@ -411,11 +557,19 @@ def test_inconsistent_inputs_are_named(tmp_path):
     first = write_bench_train(tmp_path / "a", "float32", 1, 96, 400.0)
     second = write_bench_train(tmp_path / "b", "float32", 1, 96, 410.0)
     with pytest.raises(ValueError, match="two files for the same training benchmark point"):
-        report.read_bench_train([first, second])
+        report.read_bench([first, second], "train")
+    # The same point at another image size is another point.
+    other = write_bench_train(tmp_path / "c", "float32", 1, 96, 4000.0, image_size=32)
+    assert len(report.read_bench([first, other], "train")) == 2
     infer = write_bench_infer(tmp_path, "float32", 1, 250.0)
     with pytest.raises(ValueError, match="kind is 'infer', expected 'train'"):
-        report.read_bench_train([infer])
-    run = write_run(tmp_path, "broken", 0, "float32", 60.0)
+        report.read_bench([infer], "train")
+    point = json.loads(open(infer).read())
+    del point["image_size"], point["network"]["depth"]
+    write_json(tmp_path / "old.json", point)
+    with pytest.raises(ValueError, match=r"old.json: missing field\(s\) network.depth, image_size"):
+        report.read_bench([str(tmp_path / "old.json")], "infer")
+    run = write_run(tmp_path, "broken", 0, "float32", 60.0, epochs=3)
     with open(f"{run}/metrics.jsonl", "a") as handle:
         handle.write("{not json\n")
     with pytest.raises(ValueError, match=r"broken/metrics.jsonl:4: not valid JSON"):
@@ -434,7 +588,7 @@ def test_cli_report_writes_the_report(tmp_path):
         + ["--reference", str(REFERENCE_DIR), "--out", str(out)]
     )
     assert code == 0
-    assert "| float32 | 1 GPU | 8 | dali | 800.0 |" in (out / "report.md").read_text()
+    assert "| float32 | 1 GPU | 224 | 8 | dali-gpu | 800.0 |" in (out / "report.md").read_text()
 
 
 def test_snakemake_html_report_of_the_report_rule(tmp_path):
