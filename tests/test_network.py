@@ -130,6 +130,8 @@ def test_weights_are_he_normal_and_bn_beta_and_biases_zero():
     assert (params["stem_bn_beta"].data().asnumpy() == 0).all()
 
 
+# The exported graph leaves types to the input, which SymbolBlock.imports warns about.
+@pytest.mark.filterwarnings("ignore:Cannot decide type:UserWarning")
 def test_checkpoint_loads_with_load_checkpoint_and_symbolblock_with_equal_outputs(tmp_path):
     net = initialized(18, classes=5)
     move_bn_statistics(net, tiny_batch(1))

@@ -8,6 +8,7 @@ paper's conv2_x to conv5_x); blocks and the layers inside a block count from 0.
 
 import json
 import numbers
+import warnings
 
 import mxnet as mx
 from mxnet import gluon
@@ -260,7 +261,11 @@ def load_for_inference(prefix, epoch, contexts, dtype="float32"):
     """A SymbolBlock of a checkpoint on `contexts`, run in `dtype`: float16 casts weights
     and activations to float16 and keeps BatchNorm parameters in float32."""
     symbol_path, params_path = checkpoint_paths(prefix, epoch)
-    net = gluon.SymbolBlock.imports(symbol_path, [INPUT_NAME], params_path, ctx=list(contexts))
+    with warnings.catch_warnings():
+        # The exported graph leaves every type to its input (see inference_symbol), which
+        # SymbolBlock reports as a warning; the types are fixed by the first batch.
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        net = gluon.SymbolBlock.imports(symbol_path, [INPUT_NAME], params_path, ctx=list(contexts))
     if dtype != "float32":
         net.cast(dtype)  # SymbolBlock.cast puts BatchNorm parameters back to float32
     return net
