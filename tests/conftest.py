@@ -37,6 +37,19 @@ def demo_config():
     return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 
 
+def tiny_demo_config():
+    """The demo config with the least training and benchmarking that still runs every
+    stage: one epoch, two-iteration benchmark epochs, one point per benchmark."""
+    config = demo_config()
+    config["training"]["defaults"].update(epochs=1, warmup_epochs=0, lr_steps=[])
+    config["benchmark"]["train"].update(iterations=2, epochs=2, warmup_epochs=1)
+    config["benchmark"]["train"]["points"] = {"float32": {"gpus": [0], "batch_sizes": [8]}}
+    config["benchmark"]["infer"].update(
+        iterations=3, warmup_iterations=1, batch_sizes={"float32": [8]}
+    )
+    return config
+
+
 def run_snakemake(workdir, *args, check=True, timeout=900):
     """Run Snakemake in workdir (profiles/default applies); return the finished process."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

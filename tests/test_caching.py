@@ -16,9 +16,9 @@ import yaml
 from conftest import (
     SNAKEMAKE,
     copy_workflow,
-    demo_config,
     planned_jobs,
     run_snakemake,
+    tiny_demo_config,
     write_config,
 )
 
@@ -30,19 +30,13 @@ RUN = "cpu_fp32"
 
 
 def tiny_config():
-    """The demo's shape with the least work per stage: ResNet-18 at 16 px, one epoch."""
-    config = demo_config()
+    """The tiny demo on a user-supplied raw tree, with ResNet-18 at 16 px."""
+    config = tiny_demo_config()
     config["data"].update(raw_dir="raw", demo=False)
     config["input"].update(image_size=16, val_resize=16)
     config["network"]["depth"] = 18
-    config["training"]["defaults"].update(
-        epochs=1, warmup_epochs=0, lr_steps=[], batch_per_device=32, log_interval=20
-    )
-    config["benchmark"]["train"].update(iterations=2, epochs=2, warmup_epochs=1)
-    config["benchmark"]["train"]["points"] = {"float32": {"gpus": [0], "batch_sizes": [8]}}
-    config["benchmark"]["infer"].update(
-        iterations=3, warmup_iterations=1, batch_sizes={"float32": [4]}
-    )
+    config["training"]["defaults"].update(batch_per_device=32, log_interval=20)
+    config["benchmark"]["infer"]["batch_sizes"] = {"float32": [4]}
     return config
 
 

@@ -12,7 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_workflow, demo_config, planned_jobs, run_snakemake, write_config
+from conftest import (
+    REPO,
+    copy_workflow,
+    demo_config,
+    planned_jobs,
+    run_snakemake,
+    tiny_demo_config,
+    write_config,
+)
 
 SETUP = REPO / "tests" / "slurm" / "setup.sh"
 TEARDOWN = REPO / "tests" / "slurm" / "teardown.sh"
@@ -30,19 +38,6 @@ IDENTICAL = ["results/lists/", "results/records/", "results/train/cpu_fp32/model
 TIMINGS = {"epoch_seconds", "images_per_s", "latency_ms"}
 # With `=`, so that the targets after it are not read as more config files.
 TINY = "--configfile=tiny.yaml"
-
-
-def tiny_config():
-    """The demo with the least training and benchmarking that still runs every stage."""
-    config = demo_config()
-    config["training"]["defaults"].update(epochs=1, warmup_epochs=0, lr_steps=[])
-    train_bench = config["benchmark"]["train"]
-    train_bench.update(iterations=2, epochs=2, warmup_epochs=1)
-    train_bench["points"] = {"float32": {"gpus": [0], "batch_sizes": [8]}}
-    config["benchmark"]["infer"].update(
-        iterations=3, warmup_iterations=1, batch_sizes={"float32": [8]}
-    )
-    return config
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +92,7 @@ def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypa
     local = copy_workflow(tmp_path / "local")
     cluster = copy_workflow(tmp_path / "cluster")
     for workdir in (local, cluster):
-        write_config(workdir / "tiny.yaml", tiny_config())
+        write_config(workdir / "tiny.yaml", tiny_demo_config())
     jobs = planned_jobs(local, TINY, *TARGETS)
     # The Snakefile's localrules run on the submit host; everything else is an sbatch job.
     submitted = sum(count for rule, count in jobs.items() if rule not in local_rules())
