@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	  "Run make with PYTHON=/path/to/python3.11." % v)'
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	@# Every flavour installs the same `mxnet` module: remove another one before switching.
+	@if ls $(VENV)/.installed-* >/dev/null 2>&1; then \
+	  $(VENV)/bin/python -m pip uninstall --quiet --yes mxnet mxnet-cu102 mxnet-cu112; fi
 	$(VENV)/bin/python -m pip install --quiet -e ".[$(MXNET),test]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
