@@ -63,6 +63,8 @@ rule pack_records:
         rejected="results/records/{split}.rejected.tsv",
     log:
         "logs/records/{split}.log",
+    benchmark:
+        "logs/timing/records/{split}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: config["data"]["pack_threads"]

@@ -10,6 +10,8 @@ rule score:
         score="results/score/{run}.json",
     log:
         "logs/score/{run}.log",
+    benchmark:
+        "logs/timing/score/{run}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(get_score_gpus(wildcards))
@@ -32,6 +34,8 @@ rule bench_train:
         result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
     log:
         "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
+    benchmark:
+        "logs/timing/bench_train/{dtype}/n{gpus}_b{batch}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(int(wildcards.gpus))
@@ -55,6 +59,8 @@ rule bench_infer:
         result="results/bench_infer/{dtype}/b{batch}.json",
     log:
         "logs/bench_infer/{dtype}/b{batch}.log",
+    benchmark:
+        "logs/timing/bench_infer/{dtype}/b{batch}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: get_threads(config["benchmark"]["infer"]["gpus"])

@@ -12,6 +12,8 @@ rule train:
         model=directory("results/train/{run}"),
     log:
         "logs/train/{run}.log",
+    benchmark:
+        "logs/timing/train/{run}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(get_run_gpus(wildcards))
