@@ -113,14 +113,17 @@ def test_padding_of_the_last_batch_is_not_counted(trained_run, tmp_path, batch_s
     assert padded["loss"] == pytest.approx(whole["loss"], rel=1e-4)
 
 
-def test_final_epoch_is_the_highest_checkpoint(tmp_path):
+def test_the_final_or_the_chosen_epoch_is_scored(tmp_path):
     for name in ("model-symbol.json", "model-0003.params", "model-0012.params", "notes.txt"):
         (tmp_path / name).write_text("")
-    assert evaluation.final_epoch(str(tmp_path)) == 12
+    assert evaluation.chosen_epoch(str(tmp_path), None) == 12
+    assert evaluation.chosen_epoch(str(tmp_path), 3) == 3
+    with pytest.raises(FileNotFoundError, match=r"score.epoch is 5, .* epochs \[3, 12\]"):
+        evaluation.chosen_epoch(str(tmp_path), 5)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no model-NNNN.params"):
-        evaluation.final_epoch(str(empty))
+        evaluation.chosen_epoch(str(empty), None)
 
 
 def test_a_missing_epoch_names_the_file(trained_run, tmp_path):

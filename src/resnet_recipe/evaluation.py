@@ -28,16 +28,29 @@ CHECKPOINT_PARAMS = re.compile(r"^model-(\d{4,})\.params$")
 MODEL_PREFIX = "model"
 
 
-def final_epoch(run_dir):
-    """The highest NNNN of the run's model-NNNN.params."""
+def checkpoint_epochs(run_dir):
+    """The NNNN of every model-NNNN.params in a run folder, in order."""
     try:
         names = os.listdir(run_dir)
     except FileNotFoundError:
         raise FileNotFoundError(f"{run_dir}: training run folder not found") from None
-    epochs = [int(m.group(1)) for m in map(CHECKPOINT_PARAMS.match, names) if m]
+    epochs = sorted(int(m.group(1)) for m in map(CHECKPOINT_PARAMS.match, names) if m)
     if not epochs:
         raise FileNotFoundError(f"{run_dir}: no {MODEL_PREFIX}-NNNN.params checkpoint")
-    return max(epochs)
+    return epochs
+
+
+def chosen_epoch(run_dir, epoch):
+    """`epoch` (the config's score.epoch) if the run folder has its checkpoint; None: the
+    final one. A training run's folder holds its final epoch's model."""
+    epochs = checkpoint_epochs(run_dir)
+    if epoch is None:
+        return epochs[-1]
+    if epoch not in epochs:
+        raise FileNotFoundError(
+            f"score.epoch is {epoch}, but {run_dir} holds the checkpoints of epochs {epochs}"
+        )
+    return epoch
 
 
 def read_run_report(run_dir):
@@ -70,7 +83,7 @@ def score_run(
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
     the CPU, in batches of score_settings["batch_size"]."""
     report = read_run_report(run_dir)
-    epoch = score_settings["epoch"] or final_epoch(run_dir)
+    epoch = chosen_epoch(run_dir, score_settings["epoch"])
     return score_checkpoint(
         result_path,
         prefix=os.path.join(run_dir, MODEL_PREFIX),
