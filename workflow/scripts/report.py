@@ -1,10 +1,11 @@
 """Stage entry point of the report rule: tables, graphs and report.md from all results."""
 
-from resnet_recipe.progress import setup_logging
+from resnet_recipe.progress import run_logged
 from resnet_recipe.report import ReportOutputs, build_report
 
-setup_logging(snakemake.log[0])
-build_report(
+run_logged(
+    snakemake.log[0],
+    build_report,
     run_dirs=snakemake.input.runs,
     score_files=snakemake.input.scores,
     bench_train_files=snakemake.input.bench_train,
