@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
 from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import pipelines, throughput
+from resnet_recipe import throughput
 
 TRAIN_KEYS = {
     "kind",
@@ -106,31 +106,6 @@ def bench_train(tiny, path, clock=None, **overrides):
     return throughput.bench_train(str(path), **arguments)
 
 
-def test_epoch_throughput_leaves_out_the_warmup_epochs():
-    rates, mean = throughput.epoch_throughput([10.0, 1.0, 2.0], 100, warmup_epochs=1)
-    assert rates == [10.0, 100.0, 50.0]
-    assert mean == pytest.approx(200 / 3)  # 200 images in 3 s: the harmonic mean
-    assert throughput.epoch_throughput([10.0, 1.0, 2.0], 100, 0)[1] == pytest.approx(300 / 13)
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        throughput.epoch_throughput([1.0, 1.0], 100, warmup_epochs=2)
-
-
-def test_the_first_iteration_is_never_timed_even_without_warmup_epochs():
-    events = []
-    batches = pipelines.Batches(lambda: ["batch"], 3, [mx.cpu()], 1)
-
-    def clock():
-        events.append("clock")
-        return float(len(events))
-
-    seconds = throughput.time_training_epochs(
-        lambda batch, iteration: events.append(iteration), batches, 2, clock
-    )
-    # One untimed iteration, then each epoch's iterations between two clock readings.
-    assert events == [0, "clock", 1, 2, 3, "clock", "clock", 4, 5, 6, "clock"]
-    assert len(seconds) == 2
-
-
 @pytest.mark.parametrize("data", ["dali", "synthetic"])
 def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
@@ -209,19 +184,6 @@ def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny,
     assert set(result["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "max"}
     assert result["latency_ms"]["mean"] == pytest.approx(500.0)  # ask to ready: one tick
     assert "random initialisation" in result["weights"]
-
-
-def test_time_forward_waits_for_every_output():
-    waited = []
-
-    class Output:
-        def wait_to_read(self):
-            waited.append(True)
-
-    batches = pipelines.Batches(lambda: [SimpleNamespace(data=None)], 5, [mx.cpu()], 1)
-    seconds, total = throughput.time_forward(lambda data: Output(), batches)
-    assert len(seconds) == len(waited) == 5
-    assert sum(seconds) <= total
 
 
 # What every point carries beside its own numbers (results.BENCH_TRAIN / BENCH_INFER).

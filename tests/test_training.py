@@ -94,25 +94,6 @@ def test_float16_on_cpu_stops_at_once_with_a_clear_message(tiny_data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_validation_counts_every_image_once_without_padding(tiny_data):
-    contexts = [mx.cpu(0), mx.cpu(1)]
-    net = network.initialize(network.resnet(18, "1.5", 3), contexts)
-    val = pipelines.val_batches(
-        tiny_data["val_rec"], tiny_data["val_idx"], contexts, 4, TINY_PIPELINE
-    )
-    seen = []
-
-    class CountingNet:
-        def __call__(self, data):
-            seen.append(data.shape[0])
-            return net(data)
-
-    metrics = training.evaluate(CountingNet(), val, classes=3)
-    # top-1 is a fraction of exactly 19 images: k/19 for some whole k.
-    assert round(metrics["top1"] * 19, 6) == int(round(metrics["top1"] * 19))
-    assert metrics["top5"] == 1.0  # three classes: always in the top three
-
-
 def test_a_rerun_resumes_after_the_newest_checkpoint(tiny_data, tmp_path, monkeypatch, caplog):
     def crash_after_first_epoch(state_dir, epoch, *args, **kwargs):
         original_save(state_dir, epoch, *args, **kwargs)

@@ -4,9 +4,9 @@ its images/s and per-batch latency, like the original recipe's SCORE scripts.
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
     score_checkpoint(path, prefix=, epoch=, ...) any model-symbol.json + model-NNNN.params
 
-Accuracy comes from training.evaluate (the padding of the last batch is never counted) on
+Accuracy comes from evaluate() (the padding of the last batch is never counted) on
 one device through the validation pipeline. Each batch is timed from asking the pipeline
-for it to its output being ready on the device (throughput.TimedBatches), after one untimed
+for it to its output being ready on the device (timing.TimedBatches), after one untimed
 forward that builds the graph; images/s is the validation images over the wall time of the
 whole pass, loss and accuracy bookkeeping included.
 """
@@ -18,12 +18,14 @@ import time
 
 import mxnet as mx
 
-from resnet_recipe import devices, network, pipelines, results, throughput, training
+from resnet_recipe import devices, network, pipelines, precision, recipe, results, timing
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PARAMS = re.compile(r"^model-(\d{4,})\.params$")
 MODEL_PREFIX = "model"
+# Accuracy is reported as top-1 and top-TOP_K (the original recipe's top-5).
+TOP_K = 5
 
 
 def checkpoint_epochs(run_dir):
@@ -113,7 +115,7 @@ def score_checkpoint(
     images = pipelines.count_records(val_rec, val_idx)
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
-        throughput.check_dtype(dtype, contexts, what)
+        precision.require_dtype_supported(dtype, contexts, what)
         net = network.load_for_inference(prefix, epoch, contexts, dtype)
         net.hybridize(static_alloc=True, static_shape=True)
         size = pipeline_settings["image_size"]
@@ -134,9 +136,9 @@ def score_checkpoint(
             contexts[0],
             dtype,
         )
-        timed = throughput.TimedBatches(batches, net, clock)
+        timed = timing.TimedBatches(batches, net, clock)
         started = clock()
-        metrics = training.evaluate(timed.forward, timed, classes)
+        metrics = evaluate(timed.forward, timed, classes)
         seconds = clock() - started
     result = {
         "run": run,
@@ -147,10 +149,10 @@ def score_checkpoint(
         "batch_size": batch_size,
         "classes": classes,
         "top1": metrics["top1"],
-        "top5": metrics[f"top{training.TOP_K}"],
+        "top5": metrics[f"top{TOP_K}"],
         "loss": metrics["loss"],
         "images_per_s": images / seconds,
-        "latency_ms": throughput.latency_summary(timed.seconds),
+        "latency_ms": timing.latency_summary(timed.seconds),
     }
     results.write(result_path, results.SCORE, result)
     log.info(
@@ -163,3 +165,37 @@ def score_checkpoint(
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def top_k_hits(output, label, k):
+    """Number of samples whose label is among the k highest outputs, as a 1-element
+    NDArray on the output's device."""
+    label = label.reshape((-1,)).astype("float32")
+    if k == 1:
+        return (output.argmax(axis=1).astype("float32") == label).sum()
+    top = output.topk(axis=1, k=k).astype("float32")
+    return (top == label.expand_dims(axis=1)).sum()
+
+
+def evaluate(net, val_data, classes):
+    """Loss, top-1 and top-k accuracy over exactly the validation images: the padding
+    that fills the last batch of each device is cut off before anything is counted."""
+    k = min(TOP_K, classes)
+    loss_fn = recipe.CrossEntropy(classes)
+    contexts = val_data.contexts
+    totals = {name: [mx.nd.zeros(1, ctx=ctx) for ctx in contexts] for name in ("loss", "1", "k")}
+    images = 0
+    for device_batches in val_data:
+        for i, batch in enumerate(device_batches):
+            if batch.valid == 0:
+                continue
+            output = net(batch.data)
+            label = batch.label
+            if batch.valid < output.shape[0]:
+                output, label = output[: batch.valid], label[: batch.valid]
+            totals["loss"][i] += loss_fn(output, label).sum()
+            totals["1"][i] += top_k_hits(output, label, 1)
+            totals["k"][i] += top_k_hits(output, label, k)
+            images += batch.valid
+    values = {name: sum(v.asscalar() for v in arrays) / images for name, arrays in totals.items()}
+    return {"loss": values["loss"], "top1": values["1"], f"top{TOP_K}": values["k"]}

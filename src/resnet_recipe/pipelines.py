@@ -74,11 +74,10 @@ class Batches:
     the next `for` (benchmarks rely on this).
     """
 
-    def __init__(self, next_batch, iterations, contexts, batch_per_device):
+    def __init__(self, next_batch, iterations, contexts):
         self._next_batch = next_batch
         self.iterations = iterations
         self.contexts = list(contexts)
-        self.batch_per_device = batch_per_device
 
     def __len__(self):
         return self.iterations
@@ -164,7 +163,7 @@ def _batches(
         iterator = _dali_iterator(kind, rec, idx, contexts, batch_per_device, settings, dtype, seed)
         next_batch = _dali_source(iterator, contexts)
         epoch = len(iterator)
-    return Batches(next_batch, iterations or epoch, contexts, batch_per_device)
+    return Batches(next_batch, iterations or epoch, contexts)
 
 
 def count_records(rec, idx):

@@ -18,7 +18,8 @@ import math
 import mxnet as mx
 from mxnet import gluon
 
-from resnet_recipe.precision import DTYPES, gradients_are_finite
+from resnet_recipe.precision import gradients_are_finite
+from resnet_recipe.settings import DTYPES
 
 SCHEDULES = ("step", "cosine")
 IMAGES_PER_LR = 256

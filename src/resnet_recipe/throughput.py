@@ -31,10 +31,7 @@ original's later versions relate val.ips and val.latency_avg.
 import logging
 import time
 
-import mxnet as mx
-import numpy as np
-
-from resnet_recipe import devices, network, pipelines, precision, results, training
+from resnet_recipe import devices, network, pipelines, precision, results, timing, training
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import Progress, format_duration
 
@@ -59,104 +56,6 @@ INFER_METRIC_KEYS = (
 INFERENCE_WEIGHTS = "random initialisation: throughput does not depend on trained weights"
 
 
-def latency_summary(seconds):
-    """{mean, p50, p90, p95, p99, max} in milliseconds of per-batch latencies in seconds."""
-    values = np.asarray(seconds, dtype=np.float64) * 1000
-    if values.size == 0:
-        raise ValueError("no timed batches to summarise")
-    summary = {"mean": float(values.mean())}
-    summary.update({f"p{p}": float(np.percentile(values, p)) for p in results.LATENCY_PERCENTILES})
-    summary["max"] = float(values.max())
-    return summary
-
-
-def harmonic_mean(values):
-    return len(values) / sum(1 / value for value in values)
-
-
-def epoch_throughput(epoch_seconds, images_per_epoch, warmup_epochs):
-    """(images/s of every epoch, their harmonic mean after the first warmup_epochs)."""
-    if warmup_epochs >= len(epoch_seconds):
-        raise ValueError(
-            f"benchmark.train.warmup_epochs ({warmup_epochs}) leaves none of the "
-            f"{len(epoch_seconds)} epochs to measure: raise benchmark.train.epochs"
-        )
-    rates = [images_per_epoch / seconds for seconds in epoch_seconds]
-    return rates, harmonic_mean(rates[warmup_epochs:])
-
-
-class TimedBatches:
-    """One device's batches, each timed from the moment the loop asks for it to the moment
-    the network's output of it is ready on the device (wait_to_read: the device sync).
-
-        timed = TimedBatches(batches, net)
-        for device_batches in timed:
-            timed.forward(device_batches[0].data)
-        timed.seconds  # one latency per forward
-
-    It carries the contexts of `batches`, so training.evaluate(timed.forward, timed, ...)
-    times the scoring pass.
-    """
-
-    def __init__(self, batches, net, clock=time.perf_counter):
-        self.batches = batches
-        self.contexts = batches.contexts
-        self.net = net
-        self.clock = clock
-        self.seconds = []
-        self._asked = None
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        batches = iter(self.batches)
-        while True:
-            self._asked = self.clock()
-            try:
-                device_batches = next(batches)
-            except StopIteration:
-                return
-            yield device_batches
-
-    def forward(self, data):
-        output = self.net(data)
-        output.wait_to_read()
-        self.seconds.append(self.clock() - self._asked)
-        return output
-
-
-def time_forward(net, batches, clock=time.perf_counter):
-    """The inference benchmark's timed loop: every batch of `batches` (one device) through
-    `net`, each waited for. Returns (per-batch seconds, total seconds)."""
-    timed = TimedBatches(batches, net, clock)
-    started = clock()
-    for device_batches in timed:
-        timed.forward(device_batches[0].data)
-    return timed.seconds, clock() - started
-
-
-def time_training_epochs(step, batches, epochs, clock=time.perf_counter, on_epoch=None):
-    """Wall seconds of `epochs` passes over `batches` through `step(device_batches,
-    iteration)`, each ending with mx.nd.waitall(). One untimed iteration runs first (graph
-    building, autotuning), whatever the warmup epochs. on_epoch(epoch, seconds) is called
-    between epochs, outside the timed intervals."""
-    step(next(iter(batches)), 0)  # a new iterator continues the stream: one batch taken
-    mx.nd.waitall()
-    iteration = 1
-    epoch_seconds = []
-    for epoch in range(1, epochs + 1):
-        started = clock()
-        for device_batches in batches:
-            step(device_batches, iteration)
-            iteration += 1
-        mx.nd.waitall()
-        epoch_seconds.append(clock() - started)
-        if on_epoch is not None:
-            on_epoch(epoch, epoch_seconds[-1])
-    return epoch_seconds
-
-
 def benchmark_input(pipeline_settings, data):
     """(input settings, data label) of a benchmark: `data` dali keeps the input pipeline of
     the config, synthetic switches it to random tensors on the device."""
@@ -166,14 +65,6 @@ def benchmark_input(pipeline_settings, data):
     if data == "synthetic":
         settings["backend"] = "synthetic"
     return settings, "synthetic" if settings["backend"] == "synthetic" else "dali"
-
-
-def check_dtype(dtype, contexts, what):
-    """precision.require_dtype_supported with the benchmark or scoring job named first."""
-    try:
-        precision.require_dtype_supported(dtype, contexts)
-    except ValueError as error:
-        raise ValueError(f"{what}: {error}") from None
 
 
 def machine_and_versions():
@@ -219,7 +110,7 @@ def bench_train(
     classes = len(read_classes(classes_tsv))
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
-        check_dtype(dtype, contexts, what)
+        precision.require_dtype_supported(dtype, contexts, what)
         global_batch = batch_per_device * len(contexts)
         if num_examples < global_batch:
             raise ValueError(
@@ -254,8 +145,8 @@ def bench_train(
             phase = "warmup" if epoch <= warmup_epochs else "timed"
             progress.update(1, **{"last epoch": f"{rate:.1f} img/s ({phase})"})
 
-        epoch_seconds = time_training_epochs(loop.step, batches, epochs, clock, log_epoch)
-    epoch_rates, images_per_s = epoch_throughput(
+        epoch_seconds = timing.time_training_epochs(loop.step, batches, epochs, clock, log_epoch)
+    epoch_rates, images_per_s = timing.epoch_throughput(
         epoch_seconds, iterations * global_batch, warmup_epochs
     )
     timed_seconds = sum(epoch_seconds[warmup_epochs:])
@@ -317,7 +208,7 @@ def bench_infer(
     classes = len(read_classes(classes_tsv))
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
-        check_dtype(dtype, contexts, what)
+        precision.require_dtype_supported(dtype, contexts, what)
         net = network.build(network_settings, classes, contexts, dtype)
         batches = pipelines.val_batches(
             rec,
@@ -340,7 +231,7 @@ def bench_infer(
         for _ in range(warmup_iterations):
             # A new iterator continues the stream: one batch each.
             net(next(iter(batches))[0].data).wait_to_read()
-        seconds, total_seconds = time_forward(net, batches, clock)
+        seconds, total_seconds = timing.time_forward(net, batches, clock)
     images_per_s = iterations * batch_size / total_seconds
     machine, versions = machine_and_versions()
     result = {
@@ -357,7 +248,7 @@ def bench_infer(
         "warmup_iterations": warmup_iterations,
         "timed_seconds": total_seconds,
         "images_per_s": images_per_s,
-        "latency_ms": latency_summary(seconds),
+        "latency_ms": timing.latency_summary(seconds),
         "network": network_settings,
         "machine": machine,
         "versions": versions,

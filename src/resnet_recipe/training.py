@@ -17,7 +17,16 @@ import time
 import mxnet as mx
 from mxnet import autograd
 
-from resnet_recipe import checkpoints, devices, network, pipelines, precision, recipe, results
+from resnet_recipe import (
+    checkpoints,
+    devices,
+    evaluation,
+    network,
+    pipelines,
+    precision,
+    recipe,
+    results,
+)
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
@@ -48,7 +57,6 @@ DEFAULT_SETTINGS = {
 # Settings that change how a run is watched, not what it computes: a change of these
 # still resumes from the run's checkpoints.
 PRESENTATION_SETTINGS = ("log_interval",)
-TOP_K = 5
 
 
 def train(
@@ -201,7 +209,7 @@ class TrainingLoop:
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
-        val_metrics = evaluate(self.net, val_data, self.classes)
+        val_metrics = evaluation.evaluate(self.net, val_data, self.classes)
         epoch_seconds = time.monotonic() - started
         self.elapsed += epoch_seconds
         metrics = {
@@ -244,7 +252,7 @@ class TrainingLoop:
                 zip(outputs, losses, device_batches, strict=True)
             ):
                 loss_sum[i] += loss.sum()
-                correct[i] += top_k_hits(output, batch.label, 1)
+                correct[i] += evaluation.top_k_hits(output, batch.label, 1)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
                 images = batch_index * self.global_batch
@@ -296,40 +304,6 @@ class TrainingLoop:
         )
 
 
-def top_k_hits(output, label, k):
-    """Number of samples whose label is among the k highest outputs, as a 1-element
-    NDArray on the output's device."""
-    label = label.reshape((-1,)).astype("float32")
-    if k == 1:
-        return (output.argmax(axis=1).astype("float32") == label).sum()
-    top = output.topk(axis=1, k=k).astype("float32")
-    return (top == label.expand_dims(axis=1)).sum()
-
-
-def evaluate(net, val_data, classes):
-    """Loss, top-1 and top-k accuracy over exactly the validation images: the padding
-    that fills the last batch of each device is cut off before anything is counted."""
-    k = min(TOP_K, classes)
-    loss_fn = recipe.CrossEntropy(classes)
-    contexts = val_data.contexts
-    totals = {name: [mx.nd.zeros(1, ctx=ctx) for ctx in contexts] for name in ("loss", "1", "k")}
-    images = 0
-    for device_batches in val_data:
-        for i, batch in enumerate(device_batches):
-            if batch.valid == 0:
-                continue
-            output = net(batch.data)
-            label = batch.label
-            if batch.valid < output.shape[0]:
-                output, label = output[: batch.valid], label[: batch.valid]
-            totals["loss"][i] += loss_fn(output, label).sum()
-            totals["1"][i] += top_k_hits(output, label, 1)
-            totals["k"][i] += top_k_hits(output, label, k)
-            images += batch.valid
-    values = {name: sum(v.asscalar() for v in arrays) / images for name, arrays in totals.items()}
-    return {"loss": values["loss"], "top1": values["1"], f"top{TOP_K}": values["k"]}
-
-
 def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
     """The run's declared outputs, all appearing at once: the model in MXNet's checkpoint
     format (float32 weights), metrics.jsonl (one line per epoch) and report.json."""
@@ -344,7 +318,7 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
         "epochs": loop.epoch,
         "classes": loop.classes,
         "val_top1": final["val_top1"],
-        "val_top5": final[f"val_top{TOP_K}"],
+        "val_top5": final[f"val_top{evaluation.TOP_K}"],
         "train_seconds": loop.elapsed,
         "images_per_s": sum(m["images_per_s"] for m in loop.history) / len(loop.history),
         "settings": loop.settings,
