@@ -24,6 +24,7 @@ import mxnet as mx
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
 from resnet_recipe import network, pipelines, timing
+from resnet_recipe.settings import InputPipeline, Network
 
 CLASSES = 1000
 DTYPE = "float32"
@@ -54,13 +55,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     ctx = mx.cpu()
-    net_settings = {"depth": args.depth, "version": "1.5", "zero_init_last_gamma": False}
-    settings = {
-        **pipelines.DEFAULT_SETTINGS,
-        "backend": "synthetic",
-        "image_size": args.image_size,
-        "val_resize": args.image_size,
-    }
+    net_settings = Network(depth=args.depth, version="1.5", zero_init_last_gamma=False)
+    settings = InputPipeline(
+        backend="synthetic", image_size=args.image_size, val_resize=args.image_size
+    )
 
     mx.random.seed(0)
     our_net = network.build(net_settings, CLASSES, [ctx], DTYPE)
@@ -76,9 +74,9 @@ def main():
             rec,
             idx,
             [ctx],
-            args.batch,
-            settings,
-            DTYPE,
+            batch_per_device=args.batch,
+            settings=settings,
+            dtype=DTYPE,
             iterations=args.iterations,
             num_classes=CLASSES,
         )

@@ -10,6 +10,7 @@ import pytest
 from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
 
 from resnet_recipe import cli, evaluation, pipelines, training
+from resnet_recipe.settings import Score
 
 SCORE_KEYS = {
     "run",
@@ -48,7 +49,7 @@ def trained_run(make_tiny_rec, tmp_path_factory):
         classes_tsv=str(classes),
         out_dir=str(run_dir),
         state_root=str(folder / "state"),
-        settings={**TINY_SETTINGS, "epochs": 2},
+        settings=TINY_SETTINGS.replace(epochs=2),
         network_settings=TINY_NETWORK,
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(folder / "locks"),
@@ -82,7 +83,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
         run_dir=str(trained_run.run_dir),
         val_rec=trained_run.val.rec,
         val_idx=trained_run.val.idx,
-        score_settings={"epoch": None, "batch_size": 8},
+        score_settings=Score(epoch=None, batch_size=8),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained_run.lock_dir),
         run="tiny",
@@ -173,7 +174,11 @@ def test_validation_counts_every_image_once_without_padding(trained_run):
     mean over the 19 labels, never over the padding."""
     contexts = [mx.cpu(0), mx.cpu(1)]
     val = pipelines.val_batches(
-        str(trained_run.val.rec), str(trained_run.val.idx), contexts, 4, TINY_PIPELINE
+        str(trained_run.val.rec),
+        str(trained_run.val.idx),
+        contexts,
+        batch_per_device=4,
+        settings=TINY_PIPELINE,
     )
     scores = numpy.array([10, -1, 9, 8, 7, 6, 5, 4, 3, 2], dtype=numpy.float32)
     seen = []

@@ -7,27 +7,23 @@ import mxnet as mx
 import numpy
 import pytest
 
-from resnet_recipe import checkpoints, network, pipelines, recipe, training
+from resnet_recipe import checkpoints, network, recipe, training
+from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 
-TINY_NETWORK = {"depth": 18, "version": "1.5", "zero_init_last_gamma": True}
-TINY_PIPELINE = {
-    **pipelines.DEFAULT_SETTINGS,
-    "backend": "dali-cpu",
-    "image_size": 16,
-    "val_resize": 18,
-    "min_random_area": 0.5,
-    "dali_threads": 1,
-}
-TINY_SETTINGS = {
-    "gpus": 0,
-    "batch_per_device": 8,
-    "dtype": "float32",
-    "epochs": 3,
-    "lr_per_256": 1.6,
-    "warmup_epochs": 1,
-    "lr_steps": [2],
-    "log_interval": 2,
-}
+TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
+TINY_PIPELINE = InputPipeline(
+    backend="dali-cpu", image_size=16, val_resize=18, min_random_area=0.5, dali_threads=1
+)
+TINY_SETTINGS = TrainingRun(
+    gpus=0,
+    batch_per_device=8,
+    dtype="float32",
+    epochs=3,
+    lr_per_256=1.6,
+    warmup_epochs=1,
+    lr_steps=(2,),
+    log_interval=2,
+)
 LABELS = [index % 3 for index in range(48)]
 
 
@@ -53,7 +49,7 @@ def run_training(tiny_data, tmp_path, **settings):
         **tiny_data,
         out_dir=str(out),
         state_root=str(tmp_path / "state"),
-        settings={**TINY_SETTINGS, **settings},
+        settings=TINY_SETTINGS.replace(**settings),
         network_settings=TINY_NETWORK,
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(tmp_path / "locks"),
@@ -72,6 +68,8 @@ def test_short_run_learns_and_writes_loadable_outputs(tiny_data, tmp_path):
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
     assert metrics[-1]["val_top1"] > 0.9  # three solid colours are easy
+    # float32 needs no loss scaling: no update is ever skipped for overflow.
+    assert [m["skipped_steps"] for m in metrics] == [0, 0, 0]
     report = json.loads((out / "report.json").read_text())
     assert report["epochs"] == 3 and report["global_batch"] == 8
     assert report["val_top1"] == metrics[-1]["val_top1"]
@@ -126,7 +124,7 @@ def test_a_changed_setting_starts_afresh(tiny_data, tmp_path, caplog):
 
 def test_checkpoint_restores_momentum_and_schedule(tmp_path):
     contexts = [mx.cpu(0)]
-    settings = {**training.DEFAULT_SETTINGS, "warmup_epochs": 0}
+    settings = TrainingRun(warmup_epochs=0)
 
     def build():
         mx.random.seed(3)
@@ -171,11 +169,11 @@ def test_schema_defaults_are_the_recipe(tmp_path):
             "properties"
         ].items()
     }
-    assert training_defaults == training.DEFAULT_SETTINGS
+    assert training_defaults == TrainingRun().to_config()
 
     def defaults(section):
         properties = schema["properties"][section]["properties"]
         return {key: value["default"] for key, value in properties.items()}
 
-    assert defaults("input") == pipelines.DEFAULT_SETTINGS
-    assert defaults("network") == network.DEFAULT_SETTINGS
+    assert defaults("input") == InputPipeline().to_config()
+    assert defaults("network") == Network().to_config()

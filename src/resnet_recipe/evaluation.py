@@ -68,11 +68,12 @@ def score_run(
     lock_dir,
     run,
 ):
-    """Score a training run into result_path: its checkpoint of epoch score_settings["epoch"]
+    """Score a training run into result_path: its checkpoint of epoch score_settings.epoch
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
-    the CPU, in batches of score_settings["batch_size"]."""
+    the CPU, in batches of score_settings.batch_size (score_settings: settings.Score;
+    pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
-    epoch = chosen_epoch(run_dir, score_settings["epoch"])
+    epoch = chosen_epoch(run_dir, score_settings.epoch)
     return score_checkpoint(
         result_path,
         prefix=os.path.join(run_dir, MODEL_PREFIX),
@@ -81,7 +82,7 @@ def score_run(
         val_idx=val_idx,
         dtype=report["dtype"],
         gpus=min(report["gpus"], 1),
-        batch_size=score_settings["batch_size"],
+        batch_size=score_settings.batch_size,
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,
@@ -107,39 +108,27 @@ def score_checkpoint(
     validation records in `dtype` on one device (gpus 1, or 0 for the CPU); write the
     result (see the module docstring) to result_path and return it."""
     what = f"scoring {prefix} epoch {epoch}"
-    for path in network.checkpoint_paths(prefix, epoch):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what}: {path} not found")
-    if gpus not in (0, 1):
-        raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
+    _check_scoring(what, prefix, epoch, gpus)
     images = pipelines.count_records(val_rec, val_idx)
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
         precision.require_dtype_supported(dtype, contexts, what)
-        net = network.load_for_inference(prefix, epoch, contexts, dtype)
-        net.hybridize(static_alloc=True, static_shape=True)
-        size = pipeline_settings["image_size"]
-        # Untimed: builds the graph and lets cuDNN choose its algorithms; tells the classes.
-        warmup = mx.nd.zeros((batch_size, 3, size, size), ctx=contexts[0], dtype=dtype)
-        output = net(warmup)
-        output.wait_to_read()
-        classes = output.shape[1]
+        size = pipeline_settings.image_size
+        net, classes = load_scoring_net(prefix, epoch, contexts, dtype, (batch_size, 3, size, size))
         batches = pipelines.val_batches(
-            val_rec, val_idx, contexts, batch_size, pipeline_settings, dtype, num_classes=classes
+            val_rec,
+            val_idx,
+            contexts,
+            batch_per_device=batch_size,
+            settings=pipeline_settings,
+            dtype=dtype,
+            num_classes=classes,
         )
         log.info(
             "%s: %d validation images in %d batches of %d on %s, %s",
-            what,
-            images,
-            len(batches),
-            batch_size,
-            contexts[0],
-            dtype,
+            *(what, images, len(batches), batch_size, contexts[0], dtype),
         )
-        timed = timing.TimedBatches(batches, net, clock)
-        started = clock()
-        metrics = evaluate(timed.forward, timed, classes)
-        seconds = clock() - started
+        metrics, seconds, latencies = timed_evaluation(net, batches, classes, clock)
     result = {
         "run": run,
         "checkpoint": {"prefix": prefix, "epoch": epoch},
@@ -148,23 +137,45 @@ def score_checkpoint(
         "images": images,
         "batch_size": batch_size,
         "classes": classes,
-        "top1": metrics["top1"],
-        "top5": metrics[f"top{TOP_K}"],
-        "loss": metrics["loss"],
+        **metrics,  # loss, top1, top5
         "images_per_s": images / seconds,
-        "latency_ms": timing.latency_summary(timed.seconds),
+        "latency_ms": timing.latency_summary(latencies),
     }
     results.write(result_path, results.SCORE, result)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,
-        result["top1"],
-        result["top5"],
-        result["loss"],
-        result["images_per_s"],
+        *(result[key] for key in ("top1", "top5", "loss", "images_per_s")),
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def timed_evaluation(net, batches, classes, clock=time.perf_counter):
+    """(evaluate()'s metrics, seconds of the whole pass, each batch's latency in seconds):
+    each batch timed from asking the pipeline for it to its output being ready."""
+    timed = timing.TimedBatches(batches, net, clock)
+    started = clock()
+    metrics = evaluate(timed.forward, timed, classes)
+    return metrics, clock() - started, timed.seconds
+
+
+def _check_scoring(what, prefix, epoch, gpus):
+    for path in network.checkpoint_paths(prefix, epoch):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what}: {path} not found")
+    if gpus not in (0, 1):
+        raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
+
+
+def load_scoring_net(prefix, epoch, contexts, dtype, input_shape):
+    """(hybridized network, its number of classes) of a checkpoint, after one untimed
+    forward of `input_shape` that builds the graph and lets cuDNN choose its algorithms."""
+    net = network.load_for_inference(prefix, epoch, contexts, dtype)
+    net.hybridize(static_alloc=True, static_shape=True)
+    output = net(mx.nd.zeros(input_shape, ctx=contexts[0], dtype=dtype))
+    output.wait_to_read()
+    return net, output.shape[1]
 
 
 def top_k_hits(output, label, k):

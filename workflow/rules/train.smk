@@ -24,7 +24,8 @@ rule train:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
-        # Resumable per-epoch state; not an output, so a failed job keeps it.
-        state_dir=lambda wildcards: f"results/checkpoints/{wildcards.run}",
+        # Root of the resumable per-epoch state (one folder per settings digest under
+        # it); not an output, so a failed job keeps it.
+        state_root=lambda wildcards: f"results/checkpoints/{wildcards.run}",
     script:
         "../scripts/train.py"

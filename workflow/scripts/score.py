@@ -2,6 +2,7 @@
 
 from resnet_recipe.evaluation import score_run
 from resnet_recipe.progress import run_logged
+from resnet_recipe.settings import InputPipeline, Score
 
 run_logged(
     snakemake.log[0],
@@ -10,8 +11,8 @@ run_logged(
     run_dir=snakemake.input.model,
     val_rec=snakemake.input.val_rec,
     val_idx=snakemake.input.val_idx,
-    score_settings=snakemake.params.score,
-    pipeline_settings=snakemake.params.pipeline,
+    score_settings=Score.from_config(snakemake.params.score, "score"),
+    pipeline_settings=InputPipeline.from_config(snakemake.params.pipeline, "input"),
     lock_dir=snakemake.params.lock_dir,
     run=snakemake.wildcards.run,
 )

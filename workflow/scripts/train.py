@@ -1,8 +1,10 @@
 """Stage entry point of the train rule: one run of the training matrix."""
 
 from resnet_recipe.progress import run_logged
+from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
+run = snakemake.wildcards.run
 run_logged(
     snakemake.log[0],
     train,
@@ -12,10 +14,10 @@ run_logged(
     val_idx=snakemake.input.val_idx,
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
-    state_root=snakemake.params.state_dir,
-    settings=snakemake.params.settings,
-    network_settings=snakemake.params.network,
-    pipeline_settings=snakemake.params.pipeline,
+    state_root=snakemake.params.state_root,
+    settings=TrainingRun.from_config(snakemake.params.settings, f"training.runs.{run}"),
+    network_settings=Network.from_config(snakemake.params.network, "network"),
+    pipeline_settings=InputPipeline.from_config(snakemake.params.pipeline, "input"),
     lock_dir=snakemake.params.lock_dir,
-    run=snakemake.wildcards.run,
+    run=run,
 )
