@@ -67,10 +67,10 @@ class Stream:
     contexts: tuple
     batch_per_device: int
     settings: InputPipeline
-    dtype: str
-    seed: int
-    iterations: int | None
-    num_classes: int | None
+    dtype: str = "float32"
+    seed: int = 0
+    iterations: int | None = None  # None: an epoch of the records
+    num_classes: int | None = None  # labels of synthetic batches
 
 
 class Batches:
@@ -94,19 +94,10 @@ class Batches:
             yield self._next_batch()
 
 
-def train_batches(
-    rec,
-    idx,
-    contexts,
-    *,
-    batch_per_device,
-    settings,
-    dtype="float32",
-    seed=0,
-    iterations=None,
-    num_classes=None,
-):
-    """Augmented training batches from rec/idx, sharded over the contexts.
+def train_batches(rec, idx, contexts, **stream):
+    """Augmented training batches from rec/idx, sharded over the contexts. `stream`: the
+    keywords of Stream (batch_per_device and settings, the input pipeline, always; dtype,
+    seed, iterations, num_classes when needed).
 
     An epoch is records // (batch_per_device * len(contexts)) iterations: every iteration is
     a full batch on every device, and the few images left over are different ones each epoch
@@ -114,52 +105,19 @@ def train_batches(
     batch from the next epoch: one iteration more at most.) `iterations` overrides the epoch
     length (benchmarks). `num_classes` is needed only by the synthetic backend, for labels.
     """
-    return _batches(
-        Stream(
-            kind="train",
-            rec=rec,
-            idx=idx,
-            contexts=tuple(contexts),
-            batch_per_device=batch_per_device,
-            settings=settings,
-            dtype=dtype,
-            seed=seed,
-            iterations=iterations,
-            num_classes=num_classes,
-        )
-    )
+    return _batches(Stream("train", rec, idx, tuple(contexts), **stream))
 
 
-def val_batches(
-    rec,
-    idx,
-    contexts,
-    *,
-    batch_per_device,
-    settings,
-    dtype="float32",
-    iterations=None,
-    num_classes=None,
-):
-    """Validation batches: every record exactly once per epoch over all contexts.
+def val_batches(rec, idx, contexts, **stream):
+    """Validation batches: every record exactly once per epoch over all contexts (`stream`
+    as for train_batches, without a seed: validation is never shuffled or augmented).
 
     Each context reads a fixed shard in file order; the last batch of a shard is padded and
     DeviceBatch.valid says how many of its samples are real (possibly 0).
     """
-    return _batches(
-        Stream(
-            kind="val",
-            rec=rec,
-            idx=idx,
-            contexts=tuple(contexts),
-            batch_per_device=batch_per_device,
-            settings=settings,
-            dtype=dtype,
-            seed=0,
-            iterations=iterations,
-            num_classes=num_classes,
-        )
-    )
+    if "seed" in stream:
+        raise TypeError("val_batches takes no seed: validation is neither shuffled nor augmented")
+    return _batches(Stream("val", rec, idx, tuple(contexts), **stream))
 
 
 def _batches(stream):
