@@ -48,17 +48,17 @@ def read_config_numbers(config):
     exponent form by that number, so that the schema checks `lr_per_256: 1e-3` as the
     number it is. Keys and other strings (`version: "1.5"`) stay as they are."""
 
-    def convert(value):
+    def as_number(value):
         if isinstance(value, str) and EXPONENT_NUMBER.match(value.strip()):
             return float(value)
         if isinstance(value, dict):
             for key, item in value.items():
-                value[key] = convert(item)
+                value[key] = as_number(item)
         elif isinstance(value, list):
-            value[:] = [convert(item) for item in value]
+            value[:] = [as_number(item) for item in value]
         return value
 
-    convert(config)
+    as_number(config)
     return config
 
 
