@@ -1,14 +1,16 @@
-"""Scoring: a checkpoint's loss, top-1 and top-5 over exactly the validation images, with
-its images/s and per-batch latency, like the original recipe's SCORE scripts.
+"""Evaluation: loss, top-1 and top-5 over exactly the validation images, for the training
+loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
+latency, like the original recipe's SCORE scripts.
 
+    evaluate(net, val_batches, classes)          loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
     score_checkpoint(path, prefix=, epoch=, ...) any model-symbol.json + model-NNNN.params
 
-Accuracy comes from evaluate() (the padding of the last batch is never counted) on
-one device through the validation pipeline. Each batch is timed from asking the pipeline
-for it to its output being ready on the device (timing.TimedBatches), after one untimed
-forward that builds the graph; images/s is the validation images over the wall time of the
-whole pass, loss and accuracy bookkeeping included.
+Scoring runs evaluate() on one device through the validation pipeline. Each batch is
+timed from asking the pipeline for it to its output being ready on the device
+(timing.TimedBatches), after one untimed forward that builds the graph; images/s is the
+validation images over the wall time of the whole pass, loss and accuracy bookkeeping
+included.
 """
 
 import logging
