@@ -2,7 +2,7 @@
 loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
 latency, like the original recipe's SCORE scripts.
 
-    evaluate(net, val_batches, classes)          loss, top1, top5 (padding never counted)
+    evaluate(net, val_batches, classes)         loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
     score_checkpoint(path, prefix=, epoch=, ...) any model-symbol.json + model-NNNN.params
 
