@@ -366,12 +366,14 @@ def test_one_more_batch_size_plans_exactly_one_new_job(finished_tree, kind, edit
 
 def test_training_benchmarks_follow_the_configs_training_defaults(finished_tree):
     # bench_train runs training.defaults: a changed momentum reruns every training point;
-    # a setting each point sets itself (cpu_contexts) reruns the training runs only.
+    # a setting each point sets itself (cpu_contexts), or one that only changes the log,
+    # leaves the training points alone.
     points = demo_config()["benchmark"]["train"]["points"]
     count = sum(len(p["gpus"]) * len(p["batch_sizes"]) for p in points.values())
     jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(momentum=0.8))
     assert jobs["bench_train"] == count and jobs["train"] == len(demo_config()["training"]["runs"])
-    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(cpu_contexts=2))
+    edit = {"cpu_contexts": 2, "log_interval": 3}
+    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(edit))
     assert "bench_train" not in jobs and jobs["train"] >= 1
 
 
