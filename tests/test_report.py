@@ -10,6 +10,9 @@ from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_conf
 from PIL import Image
 
 from resnet_recipe import report
+from resnet_recipe.report.experiment import REFERENCE_HARDWARE, setup_suffix
+from resnet_recipe.report.inputs import read_bench, read_run
+from resnet_recipe.report.tables import epoch_metrics
 
 REFERENCE_DIR = REPO / "resources" / "reference"
 VERSIONS = {"mxnet": "1.9.1", "numpy": "1.23.5", "nvidia-dali": "1.34.0", "python": "3.11.7"}
@@ -327,7 +330,7 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
         "## Graphs",
     ):
         assert heading in text
-    assert report.REFERENCE_HARDWARE in text
+    assert REFERENCE_HARDWARE in text
     assert (
         "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 "
         "| 3.30 | 0.909 |" in text
@@ -449,11 +452,9 @@ def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
     text = open(outputs.markdown).read()
     assert "| float32 | CPU | 32 | 32 | dali-cpu | 1384.1 |" in text
     assert text.count("V100 reference not drawn: no float32 point is ResNet-50 v1.5") == 2
-    assert report.epoch_metrics([report.read_run(run_dir)])["label"].iloc[0] == (
-        "cpu_fp32 (float32, CPU, 32 px)"
-    )
-    assert report.setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
-    assert report.setup_suffix("ResNet-50 v1.5", 224) == ""
+    assert epoch_metrics([read_run(run_dir)])["label"].iloc[0] == "cpu_fp32 (float32, CPU, 32 px)"
+    assert setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
+    assert setup_suffix("ResNet-50 v1.5", 224) == ""
 
 
 # What each partial subset of results must say is missing in report.md.
@@ -557,25 +558,25 @@ def test_inconsistent_inputs_are_named(tmp_path):
     first = write_bench_train(tmp_path / "a", "float32", 1, 96, 400.0)
     second = write_bench_train(tmp_path / "b", "float32", 1, 96, 410.0)
     with pytest.raises(ValueError, match="two files for the same training benchmark point"):
-        report.read_bench([first, second], "train")
+        read_bench([first, second], "train")
     # The same point at another image size is another point.
     other = write_bench_train(tmp_path / "c", "float32", 1, 96, 4000.0, image_size=32)
-    assert len(report.read_bench([first, other], "train")) == 2
+    assert len(read_bench([first, other], "train")) == 2
     infer = write_bench_infer(tmp_path, "float32", 1, 250.0)
     with pytest.raises(ValueError, match="kind is 'infer', expected 'train'"):
-        report.read_bench([infer], "train")
+        read_bench([infer], "train")
     point = json.loads(open(infer).read())
     del point["image_size"], point["network"]["depth"]
     write_json(tmp_path / "old.json", point)
     with pytest.raises(ValueError, match=r"old.json: missing field\(s\) network.depth, image_size"):
-        report.read_bench([str(tmp_path / "old.json")], "infer")
+        read_bench([str(tmp_path / "old.json")], "infer")
     run = write_run(tmp_path, "broken", 0, "float32", 60.0, epochs=3)
     with open(f"{run}/metrics.jsonl", "a") as handle:
         handle.write("{not json\n")
     with pytest.raises(ValueError, match=r"broken/metrics.jsonl:4: not valid JSON"):
-        report.read_run(run)
+        read_run(run)
     with pytest.raises(FileNotFoundError, match="nowhere/report.json"):
-        report.read_run(str(tmp_path / "nowhere"))
+        read_run(str(tmp_path / "nowhere"))
 
 
 def test_cli_report_writes_the_report(tmp_path):
