@@ -3,15 +3,18 @@ the graphs, CSV and Markdown content, and Snakemake's HTML report of the report 
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
 from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_config
+from matplotlib.figure import Figure
 from PIL import Image
 
 from resnet_recipe import report
-from resnet_recipe.report.experiment import REFERENCE_HARDWARE, setup_suffix
-from resnet_recipe.report.inputs import read_bench, read_run
+from resnet_recipe.report import plots
+from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
+from resnet_recipe.report.inputs import read_bench, read_run, read_runs, read_scores
 from resnet_recipe.report.tables import epoch_metrics
 
 REFERENCE_DIR = REPO / "resources" / "reference"
@@ -316,6 +319,9 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     assert row(table, dtype="float32", batch_size=8)["images_per_s_ratio"] == pytest.approx(
         800 / 824
     )
+    # Every latency statistic of the points but the slowest batch, in order.
+    latency_columns = [name for name in table.columns if name.startswith("latency_")]
+    assert latency_columns == [f"latency_{s}_ms" for s in ("mean", "p50", "p90", "p95", "p99")]
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
     assert set(table["device"]) == {"1 GPU"}
@@ -365,6 +371,30 @@ def test_every_graph_is_a_sane_png(full_report):
     for field in report.ReportOutputs.__dataclass_fields__:
         if field.endswith("_png"):
             assert_png(getattr(full_report, field))
+
+
+def test_reference_points_are_hollow_dotted_and_under_the_measured_ones():
+    axes = Figure().add_subplot()
+    measured = axes.plot([1, 8], [300.0, 1600.0], color="tab:blue", marker="o")[0]
+    plots.plot_reference(axes, [1, 8], [310.0, 1700.0], "float16", "float16, 1 V100")
+    reference = axes.lines[-1]
+    assert reference.get_linestyle() == ":" and reference.get_marker() == "o"
+    assert reference.get_markerfacecolor() == "white"
+    assert reference.get_color() == plots.DTYPE_COLORS["float16"]
+    assert reference.get_zorder() < measured.get_zorder()
+    assert reference.get_label() == f"float16, 1 V100: {REFERENCE_LABEL}"
+
+
+def test_a_graph_with_nothing_to_draw_says_so_in_the_png_and_in_report_md(tmp_path):
+    path = tmp_path / "empty.png"
+    assert plots.nothing_to_draw(str(path), "Training loss per epoch", "No runs.") == "No runs."
+    assert_png(path)
+    outputs = build(tmp_path, runs={}, scores={}, bench_train={}, bench_infer={})
+    text = open(outputs.markdown).read()
+    graphs = text[text.index("## Graphs") :]
+    assert graphs.count("No training runs were given.\n") == 3  # the three per-epoch graphs
+    assert graphs.count("No training benchmark results were given.\n") == 1
+    assert graphs.count("No inference benchmark results were given.\n") == 2
 
 
 # Points of one dtype and batch in different experiments: (gpus, image_size, depth).
@@ -579,6 +609,18 @@ def test_inconsistent_inputs_are_named(tmp_path):
         read_run(str(tmp_path / "nowhere"))
 
 
+def test_two_files_for_one_run_or_one_score_are_named(tmp_path):
+    runs = [write_run(tmp_path / d, "same", 0, "float32", 60.0, epochs=2) for d in "ab"]
+    with pytest.raises(ValueError, match="two files for the same training run") as error:
+        read_runs(runs)
+    assert runs[0] in str(error.value) and runs[1] in str(error.value)
+    scores = [write_score(tmp_path / d, "same", "float32", 0.5, 0.8) for d in "ab"]
+    with pytest.raises(ValueError, match="two files for the same score") as error:
+        read_scores(scores)
+    assert scores[0] in str(error.value) and scores[1] in str(error.value)
+    assert len(read_scores(scores[:1])) == 1
+
+
 def test_cli_report_writes_the_report(tmp_path):
     from resnet_recipe.cli import main
 
@@ -617,6 +659,60 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
     args += ["--allowed-rules", "report"]
     run_snakemake(workdir, *args, "--cores", "1")
     run_snakemake(workdir, *args, "--report", "report.html")
+    # The rule's outputs (from its table) are the files the package names.
+    expected = report.ReportOutputs.in_folder("results/report")
+    written = {path.name for path in (workdir / "results" / "report").iterdir()}
+    assert written == {
+        os.path.basename(getattr(expected, f)) for f in expected.__dataclass_fields__
+    }
     html = (workdir / "report.html").read_text()
     assert "training_scaling.png" in html and "accuracy.csv" in html
     assert "ideal linear scaling" in html  # a caption from workflow/report/
+    categories = {
+        category: {sub: {os.path.basename(path) for path in paths} for sub, paths in subs.items()}
+        for category, subs in html_report_data(html, "categories").items()
+    }
+    assert categories == HTML_CATEGORIES
+    outputs = html_report_data(html, "results")
+    assert len(outputs) == len(HTML_CAPTIONS)
+    for path, output in outputs.items():
+        caption = REPO / "workflow" / "report" / HTML_CAPTIONS[os.path.basename(path)]
+        assert output["caption"] == f"<p>{caption.read_text().strip()}</p>\n", path
+
+
+# The report rule's outputs in Snakemake's HTML report: category: {subcategory: files}
+# ("Other" where there is no subcategory), and each file's caption in workflow/report/.
+HTML_CATEGORIES = {
+    "Summary": {"Other": {"report.md"}},
+    "Accuracy": {
+        "Table": {"accuracy.csv"},
+        "Per-epoch curves": {"training_loss.png", "training_top1.png", "validation_top1.png"},
+    },
+    "Training throughput": {
+        "Table": {"training_throughput.csv"},
+        "Graph": {"training_scaling.png"},
+    },
+    "Inference": {
+        "Table": {"inference_throughput.csv"},
+        "Graphs": {"inference_throughput.png", "inference_latency.png"},
+    },
+}
+HTML_CAPTIONS = {
+    "report.md": "summary.rst",
+    "accuracy.csv": "accuracy.rst",
+    "training_throughput.csv": "training_throughput.rst",
+    "inference_throughput.csv": "inference_throughput.rst",
+    "training_loss.png": "training_loss.rst",
+    "training_top1.png": "training_top1.rst",
+    "validation_top1.png": "validation_top1.rst",
+    "training_scaling.png": "training_scaling.rst",
+    "inference_throughput.png": "inference_throughput_graph.rst",
+    "inference_latency.png": "inference_latency.rst",
+}
+
+
+def html_report_data(html, name):
+    """The JSON object that Snakemake's HTML report assigns to the JavaScript variable
+    `name` (categories, results)."""
+    start = html.index(f"{name} = {{") + len(f"{name} = ")
+    return json.JSONDecoder().raw_decode(html, start)[0]
