@@ -26,7 +26,6 @@ load average is printed at the start and at the end of each part.
 import argparse
 import io
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -87,7 +86,7 @@ def grow_train(train, sources, files):
 
 def write_val(root, sources):
     val = root / "val"
-    val.mkdir()
+    val.mkdir(parents=True)
     rows = ["ImageId,PredictionString"]
     for index in range(IMAGENET_VAL):
         image = f"ILSVRC2012_val_{index + 1:08d}"
@@ -97,7 +96,9 @@ def write_val(root, sources):
 
 
 def disk_megabytes(path):
-    return int(subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True).stdout.split()[0])
+    return int(
+        subprocess.run(["du", "-sm", str(path)], capture_output=True, text=True).stdout.split()[0]
+    )
 
 
 def load():
@@ -125,6 +126,155 @@ def peak_memory_run(command, cwd):
         "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script, *command], cwd=cwd, check=True, capture_output=True, text=True
+        [sys.executable, "-c", script, *command],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     return float(out[-2]), float(out[-1])
+
+
+def workflow_copy(workdir, imagenet):
+    """A copy of the workflow whose config is config/config.yaml on the generated tree."""
+    copy = copy_workflow(workdir / "workflow")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["data"].update(raw_dir=str(imagenet), val_labels=str(imagenet / "LOC_val_solution.csv"))
+    write_config(copy / "imagenet.yaml", config)
+    return copy
+
+
+def start_times(copy, repeats):
+    """Medians of: the baseline, a dry-run whose fingerprints are cached, a dry-run that
+    scans the tree (no cache: the first start after a folder changed), and a no-op run
+    asked for the lists once they are made."""
+    snakemake = [SNAKEMAKE, "--configfile", "imagenet.yaml"]
+    dry_run = [*snakemake, "-n", "--resources", "gpu=8"]
+    lists = ["--cores", "2", "results/lists/train.lst", "results/lists/val.lst"]
+    cache = copy / "results/raw_tree"
+    times = {"baseline": timed_runs([SNAKEMAKE, "--version"], copy, repeats)}
+    times["dry-run, first start (full scan)"] = timed_runs(
+        dry_run, copy, repeats, before=lambda: shutil.rmtree(cache, ignore_errors=True)
+    )
+    times["dry-run"] = timed_runs(dry_run, copy, repeats)
+    started = time.perf_counter()
+    subprocess.run([*snakemake, *lists], cwd=copy, check=True, capture_output=True)
+    times["lists made by the workflow (one run)"] = time.perf_counter() - started
+    times["no-op"] = timed_runs([*snakemake, *lists], copy, repeats)
+    return times
+
+
+def make_list_time(imagenet, out, repeats):
+    """Median wall time and the largest peak memory of `resnet-recipe make-list` of train."""
+    runs = [
+        peak_memory_run(
+            [
+                RESNET_RECIPE,
+                "make-list",
+                str(imagenet / "train"),
+                str(out / "train.lst"),
+                "--classes",
+                str(out / "classes.tsv"),
+                "--write-classes",
+                "--shuffle-seed",
+                "0",
+            ],
+            out,
+        )
+        for _ in range(repeats)
+    ]
+    return statistics.median(seconds for seconds, _ in runs), max(peak for _, peak in runs)
+
+
+def packing_rates(imagenet, out, images, repeats):
+    """images/s of pack_records and im2rec.py with 1 and 2 processes on the first `images`
+    files of the shuffled train list (printed by pack_records.measure as they are made)."""
+    lines = (out / "train.lst").read_text().splitlines(keepends=True)[:images]
+    lst = out / "pack.lst"
+    lst.write_text("".join(lines))
+    root = str(imagenet / "train")
+    megabytes = (
+        sum(os.path.getsize(os.path.join(root, line.split("\t")[2].strip())) for line in lines)
+        / 1e6
+    )
+
+    def im2rec(threads):
+        prefix = str(out / f"im2rec{threads}")
+        shutil.copyfile(lst, prefix + ".lst")
+        return lambda: run_im2rec(prefix, root, threads), [prefix + ".rec", prefix + ".idx"]
+
+    def ours(workers):
+        outputs = [str(out / f"ours{workers}{kind}") for kind in (".rec", ".idx", ".rejected.tsv")]
+        return lambda: pack_records(
+            lst, root, *outputs, workers, max_rejected_fraction=0.0
+        ), outputs
+
+    methods = [
+        ("im2rec.py --num-thread 1", *im2rec(1)),
+        ("im2rec.py --num-thread 2", *im2rec(2)),
+        ("pack_records, 1 worker", *ours(1)),
+        ("pack_records, 2 workers", *ours(2)),
+    ]
+    return dict(
+        zip(
+            ["im2rec1", "im2rec2", "ours1", "ours2"],
+            measure(methods, repeats, len(lines), megabytes).values(),
+            strict=True,
+        )
+    )
+
+
+def report(files, times, make_list, rates):
+    baseline = times["baseline"]
+    print(f"\n== {files:,} train files + {IMAGENET_VAL:,} val, load average {load()} ==")
+    for name, seconds in times.items():
+        extra = "" if name == "baseline" else f"  ({seconds - baseline:+.2f} s on the baseline)"
+        print(f"  {name:40s} {seconds:6.2f} s{extra}")
+    dry = times["dry-run"]
+    print(f"  goal dry-run <= 3 s and <= baseline + 1.5 s: {dry <= 3 and dry - baseline <= 1.5}")
+    seconds, peak = make_list
+    print(f"  {'make-list (train)':40s} {seconds:6.2f} s, peak memory {peak:.0f} MB")
+    print(f"  packing ours/im2rec, 1 process:  {rates['ours1'] / rates['im2rec1']:.2f} (goal >= 1)")
+    print(
+        f"  packing ours/im2rec, 2 processes: {rates['ours2'] / rates['im2rec2']:.2f} (goal >= 2)"
+    )
+    print(f"  packing 2 workers / 1 worker:    {rates['ours2'] / rates['ours1']:.2f} (goal >= 1.7)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, IMAGENET_TRAIN])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pack-images", type=int, default=20_000)
+    parser.add_argument("--workdir", help="build the tree here and keep it (default: temporary)")
+    args = parser.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="imagenet-scale-"))
+    print(f"{os.cpu_count()} CPUs, load average {load()}, tree in {workdir}", flush=True)
+    try:
+        imagenet = workdir / "imagenet"
+        sources = sorted((workdir / "sources").glob("*.JPEG")) or write_sources(workdir / "sources")
+        if not (imagenet / "val").is_dir():
+            write_val(imagenet, sources)
+        for files in sorted(args.sizes):
+            started = time.perf_counter()
+            grow_train(imagenet / "train", sources, files)
+            print(
+                f"\n{files:,} train files: tree made in {time.perf_counter() - started:.0f} s, "
+                f"{disk_megabytes(workdir)} MB on disk; load average {load()}",
+                flush=True,
+            )
+            copy = workflow_copy(workdir / f"run{files}", imagenet)
+            times = start_times(copy, args.repeats)
+            out = workdir / f"out{files}"
+            out.mkdir(exist_ok=True)
+            make_list = make_list_time(imagenet, out, args.repeats)
+            rates = packing_rates(imagenet, out, min(args.pack_images, files), args.repeats)
+            report(files, times, make_list, rates)
+            shutil.rmtree(out)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -240,7 +240,11 @@ def test_each_workers_part_holds_a_rejected_file(split, tmp_path, workers):
     in list order."""
     _, lst, order = split
     parts = records.list_slices(lst, workers)
-    assert [part.lines for part in parts] == [len(order) // workers] * workers
+    assert len(parts) == workers
+    assert sum(part.lines for part in parts) == len(order)
+    assert [part.first_line for part in parts[1:]] == [
+        part.first_line + part.lines for part in parts[:-1]
+    ]
     for part in parts:
         mine = order[part.first_line - 1 : part.first_line - 1 + part.lines]
         assert any(path in REJECTED_REASONS for path in mine), part
@@ -419,3 +423,35 @@ def test_command_line_lists_and_packs_a_tree(tmp_path):
     assert (tmp_path / "classes.tsv").read_text() == "0\tn01\n1\tn02\n"
     assert len((tmp_path / "train.idx").read_text().splitlines()) == 3
     assert (tmp_path / "train.rejected.tsv").read_text() == "path\treason\n"
+
+
+def test_a_part_is_appended_while_its_worker_still_writes(tmp_path):
+    """Once part 0 is complete, part 1's records are copied as they grow; the index lines
+    of part 1 get part 0's size added; the part files are removed at the end."""
+    from resnet_recipe.part_files import PartFiles, RecordJoiner
+
+    outputs = PartFiles(*(str(tmp_path / name) for name in ("x.rec", "x.idx", "x.tsv")))
+    for path, text in zip(outputs, ["AAAA", "0\t0\n", "path\treason\nbad\tno\n"], strict=True):
+        open(path, "w").write(text)
+    with RecordJoiner(outputs, 2) as joiner:
+        part = joiner.files[1]
+        open(part.rec, "w").write("BB")
+        joiner.advance({})  # part 0 still being written: nothing moves
+        assert open(outputs.rec).read() == "AAAA"
+        joiner.advance({0: 4})
+        assert open(outputs.rec).read() == "AAAABB"
+        open(part.rec, "a").write("CC")
+        open(part.idx, "w").write("1\t0\n2\t2\n")
+        open(part.rejected, "w").write("worse\tyes\n")
+        joiner.finish([4, 4])
+    assert open(outputs.rec).read() == "AAAABBCC"
+    assert open(outputs.idx).read() == "0\t0\n1\t4\n2\t6\n"
+    assert open(outputs.rejected).read() == "path\treason\nbad\tno\nworse\tyes\n"
+    assert sorted(os.listdir(tmp_path)) == ["x.idx", "x.rec", "x.tsv"]
+
+
+def test_the_first_slice_is_the_smaller_one(tmp_path):
+    lst = repeated_list(tmp_path / "long.lst", 1000)
+    assert [part.lines for part in records.list_slices(lst, 2)] == [473, 527]
+    assert [part.lines for part in records.list_slices(lst, 3)] == [310, 345, 345]
+    assert [part.lines for part in records.list_slices(lst, 1)] == [1000]

@@ -9,27 +9,24 @@ MXIndexedRecordIO.write_idx (about 20 against 30 us for 60 KB images).
 
 Packing runs in worker processes, one per core: the list is cut into as many contiguous
 slices as there are workers, and each worker reads, checks and packs its slice into its
-own part files (records, index with offsets from the part's start, rejected rows). The
-first worker writes straight into the outputs; the others' parts are appended to them at
-the end, the records with a copy inside the kernel (copy_file_range) and the index lines
-with their offsets shifted. Only counts and the names of unusual files travel to the
-parent, which logs progress and stops the pack as soon as too many files are rejected.
-The outputs are byte-identical for any number of workers, and a worker holds one chunk
-of images at a time, so memory does not grow with the dataset.
+own part files (see part_files), the first worker straight into the outputs. Each further
+part's records are appended with a copy inside the kernel as soon as the parts before it
+are complete; its index lines get their offsets shifted. Only counts and the names of
+unusual files travel to the parent, which logs progress and stops the pack as soon as
+too many files are rejected. The outputs are byte-identical for any number of workers,
+and a worker holds one chunk of images at a time, so memory does not grow with the
+dataset.
 """
 
 import collections
 import contextlib
 import ctypes
-import errno
-import glob
 import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import tempfile
 import traceback
 from typing import NamedTuple
 
@@ -37,6 +34,7 @@ import numpy as np
 
 from resnet_recipe.atomic_files import atomic_path
 from resnet_recipe.image_check import AS_IS, REENCODED, REJECTED, check_image
+from resnet_recipe.part_files import PartFiles, RecordJoiner, remove_leftovers
 from resnet_recipe.progress import Progress
 from resnet_recipe.recordio import IMAGE_RECORD_HEADER, MAX_RECORD_BYTES, image_record, write_pieces
 
@@ -44,14 +42,15 @@ log = logging.getLogger(__name__)
 
 # Images a worker packs, writes and reports at a time: the most it holds in memory.
 CHUNK_IMAGES = 32
+# The first worker's slice against the others': about what copying a part costs against
+# packing it, so that the copy of the second part is done when its worker is.
+FIRST_SLICE_SHARE = 0.9
 # The fraction of a list's files that may be rejected unless told otherwise (the
 # config schema's default of data.max_rejected_fraction is the same).
 MAX_REJECTED_FRACTION = 0.001
 # Rejected files named in the error message when too many are rejected.
 REJECTED_IN_MESSAGE = 10
 PROGRESS_SECONDS = 5.0
-# copy_file_range's errors when the kernel or file system cannot copy between the files.
-COPY_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 
 
 class ListEntry(NamedTuple):
@@ -66,14 +65,6 @@ class ListSlice(NamedTuple):
     start: int
     first_line: int
     lines: int
-
-
-class PartFiles(NamedTuple):
-    """Where one worker writes: records, index lines and rejected rows."""
-
-    rec: str
-    idx: str
-    rejected: str
 
 
 class PackJob(NamedTuple):
@@ -122,10 +113,15 @@ def line_starts(path):
 
 
 def list_slices(lst_path, parts):
-    """Cut a list into at most `parts` contiguous slices of nearly equal line counts."""
+    """Cut a list into at most `parts` contiguous slices: the first FIRST_SLICE_SHARE of
+    the others' line count, so that its worker is done first and its core is free to copy
+    the next part while that part's worker still writes (see part_files.RecordJoiner)."""
     starts = line_starts(lst_path)
     total = len(starts)
-    cuts = sorted({total * k // parts for k in range(parts)} | {total})
+    weight = FIRST_SLICE_SHARE + parts - 1
+    cuts = sorted(
+        {0, total} | {int(total * (FIRST_SLICE_SHARE + k - 1) / weight) for k in range(1, parts)}
+    )
     return [
         ListSlice(int(starts[first]), first + 1, end - first)
         for first, end in itertools.pairwise(cuts)
@@ -249,9 +245,10 @@ def worker_main(sender, parent, job, part, files):
         sender.close()
 
 
-def run_workers(job, parts, files, tally):
-    """Pack each slice in its own worker process (forked: nothing is imported again) and
-    hand their reports to tally; returns the bytes of records of each part."""
+def run_workers(job, parts, files, tally, joiner):
+    """Pack each slice in its own worker process (forked: nothing is imported again), hand
+    their reports to tally and their progress to joiner; returns the bytes of records of
+    each part."""
     context = multiprocessing.get_context("fork")
     workers, sizes = {}, {}
     try:
@@ -287,6 +284,7 @@ def run_workers(job, parts, files, tally):
                 else:
                     log.error("packing worker %d failed:\n%s", number, message[2])
                     raise message[1]
+                joiner.advance(sizes)
     finally:
         for receiver, (_, process) in workers.items():
             if process.is_alive():
@@ -332,80 +330,6 @@ class Tally:
         self.progress.update(images, MB=bytes_read / 1e6)
 
 
-def part_files(outputs, parts):
-    """The outputs (temporary paths) for the first part, new hidden files beside them for
-    each further part (named like atomic_path's temporaries, see remove_leftovers)."""
-    files = [outputs]
-    for number in range(1, parts):
-        paths = []
-        for path in outputs:
-            folder, name = os.path.split(path)
-            fd, part = tempfile.mkstemp(dir=folder, prefix=f"{name}.part{number}.", suffix=".tmp")
-            os.close(fd)
-            paths.append(part)
-        files.append(PartFiles(*paths))
-    return files
-
-
-def remove_leftovers(paths):
-    """Remove temporaries beside the outputs left by a pack that was killed (atomic_path's
-    `.name.*.tmp` files, and the parts named after those). A workflow runs one job per
-    output at a time, so no running pack owns them."""
-    for path in paths:
-        folder, name = os.path.split(os.path.abspath(path))
-        for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):
-            log.info("removing %s, left by an earlier pack that did not finish", leftover)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-
-
-def append_parts(outputs, files, sizes):
-    """Append every further part to the outputs: records copied inside the kernel, index
-    lines with their offsets moved by the records before them, rejected rows as they are."""
-    base = sizes[0]
-    rec = os.open(outputs.rec, os.O_WRONLY)  # not O_APPEND: copy_file_range refuses it
-    rejected = os.open(outputs.rejected, os.O_WRONLY)
-    try:
-        os.lseek(rec, 0, os.SEEK_END)
-        os.lseek(rejected, 0, os.SEEK_END)
-        with open(outputs.idx, "a", encoding="utf-8") as idx:
-            for part, size in zip(files[1:], sizes[1:], strict=True):
-                copy_file(part.rec, rec)
-                with open(part.idx, encoding="utf-8") as lines:
-                    for block in iter(lambda: lines.readlines(1 << 20), []):
-                        idx.writelines(shifted_index_lines(block, base))
-                copy_file(part.rejected, rejected)
-                base += size
-    finally:
-        os.close(rec)
-        os.close(rejected)
-
-
-def shifted_index_lines(lines, base):
-    for line in lines:
-        key, offset = line.split("\t")
-        yield f"{key}\t{int(offset) + base}\n"
-
-
-def copy_file(path, out_fd):
-    """Append a file at out_fd's position without reading it into this process:
-    copy_file_range copies inside the kernel (or shares the blocks, where the file system
-    can); plain reads and writes where it cannot."""
-    with open(path, "rb") as source:
-        left = os.fstat(source.fileno()).st_size
-        try:
-            while left:
-                copied = os.copy_file_range(source.fileno(), out_fd, left)
-                if copied == 0:
-                    raise OSError(f"{path} shrank while it was copied")
-                left -= copied
-        except OSError as error:
-            if error.errno not in COPY_UNSUPPORTED:
-                raise
-            for block in iter(lambda: source.read(1 << 20), b""):
-                write_pieces(out_fd, [block])
-
-
 def pack_records(
     lst_path,
     root,
@@ -446,19 +370,14 @@ def pack_records(
         with open(rejected_tmp, "w", encoding="utf-8") as rejected:
             rejected.write("path\treason\n")
         outputs = PartFiles(rec_tmp, idx_tmp, rejected_tmp)
-        files = part_files(outputs, len(parts))
-        try:
+        with RecordJoiner(outputs, len(parts)) as joiner:
             if len(parts) == 1:
                 sizes = [pack_slice(job, parts[0], outputs, tally.add)]
             else:
-                sizes = run_workers(job, parts, files, tally)
+                sizes = run_workers(job, parts, joiner.files, tally, joiner)
             if tally.counts[REJECTED] == total:
                 raise ValueError(f"no image of {lst_path} could be packed; see the log")
-            append_parts(outputs, files, sizes)
-        finally:
-            for path in itertools.chain.from_iterable(files[1:]):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            joiner.finish(sizes)
     seconds = tally.progress.finish()
     counts = tally.counts
     summary = {
