@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from conftest import SNAKEMAKE, copy_workflow, write_config  # noqa: E402
-from pack_records import measure, run_im2rec  # noqa: E402
+from pack_records import Im2recProcess, measure  # noqa: E402
 
 from resnet_recipe.records import pack_records  # noqa: E402
 
@@ -198,10 +198,12 @@ def packing_rates(imagenet, out, images, repeats):
         / 1e6
     )
 
+    im2rec_process = Im2recProcess()
+
     def im2rec(threads):
         prefix = str(out / f"im2rec{threads}")
         shutil.copyfile(lst, prefix + ".lst")
-        return lambda: run_im2rec(prefix, root, threads), [prefix + ".rec", prefix + ".idx"]
+        return im2rec_process.action(prefix, root, threads), [prefix + ".rec", prefix + ".idx"]
 
     def ours(workers):
         outputs = [str(out / f"ours{workers}{kind}") for kind in (".rec", ".idx", ".rejected.tsv")]
@@ -215,13 +217,11 @@ def packing_rates(imagenet, out, images, repeats):
         ("pack_records, 1 worker", *ours(1)),
         ("pack_records, 2 workers", *ours(2)),
     ]
-    return dict(
-        zip(
-            ["im2rec1", "im2rec2", "ours1", "ours2"],
-            measure(methods, repeats, len(lines), megabytes).values(),
-            strict=True,
-        )
-    )
+    try:
+        rates = measure(methods, repeats, len(lines), megabytes)
+    finally:
+        im2rec_process.close()
+    return dict(zip(["im2rec1", "im2rec2", "ours1", "ours2"], rates.values(), strict=True))
 
 
 def report(files, times, make_list, rates):

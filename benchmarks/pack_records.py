@@ -8,16 +8,19 @@ image check with 1 and with W worker processes, and (d) pack_records with a full
 decode of every image (W workers). Every method reads the files from a warm page cache and
 writes new output files; each runs --repeats times, in turns, and the median counts.
 Prints images/s, MB/s, whether our .rec/.idx equal im2rec.py's, and the ratios with their
-goals. im2rec.py runs in this process, so Python's and MXNet's start-up are not in its
-time; its index file is closed (flushed) inside its timing, as its process exit would.
+goals. im2rec.py runs in a process of its own that has imported MXNet before it is timed,
+so Python's and MXNet's start-up are not in its time; its index file is closed (flushed)
+inside its timing, as its process exit would.
 
     .venv/bin/python benchmarks/pack_records.py [--images 3000] [--workers 2]
 """
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import logging
+import multiprocessing
 import os
 import runpy
 import shutil
@@ -26,16 +29,21 @@ import sys
 import tempfile
 import time
 import types
+from typing import NamedTuple
 
-import mxnet
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
+from resnet_recipe.image_check import check_image
 from resnet_recipe.listing import make_list, write_classes
+from resnet_recipe.recordio import image_record
 from resnet_recipe.records import pack_records
 
-IM2REC = os.path.join(os.path.dirname(mxnet.__file__), "tools", "im2rec.py")
+# Found without importing MXNet: only the im2rec.py process loads it (see Im2recProcess).
+IM2REC = os.path.join(
+    importlib.util.find_spec("mxnet").submodule_search_locations[0], "tools", "im2rec.py"
+)
 CLASSES = 10
 # ImageNet's common shapes: mostly 500 wide, landscape 4:3 and 3:2, some portrait.
 SHAPES = [(500, 375), (500, 333), (375, 500), (500, 500)]
@@ -80,8 +88,8 @@ def raw_copy(paths, out_path):
 
 
 def run_im2rec(prefix, root, threads):
-    """MXNet's tools/im2rec.py --pass-through on prefix.lst, run in this process (so the
-    time is its packing, not Python's and MXNet's start-up; its workers are forked
+    """MXNet's tools/im2rec.py --pass-through on prefix.lst, run in the calling process
+    (so the time is its packing, not Python's and MXNet's start-up; its workers are forked
     processes as when it runs on its own).
 
     With --num-thread 1 im2rec.py writes from its main module and never closes its
@@ -101,10 +109,57 @@ def run_im2rec(prefix, root, threads):
 
 
 def timed(action):
-    """(wall seconds, CPU seconds of this process and its finished children) of a call."""
+    """(wall seconds, CPU seconds of this process and its finished children) of a call;
+    an action that measures itself (Im2recProcess) returns the pair."""
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    action()
-    return time.perf_counter() - start, cpu_seconds() - cpu_start
+    measured = action()
+    if isinstance(measured, Measured):
+        return measured
+    return Measured(time.perf_counter() - start, cpu_seconds() - cpu_start)
+
+
+class Measured(NamedTuple):
+    wall: float
+    cpu: float
+
+
+class Im2recProcess:
+    """A process of its own that runs im2rec.py on request and times it there.
+
+    im2rec.py imports MXNet, and a process that has loaded MXNet forks slowly (MXNet's
+    fork handlers stop and restart its engine threads, and the address space is large): in
+    this process that would slow pack_records' workers, which run in a process without
+    MXNet in the workflow."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=serve_im2rec, args=(child,))
+        self.process.start()
+
+    def action(self, prefix, root, threads):
+        def run():
+            self.connection.send((prefix, root, threads))
+            return self.connection.recv()
+
+        return run
+
+    def close(self):
+        self.connection.send(None)
+        self.process.join()
+
+
+def serve_im2rec(connection):
+    import mxnet  # noqa: F401 - loaded before any run is timed
+
+    # im2rec.py's workers are forked, as on Linux when it runs on its own (this process
+    # was spawned, and would spawn them too).
+    multiprocessing.set_start_method("fork", force=True)
+
+    while (request := connection.recv()) is not None:
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        run_im2rec(*request)
+        connection.send(Measured(time.perf_counter() - start, cpu_seconds() - cpu_start))
 
 
 def cpu_seconds():
@@ -143,6 +198,25 @@ def measure(methods, repeats, images, megabytes):
             flush=True,
         )
     return results
+
+
+def check_cost(paths, repeats):
+    """CPU microseconds per image of the image check alone (image_check.check_image on
+    bytes already in memory), and of framing alone (recordio.image_record): the work
+    pack_records does per image that im2rec.py --pass-through does not do in Python."""
+    images = [open(path, "rb").read() for path in paths]
+    costs = []
+    for action in (
+        lambda: [check_image(data) for data in images],
+        lambda: [image_record(0.0, index, data) for index, data in enumerate(images)],
+    ):
+        times = []
+        for _ in range(repeats):
+            start = time.process_time()
+            action()
+            times.append(time.process_time() - start)
+        costs.append(statistics.median(times) / len(images) * 1e6)
+    return costs
 
 
 def same_bytes(path_a, path_b):
@@ -202,10 +276,12 @@ def run(args, workdir):
     os.remove(os.path.join(out, "warm-cache.bin"))
     copy_path = os.path.join(out, "raw.bin")
 
+    im2rec_process = Im2recProcess()
+
     def im2rec(threads):
         prefix = os.path.join(out, f"im2rec{threads}")
         shutil.copyfile(lst, prefix + ".lst")
-        action = lambda: run_im2rec(prefix, split_dir, threads)  # noqa: E731
+        action = im2rec_process.action(prefix, split_dir, threads)
         return action, [prefix + ".rec", prefix + ".idx"]
 
     def ours(workers, full_decode=False):
@@ -224,9 +300,11 @@ def run(args, workdir):
         (f"(c{w}) pack_records, {w} workers", *ours(w)),
         (f"(d{w}) pack_records --full-decode, {w} workers", *ours(w, full_decode=True)),
     ]
-    raw, im2rec_1, im2rec_w, ours_1, ours_w, decoded = measure(
-        methods, args.repeats, images, megabytes
-    ).values()
+    try:
+        rates = measure(methods, args.repeats, images, megabytes)
+    finally:
+        im2rec_process.close()
+    raw, im2rec_1, im2rec_w, ours_1, ours_w, decoded = rates.values()
     for name in ("ours1", f"ours{w}", f"ours{w}-decode", f"im2rec{w}"):
         same = same_records(os.path.join(out, "im2rec1"), os.path.join(out, name))
         print(f"{name}.rec/.idx byte-identical to im2rec.py --num-thread 1's: {same}")
@@ -240,6 +318,11 @@ def run(args, workdir):
     ]
     for name, ratio, goal in ratios:
         print(f"ratio {name:48s} {ratio:5.2f}  {goal}")
+    check, framing = check_cost(paths, args.repeats)
+    print(
+        f"CPU per image of pack_records' image check alone: {check:.0f} us, framing alone: "
+        f"{framing:.0f} us (in the CPU us/image of (c1) above; im2rec.py has neither)"
+    )
 
 
 if __name__ == "__main__":
