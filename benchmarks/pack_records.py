@@ -304,7 +304,16 @@ def run(args, workdir):
         rates = measure(methods, args.repeats, images, megabytes)
     finally:
         im2rec_process.close()
-    raw, im2rec_1, im2rec_w, ours_1, ours_w, decoded = rates.values()
+    print_comparison(out, w, *rates.values())
+    check, framing = check_cost(paths, args.repeats)
+    print(
+        f"CPU per image of pack_records' image check alone: {check:.0f} us, framing alone: "
+        f"{framing:.0f} us (in the CPU us/image of (c1) above; im2rec.py has neither)"
+    )
+
+
+def print_comparison(out, w, raw, im2rec_1, im2rec_w, ours_1, ours_w, decoded):
+    """Whether the outputs are the same, and the ratios of the rates with their goals."""
     for name in ("ours1", f"ours{w}", f"ours{w}-decode", f"im2rec{w}"):
         same = same_records(os.path.join(out, "im2rec1"), os.path.join(out, name))
         print(f"{name}.rec/.idx byte-identical to im2rec.py --num-thread 1's: {same}")
@@ -318,11 +327,6 @@ def run(args, workdir):
     ]
     for name, ratio, goal in ratios:
         print(f"ratio {name:48s} {ratio:5.2f}  {goal}")
-    check, framing = check_cost(paths, args.repeats)
-    print(
-        f"CPU per image of pack_records' image check alone: {check:.0f} us, framing alone: "
-        f"{framing:.0f} us (in the CPU us/image of (c1) above; im2rec.py has neither)"
-    )
 
 
 if __name__ == "__main__":

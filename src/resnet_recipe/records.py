@@ -336,6 +336,29 @@ class Tally:
                 raise TooManyRejected(message)
         self.progress.update(images, MB=bytes_read / 1e6)
 
+    def finish(self, rec_path):
+        """Log the last progress line and the summary; return the counts."""
+        seconds = self.progress.finish()
+        counts = self.counts
+        summary = {
+            "images": self.total,
+            "packed": self.total - counts[REJECTED],
+            "reencoded": counts[REENCODED],
+            "rejected": counts[REJECTED],
+            "bytes_read": counts["bytes_read"],
+        }
+        log.info(
+            "packed %d of %d images into %s (%d re-encoded), rejected %d; %.1f MB in %.1f s",
+            summary["packed"],
+            self.total,
+            rec_path,
+            summary["reencoded"],
+            summary["rejected"],
+            summary["bytes_read"] / 1e6,
+            seconds,
+        )
+        return summary
+
 
 def pack_records(
     lst_path,
@@ -385,26 +408,7 @@ def pack_records(
             if tally.counts[REJECTED] == total:
                 raise ValueError(f"no image of {lst_path} could be packed; see the log")
             joiner.finish(sizes)
-    seconds = tally.progress.finish()
-    counts = tally.counts
-    summary = {
-        "images": total,
-        "packed": total - counts[REJECTED],
-        "reencoded": counts[REENCODED],
-        "rejected": counts[REJECTED],
-        "bytes_read": counts["bytes_read"],
-    }
-    log.info(
-        "packed %d of %d images into %s (%d re-encoded), rejected %d; %.1f MB in %.1f s",
-        summary["packed"],
-        total,
-        rec_path,
-        summary["reencoded"],
-        summary["rejected"],
-        summary["bytes_read"] / 1e6,
-        seconds,
-    )
-    return summary
+    return tally.finish(rec_path)
 
 
 def allowed_rejections(total, max_fraction):
