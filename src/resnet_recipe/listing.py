@@ -63,7 +63,8 @@ def _digest_files(folder, relative, digest):
 
 def folder_signature(root):
     """Hex digest of the relative path and mtime of root and of every non-hidden folder
-    below it: one stat per folder, about 3 ms for ImageNet's 1,000 class folders.
+    below it: one stat per folder (22 ms for 1,000 class folders of 1.28 M files, measured
+    on a busy 2-core machine, against 25 s for tree_fingerprint there).
 
     A folder's mtime changes when a name in it is added, removed or renamed (an image
     replaced by a rename too), not when a file in it is rewritten in place. A folder whose
