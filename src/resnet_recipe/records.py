@@ -41,8 +41,10 @@ from resnet_recipe.recordio import IMAGE_RECORD_HEADER, MAX_RECORD_BYTES, image_
 
 log = logging.getLogger(__name__)
 
-# Images a worker packs, writes and reports at a time: the most it holds in memory.
+# Images a worker packs and writes at a time: the most it holds in memory.
 CHUNK_IMAGES = 32
+# Images a worker process reports to the parent at a time (progress, unusual files).
+REPORT_IMAGES = 8 * CHUNK_IMAGES
 # The first worker's slice against the others': about what copying a part costs against
 # packing it, so that the copy of the second part is done when its worker is.
 FIRST_SLICE_SHARE = 0.9
@@ -234,7 +236,9 @@ def worker_main(sender, parent, job, part, files):
     ("failed", error, traceback text) through `sender`."""
     die_with_parent(parent)
     try:
-        size = pack_slice(job, part, files, lambda *report: sender.send(("chunk", *report)))
+        reports = BatchedReports(sender)
+        size = pack_slice(job, part, files, reports.add)
+        reports.send()
         sender.send(("done", size))
     except BaseException as error:  # noqa: BLE001 - every failure goes to the parent
         text = traceback.format_exc()
@@ -244,6 +248,27 @@ def worker_main(sender, parent, job, part, files):
             sender.send(("failed", RuntimeError(f"{type(error).__name__}: {error}"), text))
     finally:
         sender.close()
+
+
+class BatchedReports:
+    """A worker's chunk reports, sent to the parent REPORT_IMAGES images at a time (a
+    message costs the parent about 0.2 ms; per chunk that would be 10% of a core)."""
+
+    def __init__(self, sender):
+        self.sender = sender
+        self.images, self.bytes_read, self.unusual = 0, 0, []
+
+    def add(self, images, bytes_read, unusual):
+        self.images += images
+        self.bytes_read += bytes_read
+        self.unusual += unusual
+        if self.images >= REPORT_IMAGES:
+            self.send()
+
+    def send(self):
+        if self.images:
+            self.sender.send(("chunk", self.images, self.bytes_read, self.unusual))
+            self.images, self.bytes_read, self.unusual = 0, 0, []
 
 
 def run_workers(job, parts, files, tally, joiner):
