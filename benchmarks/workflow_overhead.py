@@ -7,8 +7,9 @@ Measured in one run, each the median of --repeats:
              generated stand-in ImageNet tree (1000 train class folders, a flat val folder
              and its label CSV; empty files, the dry-run never reads them)
   no-op      `snakemake --cores 2` on a finished tiny demo (every output up to date)
-and the time of the raw-tree fingerprint per 10,000 files, which a full ImageNet tree
-(1.33 M files) pays once per start.
+and the time of the full raw-tree fingerprint per 10,000 files, which a start pays only
+after a folder of the tree changed (and `snakemake rescan_raw_tree` on request); see
+imagenet_scale.py for start times at full ImageNet size.
 
     .venv/bin/python benchmarks/workflow_overhead.py [--images-per-class 10]
 """
@@ -105,7 +106,7 @@ def main():
     )
     print(
         f"raw-tree fingerprint: {per_10k * 1000:.0f} ms per 10,000 files "
-        f"(full ImageNet, 1.33 M files: about {per_10k * 133:.1f} s per workflow start)"
+        f"(full ImageNet, 1.33 M files: about {per_10k * 133:.1f} s per full scan)"
     )
 
 

@@ -107,12 +107,17 @@ def _add_pack(stages):
     p.add_argument("lst", help="im2rec list (index<TAB>label<TAB>path)")
     p.add_argument("root", help="folder the list's paths are relative to")
     p.add_argument("rec", help="record file to write; the .idx and .rejected.tsv go beside it")
-    p.add_argument("--threads", type=int, default=4, help="threads in all, the writer included")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="processes that pack a contiguous part of the list each (one per core)",
+    )
     p.add_argument(
         "--max-rejected-fraction",
         type=float,
-        default=0.001,
-        help="fail, writing nothing, when more than this fraction of the files is rejected",
+        help="fail, writing nothing, when more than this fraction of the files is rejected "
+        "(default 0.001, as data.max_rejected_fraction)",
     )
     p.add_argument(
         "--full-decode", action="store_true", help="also decode every JPEG in full (slower)"
@@ -122,15 +127,16 @@ def _add_pack(stages):
         from resnet_recipe.records import pack_records
 
         stem = args.rec.removesuffix(".rec")
+        fraction = args.max_rejected_fraction
         pack_records(
             args.lst,
             args.root,
             args.rec,
             f"{stem}.idx",
             f"{stem}.rejected.tsv",
-            threads=args.threads,
-            max_rejected_fraction=args.max_rejected_fraction,
+            workers=args.workers,
             full_decode=args.full_decode,
+            **({} if fraction is None else {"max_rejected_fraction": fraction}),
         )
         return 0
 

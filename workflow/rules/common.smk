@@ -14,7 +14,7 @@ os.environ.update(
     )
 )
 
-from resnet_recipe.listing import class_folders, tree_fingerprint
+from resnet_recipe.listing import cached_tree_fingerprint, class_folders
 
 
 def sorted_keys(value):
@@ -69,13 +69,24 @@ def get_class_folders():
     return class_folders(f"{RAW_DIR}/train")
 
 
+def get_raw_tree_cache(split):
+    """Where the fingerprint of a user-supplied raw split is kept between starts."""
+    return f"results/raw_tree/{split}.json"
+
+
 @functools.cache
 def get_raw_fingerprint(split):
-    """Digest of the paths, sizes and mtimes under a user-supplied raw split, so that
-    editing, adding or removing an image reruns that split's list and what follows."""
+    """Digest of the paths, sizes and mtimes of the files under a user-supplied raw split,
+    so that editing, adding or removing an image reruns that split's list and what
+    follows. It is taken from get_raw_tree_cache(split) while no folder of the split has a
+    new mtime (a stat per folder, not per file; see README, "What reruns after a change").
+    Only the main Snakemake process computes it: it is a parameter of local rules alone,
+    and a cluster job (another process) never asks for it."""
     if config["data"]["demo"]:
         return "demo tree, tracked as a rule output"
-    return tree_fingerprint(f"{RAW_DIR}/{split}")
+    if not workflow.is_main_process:
+        return "not computed outside the main Snakemake process"
+    return cached_tree_fingerprint(f"{RAW_DIR}/{split}", get_raw_tree_cache(split))
 
 
 def get_bench_train_points():

@@ -72,3 +72,26 @@ rule pack_records:
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
     script:
         "../scripts/pack_records.py"
+
+
+# Run on request (`snakemake rescan_raw_tree`; no output, so it runs every time): the
+# full scan that finds images rewritten in place, which a start does not look for.
+rule rescan_raw_tree:
+    log:
+        "logs/raw_tree/rescan.log",
+    localrule: True
+    conda:
+        "../envs/resnet-recipe.yaml"
+    params:
+        split_dirs=(
+            []
+            if config["data"]["demo"]
+            else expand(f"{RAW_DIR}/{{split}}", split=SPLITS)
+        ),
+        caches=(
+            []
+            if config["data"]["demo"]
+            else [get_raw_tree_cache(split) for split in SPLITS]
+        ),
+    script:
+        "../scripts/rescan_raw_tree.py"
