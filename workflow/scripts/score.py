@@ -11,7 +11,11 @@ run_logged(
     val_rec=snakemake.input.val_rec,
     val_idx=snakemake.input.val_idx,
     score_settings=snakemake.params.score,
-    pipeline_settings=snakemake.params.pipeline,
+    # dali_threads changes the speed, not the score: from the config, not a param (common.smk).
+    pipeline_settings={
+        **snakemake.params.pipeline,
+        "dali_threads": snakemake.config["input"]["dali_threads"],
+    },
     lock_dir=snakemake.params.lock_dir,
     run=snakemake.wildcards.run,
 )

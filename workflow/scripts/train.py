@@ -3,6 +3,11 @@
 from resnet_recipe.progress import run_logged
 from resnet_recipe.training import train
 
+# log_interval and dali_threads change the log and the speed, not the model: they come from
+# the config, not from params, so that changing them reruns nothing (common.smk).
+training = snakemake.config["training"]
+run_settings = {**training["defaults"], **training["runs"][snakemake.wildcards.run]}
+
 run_logged(
     snakemake.log[0],
     train,
@@ -13,9 +18,12 @@ run_logged(
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
     state_root=snakemake.params.state_dir,
-    settings=snakemake.params.settings,
+    settings={**snakemake.params.settings, "log_interval": run_settings["log_interval"]},
     network_settings=snakemake.params.network,
-    pipeline_settings=snakemake.params.pipeline,
+    pipeline_settings={
+        **snakemake.params.pipeline,
+        "dali_threads": snakemake.config["input"]["dali_threads"],
+    },
     lock_dir=snakemake.params.lock_dir,
     run=snakemake.wildcards.run,
 )
