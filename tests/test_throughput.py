@@ -224,14 +224,24 @@ def test_time_forward_waits_for_every_output():
     assert sum(seconds) <= total
 
 
+# What every point carries beside its own numbers (results.BENCH_TRAIN / BENCH_INFER).
+POINT_SETUP = {
+    "network": {"depth": 50, "version": "1.5"},
+    "image_size": 224,
+    "input_backend": "dali-gpu",
+    "machine": {"hostname": "test-host"},
+}
+
+
 def train_point(dtype, gpus, batch, rate):
     return {
         "kind": "train",
         "dtype": dtype,
         "gpus": gpus,
         "batch_per_device": batch,
+        "global_batch": batch * max(gpus, 1),
         "images_per_s": rate,
-        "network": {"depth": 50, "version": "1.5"},
+        **POINT_SETUP,
     }
 
 
@@ -244,7 +254,7 @@ def infer_point(dtype, batch, rate, mean_ms):
         "batch_size": batch,
         "images_per_s": rate,
         "latency_ms": latency,
-        "network": {"depth": 50, "version": "1.5"},
+        **POINT_SETUP,
     }
 
 
@@ -308,7 +318,8 @@ def test_summary_refuses_two_files_of_one_point(tmp_path):
         throughput.benchmark_report(points, "train")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kind": "train"}))
-    with pytest.raises(ValueError, match="bad.json: not a train benchmark result"):
+    missing = r"bad.json: missing field\(s\) dtype, gpus, batch_per_device, global_batch, network"
+    with pytest.raises(ValueError, match=missing + r".* \(training benchmark point\)"):
         throughput.summarize([str(bad)], [], str(tmp_path / "t.json"), str(tmp_path / "i.json"))
 
 

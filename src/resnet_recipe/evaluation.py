@@ -11,7 +11,6 @@ forward that builds the graph; images/s is the validation images over the wall t
 whole pass, loss and accuracy bookkeeping included.
 """
 
-import json
 import logging
 import os
 import re
@@ -19,8 +18,7 @@ import time
 
 import mxnet as mx
 
-from resnet_recipe import devices, network, pipelines, throughput, training
-from resnet_recipe.atomic_files import write_json
+from resnet_recipe import devices, network, pipelines, results, throughput, training
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +52,7 @@ def chosen_epoch(run_dir, epoch):
 
 
 def read_run_report(run_dir):
-    path = os.path.join(run_dir, "report.json")
-    try:
-        with open(path) as handle:
-            report = json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the training run's report is missing") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    missing = [key for key in ("dtype", "gpus") if key not in report]
-    if missing:
-        raise ValueError(f"{path}: lacks {missing}")
-    return report
+    return results.read(os.path.join(run_dir, "report.json"), results.RUN_REPORT)
 
 
 def score_run(
@@ -165,7 +152,7 @@ def score_checkpoint(
         "images_per_s": images / seconds,
         "latency_ms": throughput.latency_summary(timed.seconds),
     }
-    write_json(result_path, result)
+    results.write(result_path, results.SCORE, result)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,

@@ -28,15 +28,13 @@ over the timed seconds: the batch size over the mean latency, which is also how 
 original's later versions relate val.ips and val.latency_avg.
 """
 
-import json
 import logging
 import time
 
 import mxnet as mx
 import numpy as np
 
-from resnet_recipe import devices, network, pipelines, precision, training
-from resnet_recipe.atomic_files import write_json
+from resnet_recipe import devices, network, pipelines, precision, results, training
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import Progress, format_duration
 
@@ -48,7 +46,6 @@ DATA_SOURCES = ("dali", "synthetic")
 TRAIN_BENCH_DEFAULTS = {"data": "dali", "iterations": 100, "epochs": 12, "warmup_epochs": 4}
 NUM_EXAMPLES = {"float16": 25600, "float32": 12800}
 INFER_BENCH_DEFAULTS = {"data": "dali", "iterations": 100, "warmup_iterations": 20, "gpus": 1}
-LATENCY_PERCENTILES = (50, 90, 95, 99)
 # Metric names of the original benchmark.py: train.total_ips and val.total_ips (images/s,
 # data and compute) as its --only-inference version reports them; the latency keys (in
 # seconds, latency_100 the slowest batch) as its later versions name them.
@@ -56,14 +53,9 @@ TRAIN_METRIC_KEYS = ("train.total_ips",)
 INFER_METRIC_KEYS = (
     "val.total_ips",
     "val.latency_avg",
-    *(f"val.latency_{p}" for p in LATENCY_PERCENTILES),
+    *(f"val.latency_{p}" for p in results.LATENCY_PERCENTILES),
     "val.latency_100",
 )
-# What the summary reads of each point's JSON.
-POINT_FIELDS = {
-    "train": ("kind", "dtype", "gpus", "batch_per_device", "images_per_s", "network"),
-    "infer": ("kind", "dtype", "gpus", "batch_size", "images_per_s", "latency_ms", "network"),
-}
 INFERENCE_WEIGHTS = "random initialisation: throughput does not depend on trained weights"
 
 
@@ -73,7 +65,7 @@ def latency_summary(seconds):
     if values.size == 0:
         raise ValueError("no timed batches to summarise")
     summary = {"mean": float(values.mean())}
-    summary.update({f"p{p}": float(np.percentile(values, p)) for p in LATENCY_PERCENTILES})
+    summary.update({f"p{p}": float(np.percentile(values, p)) for p in results.LATENCY_PERCENTILES})
     summary["max"] = float(values.max())
     return summary
 
@@ -291,7 +283,7 @@ def bench_train(
         "machine": machine,
         "versions": versions,
     }
-    write_json(result_path, result)
+    results.write(result_path, results.BENCH_TRAIN, result)
     log.info("%s: %.1f images/s after %d warmup epochs", what, images_per_s, warmup_epochs)
     return result
 
@@ -370,7 +362,7 @@ def bench_infer(
         "machine": machine,
         "versions": versions,
     }
-    write_json(result_path, result)
+    results.write(result_path, results.BENCH_INFER, result)
     log.info(
         "%s: %.1f images/s, latency mean %.2f ms, p99 %.2f ms, %s timed",
         what,
@@ -392,7 +384,8 @@ def point_metrics(point):
         return {"train.total_ips": point["images_per_s"]}
     latency = point["latency_ms"]
     metrics = {"val.total_ips": point["images_per_s"], "val.latency_avg": latency["mean"] / 1000}
-    metrics.update({f"val.latency_{p}": latency[f"p{p}"] / 1000 for p in LATENCY_PERCENTILES})
+    for p in results.LATENCY_PERCENTILES:
+        metrics[f"val.latency_{p}"] = latency[f"p{p}"] / 1000
     metrics["val.latency_100"] = latency["max"] / 1000
     return metrics
 
@@ -433,19 +426,6 @@ def benchmark_report(points, kind):
     return reports
 
 
-def read_point(path, kind):
-    """One benchmark point's JSON, checked for what the summary reads."""
-    try:
-        with open(path) as handle:
-            point = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    missing = [key for key in POINT_FIELDS[kind] if key not in point]
-    if missing:
-        raise ValueError(f"{path}: not a {kind} benchmark result, it lacks {missing}")
-    return point
-
-
 def summarize(train_files, infer_files, train_path, infer_path):
     """The original benchmark.py report of the training and of the inference points, one
     file per kind with one entry per dtype (benchmark_report)."""
@@ -453,6 +433,7 @@ def summarize(train_files, infer_files, train_path, infer_path):
         (train_files, "train", train_path),
         (infer_files, "infer", infer_path),
     ):
-        report = benchmark_report([read_point(file, kind) for file in files], kind)
-        write_json(path, report)
+        points = [results.read(file, results.BENCH_POINTS[kind]) for file in files]
+        report = benchmark_report(points, kind)
+        results.write_bench_summary(path, report)
         log.info("%s: %d %s benchmark points of %s", path, len(files), kind, sorted(report))

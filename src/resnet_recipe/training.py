@@ -17,7 +17,7 @@ import time
 import mxnet as mx
 from mxnet import autograd
 
-from resnet_recipe import checkpoints, devices, network, pipelines, precision, recipe
+from resnet_recipe import checkpoints, devices, network, pipelines, precision, recipe, results
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
@@ -354,12 +354,8 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
     }
     with atomic_directory(out_dir) as folder:
         network.export_checkpoint(loop.net, os.path.join(folder, "model"), loop.epoch, loop.trainer)
-        with open(os.path.join(folder, "metrics.jsonl"), "w") as handle:
-            for metrics in loop.history:
-                handle.write(json.dumps(metrics, sort_keys=True) + "\n")
-        with open(os.path.join(folder, "report.json"), "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
+        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report)
     log.info(
         "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
         run,
