@@ -283,7 +283,15 @@ def bench_train(
         "machine": machine,
         "versions": versions,
     }
-    results.write(result_path, results.BENCH_TRAIN, result)
+    made_with = {
+        "dtype": dtype,
+        "gpus": gpus,
+        "batch_per_device": batch_per_device,
+        "bench": bench_settings,
+        "network": network_settings,
+        "pipeline": pipeline_settings,
+    }
+    results.write(result_path, results.BENCH_TRAIN, result, made_with)
     log.info("%s: %.1f images/s after %d warmup epochs", what, images_per_s, warmup_epochs)
     return result
 
@@ -362,7 +370,14 @@ def bench_infer(
         "machine": machine,
         "versions": versions,
     }
-    results.write(result_path, results.BENCH_INFER, result)
+    made_with = {
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "bench": bench_settings,
+        "network": network_settings,
+        "pipeline": pipeline_settings,
+    }
+    results.write(result_path, results.BENCH_INFER, result, made_with)
     log.info(
         "%s: %.1f images/s, latency mean %.2f ms, p99 %.2f ms, %s timed",
         what,
