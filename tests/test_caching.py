@@ -270,34 +270,36 @@ def test_every_result_records_its_provenance(finished):
         text=True,
         check=True,
     ).stdout.strip()
-    paths = [
+    points = [
         finished / f"results/train/{RUN}/report.json",
         finished / f"results/score/{RUN}.json",
         *sorted((finished / "results/bench_train").rglob("*.json")),
         *sorted((finished / "results/bench_infer").rglob("*.json")),
-        finished / "results/bench_summary/train.json",
-        finished / "results/bench_summary/infer.json",
     ]
-    assert len(paths) == 6
-    digests = set()
-    for path in paths:
-        found = json.loads(path.read_text())["provenance"]
+    sections = {path: json.loads(path.read_text())["provenance"] for path in points}
+    # A benchmark summary holds one entry per dtype, each with its provenance.
+    for kind in ("train", "infer"):
+        summary = json.loads((finished / f"results/bench_summary/{kind}.json").read_text())
+        assert list(summary) == ["float32"]
+        sections[f"{kind} summary"] = summary["float32"]["provenance"]
+    assert len(sections) == 6
+    for where, found in sections.items():
         assert set(found) == {"code", "versions", "mxnet_features", "machine", "settings_digest"}
         assert found["code"] == {
             "version": metadata.version("resnet-recipe"),
             "git_commit": head,
             "git_uncommitted_changes": False,
-        }, path
-        assert found["versions"] == devices.package_versions(), path
+        }, where
+        assert found["versions"] == devices.package_versions(), where
         assert set(found["mxnet_features"]) == {"CUDA", "CUDNN", "NCCL", "MKLDNN", "DIST_KVSTORE"}
         assert found["mxnet_features"]["CUDA"] is False
         assert found["machine"]["hostname"] == socket.gethostname()
         assert (found["machine"]["gpus"], found["machine"]["gpu_count"]) == ([], 0)
         assert found["machine"]["gpu_driver"] is None
         assert len(found["settings_digest"]) == 64
-        digests.add(found["settings_digest"])
-    assert len(digests) == len(paths), "two results with the same settings digest"
-    report = json.loads(paths[0].read_text())
+    digests = {found["settings_digest"] for found in sections.values()}
+    assert len(digests) == len(sections), "two results with the same settings digest"
+    report = json.loads(points[0].read_text())
     made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
     assert report["provenance"]["settings_digest"] == provenance.settings_digest(made_with)
 

@@ -93,7 +93,10 @@ def test_benchmark_summary_round_trip(tmp_path):
     entry = {"model": "resnet50_v1.5", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
     path = str(tmp_path / "train.json")
     results.write_bench_summary(path, {"float32": entry})
-    assert results.read_bench_summary(path) == {"float32": entry}
+    found = results.read_bench_summary(path)
+    covered = {"dtype": "float32", **{k: entry[k] for k in ("model", "ngpus", "bs", "metric_keys")}}
+    assert found["float32"].pop("provenance")["settings_digest"] == settings_digest(covered)
+    assert found == {"float32": entry}
     with pytest.raises(ValueError, match=r"\[float16\] \(being written\): missing field\(s\) bs"):
         lacking = {k: v for k, v in entry.items() if k != "bs"}
         results.write_bench_summary(path, {"float16": lacking})

@@ -160,7 +160,7 @@ def score_checkpoint(
         "batch_size": batch_size,
         "pipeline": pipeline_settings,
     }
-    results.write(result_path, results.SCORE, result, made_with)
+    result = results.write(result_path, results.SCORE, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,

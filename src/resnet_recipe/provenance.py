@@ -70,8 +70,8 @@ def mxnet_features():
     return {name: features.is_enabled(name) for name in MXNET_FEATURES if name in features}
 
 
-def gather(settings):
-    """The provenance section of a result made with `settings` (any JSON value)."""
+def origin():
+    """The provenance of anything made by this process, without a settings digest."""
     machine = devices.describe_machine()
     versions = machine.pop("versions")
     return {
@@ -79,5 +79,9 @@ def gather(settings):
         "versions": versions,
         "mxnet_features": mxnet_features(),
         "machine": machine,
-        "settings_digest": settings_digest(settings),
     }
+
+
+def gather(settings):
+    """The provenance section of a result made with `settings` (any JSON value)."""
+    return {**origin(), "settings_digest": settings_digest(settings)}

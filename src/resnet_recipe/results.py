@@ -109,10 +109,11 @@ def check(result, contract, where):
     return result
 
 
-# The key of the provenance section in every result file, and the summary fields that
-# are its settings (the summary has no settings of its own: what it covers).
+# The key of the provenance section in every result file (in each dtype entry of a
+# benchmark summary), and the fields of a summary entry that are its settings: what it
+# covers (it has no settings of its own), the metric keys telling training from inference.
 PROVENANCE = "provenance"
-SUMMARY_SETTINGS = ("model", "ngpus", "bs")
+SUMMARY_SETTINGS = ("model", "ngpus", "bs", "metric_keys")
 
 
 def write(path, contract, result, settings):
@@ -165,13 +166,17 @@ def read_metrics(path):
 
 
 def write_bench_summary(path, summary):
-    """The benchmark summary: {dtype: the original benchmark.py report}."""
+    """The benchmark summary: {dtype: the original benchmark.py report}, each entry with
+    its provenance (a tool that reads the original's report ignores the extra key)."""
     for dtype, entry in summary.items():
         check(entry, BENCH_SUMMARY_ENTRY, f"{path} [{dtype}] (being written)")
-    covered = {
-        dtype: {key: entry[key] for key in SUMMARY_SETTINGS} for dtype, entry in summary.items()
-    }
-    write_json(path, {**summary, PROVENANCE: provenance.gather(covered)})
+    made_by = provenance.origin()
+    with_provenance = {}
+    for dtype, entry in summary.items():
+        covered = {"dtype": dtype, **{key: entry[key] for key in SUMMARY_SETTINGS}}
+        digest = provenance.settings_digest(covered)
+        with_provenance[dtype] = {**entry, PROVENANCE: {**made_by, "settings_digest": digest}}
+    write_json(path, with_provenance)
 
 
 def read_bench_summary(path):
@@ -184,7 +189,6 @@ def read_bench_summary(path):
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(summary, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(summary).__name__}")
-    summary = {dtype: entry for dtype, entry in summary.items() if dtype != PROVENANCE}
     for dtype, entry in summary.items():
         check(entry, BENCH_SUMMARY_ENTRY, f"{path} [{dtype}]")
     return summary

@@ -291,7 +291,7 @@ def bench_train(
         "network": network_settings,
         "pipeline": pipeline_settings,
     }
-    results.write(result_path, results.BENCH_TRAIN, result, made_with)
+    result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
     log.info("%s: %.1f images/s after %d warmup epochs", what, images_per_s, warmup_epochs)
     return result
 
@@ -377,7 +377,7 @@ def bench_infer(
         "network": network_settings,
         "pipeline": pipeline_settings,
     }
-    results.write(result_path, results.BENCH_INFER, result, made_with)
+    result = results.write(result_path, results.BENCH_INFER, result, made_with)
     log.info(
         "%s: %.1f images/s, latency mean %.2f ms, p99 %.2f ms, %s timed",
         what,
