@@ -1,5 +1,7 @@
 """The import graph of stage scripts and the code digest that reruns stages."""
 
+import ast
+import contextlib
 import os
 import subprocess
 import sys
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_recipe.code_digest import code_digests, stage_modules
+from resnet_recipe.code_digest import code_digests, import_statements, stage_modules
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -30,11 +32,18 @@ def package(tmp_path):
         {
             "resnet_recipe/__init__.py": "VERSION = '1'\n",
             "resnet_recipe/direct.py": """\
+                \"\"\"A docstring whose lines start like imports:
+                from the top, then
+                import what is needed (see resnet_recipe.other).
+                \"\"\"
                 import os
                 import numpy as np
                 from . import sibling
-                from .nested import leaf
-                from resnet_recipe import VERSION
+                from .nested import (  # a comment with a parenthesis (
+                    leaf,
+                )
+                from resnet_recipe import \\
+                    VERSION
 
                 def lazy():
                     import resnet_recipe.late.deep
@@ -126,6 +135,24 @@ def test_a_relative_import_beyond_the_package_names_the_file(package):
     bad.write_text("from ... import anything\n")
     with pytest.raises(ValueError, match=r"other\.py:1: relative import beyond"):
         digests(package)
+
+
+def test_the_line_scan_finds_every_import_a_full_parse_finds():
+    """On the real package and scripts: the statements scanned are all the import
+    statements of each file, as a parse of the whole file finds them."""
+    files = [*SOURCE.rglob("*.py"), *SCRIPTS.glob("*.py")]
+    for path in files:
+        text = path.read_bytes()
+        full = {
+            ast.dump(node)
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+        }
+        scanned = set()
+        for _, statement in import_statements(text):
+            with contextlib.suppress(SyntaxError):
+                scanned.update(ast.dump(node) for node in ast.parse(statement).body)
+        assert full <= scanned, path
 
 
 def test_the_stage_scripts_use_the_modules_of_their_stage():

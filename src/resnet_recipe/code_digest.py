@@ -1,19 +1,27 @@
 """Which package modules a stage script runs, and one digest of their text.
 
 The import statements of the script and, transitively, of every package module it reaches
-are read with `ast` (nothing is imported, so this is cheap and needs neither MXNet nor
-DALI). Every form counts: `import pkg.a`, `from pkg import a`, `from pkg.a import b`,
-relative imports, and imports inside functions (a lazy import still runs in the stage).
-Importing a submodule also runs its parent packages' `__init__.py`, so those count too.
-The digest covers the modules' relative paths and bytes, never modification times: a
-checkout that leaves the text unchanged gives the same digest.
+are read with `ast` (nothing is imported, so this needs neither MXNet nor DALI). Every form
+counts: `import pkg.a`, `from pkg import a`, `from pkg.a import b`, relative imports, and
+imports inside functions (a lazy import still runs in the stage). Importing a submodule also
+runs its parent packages' `__init__.py`, so those count too. The digest covers the modules'
+names and bytes, never modification times: a checkout that leaves the text unchanged gives
+the same digest.
+
+Only the statements that start a line with `import` or `from` are parsed (with their
+continuation lines), not whole modules: parsing every module of the package would cost
+every workflow start a few hundred milliseconds. A docstring line that happens to start
+with one of those words either does not parse (and is skipped) or adds a module to the
+digest, which errs on the side of rerunning.
 """
 
 import ast
 import hashlib
 import os
+import re
 
 PACKAGE = "resnet_recipe"
+IMPORT_LINE = re.compile(rb"^[ \t]*(?:import|from)[ \t.]")
 
 
 def module_file(package_root, module):
@@ -40,28 +48,53 @@ def imported_names(path, module, is_package):
     resolve relative imports; is_package says whether the file is a package __init__.
     """
     with open(path, "rb") as handle:
-        tree = ast.parse(handle.read(), filename=path)
+        text = handle.read()
     names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = absolute_from(node, module, is_package, path)
-            names.append(base)
-            names.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    for line, statement in import_statements(text):
+        try:
+            tree = ast.parse(statement)
+        except SyntaxError:
+            continue  # prose in a docstring, not a statement
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = absolute_from(node, module, is_package, f"{path}:{line}")
+                names.append(base)
+                names.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
     return names
 
 
-def absolute_from(node, module, is_package, path):
-    """The absolute module name of a `from ... import` statement."""
+def import_statements(text):
+    """(line number, source) of each statement of `text` (bytes) that starts a line with
+    `import` or `from`, with its continuation lines, comments removed and dedented."""
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        if IMPORT_LINE.match(lines[index]):
+            start = index
+            statement = [lines[index].split(b"#")[0].strip()]
+            # An import holds no strings, so "#" starts a comment and parentheses balance.
+            while index + 1 < len(lines) and (
+                statement[-1].endswith(b"\\")
+                or sum(part.count(b"(") - part.count(b")") for part in statement) > 0
+            ):
+                index += 1
+                statement.append(lines[index].split(b"#")[0].strip())
+            yield start + 1, b"\n".join(statement)
+        index += 1
+
+
+def absolute_from(node, module, is_package, where):
+    """The absolute module name of a `from ... import` statement at `where`."""
     if node.level == 0:
         return node.module
     if module is None:
-        raise ValueError(f"{path}:{node.lineno}: a relative import outside a package")
+        raise ValueError(f"{where}: a relative import outside a package")
     parts = module.split(".")
     anchor = parts if is_package else parts[:-1]
     if node.level - 1 > len(anchor) - 1:
-        raise ValueError(f"{path}:{node.lineno}: relative import beyond the top package")
+        raise ValueError(f"{where}: relative import beyond the top package")
     anchor = anchor[: len(anchor) - (node.level - 1)]
     return ".".join(anchor + ([node.module] if node.module else []))
 
