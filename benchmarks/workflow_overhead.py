@@ -111,8 +111,12 @@ def measure_dry_run(scratch, images_per_class, repeats, baseline_revision):
     for folder in folders:
         write_config(folder / "imagenet.yaml", config)
     dry_run = [SNAKEMAKE, "-n", "--configfile", "imagenet.yaml", "--resources", "gpu=8"]
-    planned = subprocess.run(dry_run, cwd=folders[0], check=True, capture_output=True, text=True)
-    jobs = planned.stdout.split("total", 1)[1].split()[0]
+    # One untimed dry-run in each folder: the first run also sets up .snakemake/.
+    planned = [
+        subprocess.run(dry_run, cwd=folder, check=True, capture_output=True, text=True)
+        for folder in folders
+    ]
+    jobs = planned[0].stdout.split("total", 1)[1].split()[0]
     times = timed_alternating(dry_run, folders, repeats)
     return jobs, files, times[0], times[1] if baseline_revision else None
 
