@@ -117,10 +117,17 @@ def test_a_packing_setting_repacks_and_reruns_everything_downstream(finished):
     assert plan_after(finished, config) == REPACK_AND_DOWNSTREAM
 
 
-def test_a_training_default_reruns_every_run_and_the_report(finished):
+def test_a_training_default_reruns_every_run_and_the_training_benchmarks(finished):
     config = tiny_config()
     config["training"]["defaults"]["lr_factor"] = 0.5
-    assert plan_after(finished, config) == {"train": 1, "score": 1, "report": 1, "all": 1}
+    assert plan_after(finished, config) == {
+        "train": 1,
+        "score": 1,
+        "bench_train": 1,
+        "bench_summary": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_a_network_or_input_setting_reruns_training_scoring_and_benchmarks(finished):

@@ -125,16 +125,20 @@ def write(path, contract, result, settings):
     return result
 
 
-def read(path, contract):
-    """The JSON of `path`, checked against `contract`."""
+def load_json(path, description):
+    """The JSON of a result file; a missing file or broken JSON is an error naming it."""
     try:
         with open(path) as handle:
-            result = json.load(handle)
+            return json.load(handle)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {contract.description} not found") from None
+        raise FileNotFoundError(f"{path}: {description} not found") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
-    return check(result, contract, path)
+
+
+def read(path, contract):
+    """The JSON of `path`, checked against `contract`."""
+    return check(load_json(path, contract.description), contract, path)
 
 
 def write_metrics(path, history):
@@ -180,13 +184,7 @@ def write_bench_summary(path, summary):
 
 
 def read_bench_summary(path):
-    try:
-        with open(path) as handle:
-            summary = json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: benchmark summary not found") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    summary = load_json(path, "benchmark summary")
     if not isinstance(summary, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(summary).__name__}")
     for dtype, entry in summary.items():

@@ -1,4 +1,5 @@
 # Scoring of trained runs and throughput benchmarks, one cached job per point.
+from resnet_recipe.settings import BENCH_POINT_SETTINGS, PRESENTATION_SETTINGS
 
 
 rule score:
@@ -44,6 +45,12 @@ rule bench_train:
         gpu=lambda wildcards: int(wildcards.gpus),
     params:
         bench={k: v for k, v in config["benchmark"]["train"].items() if k != "points"},
+        # The loop runs training.defaults but what the point sets and what only logs.
+        training={
+            k: v
+            for k, v in config["training"]["defaults"].items()
+            if k not in BENCH_POINT_SETTINGS + PRESENTATION_SETTINGS
+        },
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],

@@ -24,8 +24,9 @@ rule train:
         network=config["network"],
         pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
-        # Resumable per-epoch state; not an output, so a failed job keeps it.
-        state_dir=lambda wildcards: f"results/checkpoints/{wildcards.run}",
+        # Root of the resumable per-epoch state (one folder per settings digest under
+        # it); not an output, so a failed job keeps it.
+        state_root=lambda wildcards: f"results/checkpoints/{wildcards.run}",
         code=get_code_digest("train.py"),
     script:
         "../scripts/train.py"
