@@ -25,6 +25,7 @@ SCORE_KEYS = {
     "loss",
     "images_per_s",
     "latency_ms",
+    "provenance",
 }
 LATENCY_KEYS = {"mean", "p50", "p90", "p95", "p99", "max"}
 VAL_IMAGES = 19  # not a multiple of any batch size scored here but 19

@@ -35,6 +35,7 @@ TRAIN_KEYS = {
     "network",
     "machine",
     "versions",
+    "provenance",
 }
 INFER_KEYS = {
     "kind",
@@ -54,6 +55,7 @@ INFER_KEYS = {
     "network",
     "machine",
     "versions",
+    "provenance",
 }
 TRAIN_BENCH = BenchTrain(
     data="dali",
@@ -247,6 +249,10 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
     infer = json.loads(out["infer"].read_text())
 
     assert set(train) == {"float16", "float32"} and set(infer) == {"float32"}
+    assert (
+        train["float32"].pop("provenance")["settings_digest"]
+        != (train["float16"]["provenance"]["settings_digest"])
+    )
     assert train["float32"] == {
         "model": "resnet50_v1.5",
         "ngpus": [1, 4],

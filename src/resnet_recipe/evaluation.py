@@ -143,7 +143,15 @@ def score_checkpoint(
         "images_per_s": images / seconds,
         "latency_ms": timing.latency_summary(latencies),
     }
-    results.write(result_path, results.SCORE, result)
+    made_with = {
+        "run": run,
+        "epoch": epoch,
+        "dtype": dtype,
+        "gpus": gpus,
+        "batch_size": batch_size,
+        "pipeline": pipeline_settings.to_config(),
+    }
+    result = results.write(result_path, results.SCORE, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,

@@ -76,6 +76,10 @@ class BenchSetup:
             return self.pipeline.replace(backend="synthetic"), "synthetic"
         return self.pipeline, "synthetic" if self.pipeline.backend == "synthetic" else "dali"
 
+    def made_with(self, input_settings):
+        """The setup's settings a benchmark point's provenance digests."""
+        return {"network": self.network.to_config(), "pipeline": input_settings.to_config()}
+
     def recorded(self, input_settings, data):
         """What every benchmark point records of its setup beside its own numbers."""
         machine = devices.describe_machine()
@@ -135,7 +139,13 @@ def bench_train(
         **_training_rates(bench, global_batch, epoch_seconds),
         **setup.recorded(input_settings, data),
     }
-    results.write(result_path, results.BENCH_TRAIN, result)
+    made_with = {
+        "point": {"dtype": dtype, "gpus": gpus, "batch_per_device": batch_per_device},
+        "bench": bench.to_config(),
+        "settings": run.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
     log.info(
         "%s: %.1f images/s after %d warmup epochs",
         *(what, result["images_per_s"], bench.warmup_epochs),
@@ -249,7 +259,12 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
         "latency_ms": timing.latency_summary(seconds),
         **setup.recorded(input_settings, data),
     }
-    results.write(result_path, results.BENCH_INFER, result)
+    made_with = {
+        "point": {"dtype": dtype, "batch_size": batch_size},
+        "bench": bench.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_INFER, result, made_with)
     latency = result["latency_ms"]
     log.info(
         "%s: %.1f images/s, latency mean %.2f ms, p99 %.2f ms, %s timed",

@@ -297,7 +297,8 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
     with atomic_directory(out_dir) as folder:
         network.export_checkpoint(loop.net, os.path.join(folder, "model"), loop.epoch, loop.trainer)
         results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
-        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report)
+        made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
+        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
         "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
         run,

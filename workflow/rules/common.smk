@@ -14,7 +14,12 @@ os.environ.update(
     )
 )
 
+import resnet_recipe
+from resnet_recipe.code_digest import code_digests
 from resnet_recipe.listing import cached_tree_fingerprint, class_folders
+
+# The folder holding the resnet_recipe package that this process and every job import.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(resnet_recipe.__file__))
 
 
 def sorted_keys(value):
@@ -37,9 +42,30 @@ SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
 
 
+# Settings that change what a job logs or how fast it runs, never what it computes, are kept
+# out of the params, so that changing them reruns nothing; the stage scripts read them from
+# snakemake.config. (DALI's pipelines give the same batches for any number of threads;
+# the benchmarks, whose result is speed, keep dali_threads as a param.)
+UNTRACKED_RUN_SETTINGS = ("log_interval",)
+UNTRACKED_INPUT_SETTINGS = ("dali_threads",)
+
+
 def get_run_settings(run):
     """training.defaults with the run's overrides applied."""
     return {**config["training"]["defaults"], **config["training"]["runs"][run]}
+
+
+def get_tracked_run_settings(run):
+    """The run's settings that decide its results (rerun triggers)."""
+    settings = get_run_settings(run)
+    return {k: v for k, v in settings.items() if k not in UNTRACKED_RUN_SETTINGS}
+
+
+def get_tracked_input_settings():
+    """input settings that decide a trained model or a score (rerun triggers)."""
+    return {
+        k: v for k, v in config["input"].items() if k not in UNTRACKED_INPUT_SETTINGS
+    }
 
 
 def get_run_gpus(wildcards):
@@ -58,6 +84,26 @@ def get_threads(gpus):
     if gpus == 0:
         return os.cpu_count()
     return gpus * (config["input"]["dali_threads"] + 1)
+
+
+SCRIPTS_DIR = os.path.join(workflow.basedir, "workflow", "scripts")
+# Digests of the text of the package modules each stage script imports, directly or through
+# each other, computed once per start (each file parsed once).
+CODE_DIGESTS = code_digests(
+    [
+        os.path.join(SCRIPTS_DIR, name)
+        for name in sorted(os.listdir(SCRIPTS_DIR))
+        if name.endswith(".py")
+    ],
+    PACKAGE_ROOT,
+)
+
+
+def get_code_digest(script):
+    """The code digest of workflow/scripts/<script>: as a param, an edit to the code a stage
+    runs reruns that stage, while a module no stage imports, or a touched file, reruns
+    nothing."""
+    return CODE_DIGESTS[os.path.join(SCRIPTS_DIR, script)]
 
 
 def get_class_folders():

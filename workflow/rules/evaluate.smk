@@ -20,8 +20,9 @@ rule score:
         gpu=get_score_gpus,
     params:
         score=config["score"],
-        pipeline=config["input"],
+        pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -53,6 +54,7 @@ rule bench_train:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_train.py"),
     script:
         "../scripts/bench_train.py"
 
@@ -80,6 +82,7 @@ rule bench_infer:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_infer.py"),
     script:
         "../scripts/bench_infer.py"
 
@@ -95,5 +98,7 @@ rule bench_summary:
         "logs/bench_summary.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("bench_summary.py"),
     script:
         "../scripts/bench_summary.py"

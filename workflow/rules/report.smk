@@ -49,5 +49,7 @@ rule report:
         "logs/report.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("report.py"),
     script:
         "../scripts/report.py"

@@ -5,6 +5,11 @@ from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
 run = snakemake.wildcards.run
+# log_interval and dali_threads change the log and the speed, not the model: they come from
+# the config, not from params, so that changing them reruns nothing (common.smk).
+training = snakemake.config["training"]
+log_interval = {**training["defaults"], **training["runs"][run]}["log_interval"]
+pipeline = {**snakemake.params.pipeline, "dali_threads": snakemake.config["input"]["dali_threads"]}
 run_logged(
     snakemake.log[0],
     train,
@@ -15,9 +20,11 @@ run_logged(
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
     state_root=snakemake.params.state_root,
-    settings=TrainingRun.from_config(snakemake.params.settings, f"training.runs.{run}"),
+    settings=TrainingRun.from_config(
+        {**snakemake.params.settings, "log_interval": log_interval}, f"training.runs.{run}"
+    ),
     network_settings=Network.from_config(snakemake.params.network, "network"),
-    pipeline_settings=InputPipeline.from_config(snakemake.params.pipeline, "input"),
+    pipeline_settings=InputPipeline.from_config(pipeline, "input"),
     lock_dir=snakemake.params.lock_dir,
     run=run,
 )
