@@ -83,7 +83,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
         run_dir=str(trained_run.run_dir),
         val_rec=trained_run.val.rec,
         val_idx=trained_run.val.idx,
-        score_settings=Score(epoch=None, batch_size=8),
+        score_settings=Score(epoch=None, batch_size={"float16": 8, "float32": 8}),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained_run.lock_dir),
         run="tiny",

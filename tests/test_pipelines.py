@@ -12,7 +12,12 @@ from resnet_recipe import pipelines
 from resnet_recipe.settings import InputPipeline
 
 SETTINGS = InputPipeline(
-    backend="dali-cpu", image_size=16, val_resize=20, max_aspect_ratio=4 / 3, dali_threads=2
+    backend="dali-cpu",
+    image_size=16,
+    val_resize=20,
+    max_aspect_ratio=4 / 3,
+    dali_threads=2,
+    dali_val_threads=2,
 )
 TWO_CPUS = [mx.cpu(0), mx.cpu(1)]
 

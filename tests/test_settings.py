@@ -27,7 +27,9 @@ def test_a_section_takes_the_defaults_for_what_the_config_leaves_out():
     run = TrainingRun.from_config({"gpus": 0, "lr_steps": [2, 5]}, "training.runs.x")
     assert (run.gpus, run.lr_steps, run.batch_per_device) == (0, (2, 5), 208)
     assert run.to_config()["lr_steps"] == [2, 5]
-    assert Score.from_config({}, "score") == Score(epoch=None, batch_size=128)
+    assert Score.from_config({}, "score") == Score(
+        epoch=None, batch_size={"float16": 128, "float32": 64}
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,9 +89,11 @@ def train_args(*options):
 
 
 def test_command_line_takes_exponent_numbers_and_builds_each_section_once():
-    args = train_args("--lr-per-256", "1e-3", "--lr-steps", "2", "4", "--no-no-wd-on-bn-and-bias")
+    args = train_args("--lr-per-256", "1e-3", "--lr-steps", "2", "4", "--weight-decay-on", "all")
     run = cli._settings(args, TrainingRun)
-    assert (run.lr_per_256, run.lr_steps, run.loss_scale) == (0.001, (2, 4), "dynamic")
+    assert (run.lr_per_256, run.lr_steps, run.loss_scale) == (0.001, (2, 4), "none")
+    assert run.weight_decay_on == "all"
+    run = run.replace(weight_decay_on="weights_and_bn_gamma")
     assert run.replace(lr_per_256=0.1, lr_steps=(30, 60, 80)) == TrainingRun()
     pipeline = cli._settings(train_args("--mean", "1e2", "100", "100"), InputPipeline)
     assert pipeline.mean == (100.0, 100, 100)

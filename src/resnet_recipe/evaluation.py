@@ -72,8 +72,8 @@ def score_run(
 ):
     """Score a training run into result_path: its checkpoint of epoch score_settings.epoch
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
-    the CPU, in batches of score_settings.batch_size (score_settings: settings.Score;
-    pipeline_settings: settings.InputPipeline)."""
+    the CPU, in batches of score_settings.batch_size for the run's dtype (score_settings:
+    settings.Score; pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
     epoch = chosen_epoch(run_dir, score_settings.epoch)
     return score_checkpoint(
@@ -84,7 +84,7 @@ def score_run(
         val_idx=val_idx,
         dtype=report["dtype"],
         gpus=min(report["gpus"], 1),
-        batch_size=score_settings.batch_size,
+        batch_size=score_settings.batch_size_of(report["dtype"]),
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,
