@@ -1,6 +1,7 @@
 """Evaluation: loss, top-1 and top-5 over exactly the validation images, for the training
-loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
-latency, like the original recipe's SCORE scripts.
+loop's per-epoch validation and for scoring a checkpoint named by prefix and epoch, like
+the original recipe's SCORE scripts (examples/SCORE_FP16.sh L19 at a8e1d1cd), with its
+images/s and per-batch latency (latency percentiles are not in the original).
 
     evaluate(net, val_batches, classes)         loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
