@@ -279,19 +279,20 @@ class TrainingLoop:
         if math.isfinite(loss) and gradients_finite:
             return
         what = "loss" if not math.isfinite(loss) else "gradients"
+        cause = f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate"
         if self.dtype == "float16" and what == "gradients":
-            # A finite loss with overflowing gradients: float16's range, not the model.
-            cause = (
-                f"training.loss_scale ({self.settings.loss_scale!r}): float16 gradients "
-                'overflowed; a smaller static scale, or "dynamic", keeps them in range'
+            # A finite loss with overflowing float16 gradients: their range, first.
+            scale = self.settings.loss_scale
+            remedy = (
+                "a smaller static scale or dynamic scaling keeps them in range"
+                if scale != "none"
+                else "dynamic loss scaling skips such steps"
             )
-        else:
-            cause = f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate"
-        raise TrainingDiverged(
-            self.diverged_message(
-                f"the {what} became inf or NaN", f"{last_checked + 1}-{batch_index}", lr, cause
-            )
+            cause = f"training.loss_scale ({scale}): float16 gradients overflowed; {remedy}"
+        message = self.diverged_message(
+            f"the {what} became inf or NaN", last_checked + 1, batch_index, lr, cause
         )
+        raise TrainingDiverged(message)
 
     def check_loss_scale(self, batch_index, lr):
         """Stop when a dynamic loss scale has overflowed at its floor for
@@ -299,27 +300,35 @@ class TrainingLoop:
         limit = self.settings.max_overflows_at_min_loss_scale
         if self.loss_scaler.overflows_at_min < limit:
             return
-        raise TrainingDiverged(
-            self.diverged_message(
-                f"the gradients overflowed {limit} steps in a row at the smallest loss scale "
-                f"({self.loss_scaler.min_scale:g})",
-                str(batch_index),
-                lr,
-                f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate "
-                "(the loss scale cannot go lower)",
-            )
+        what = (
+            f"the gradients overflowed {limit} steps in a row at the smallest loss scale "
+            f"({self.loss_scaler.min_scale:g})"
         )
+        cause = (
+            f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate "
+            "(the loss scale cannot go lower)"
+        )
+        raise TrainingDiverged(self.diverged_message(what, batch_index, batch_index, lr, cause))
 
-    def diverged_message(self, what, iterations, lr, cause):
-        first = (self.epoch - 1) * self.iterations_per_epoch
-        start, _, end = iterations.partition("-")
-        global_iterations = "-".join(str(first + int(i) - 1) for i in (start, end or start))
-        kept = f"epoch {self.epoch - 1}" if self.epoch > 1 else "no epoch (none finished)"
+    def diverged_message(self, what, first_batch, last_batch, lr, cause):
+        """The error of a run that diverged in batches first_batch..last_batch (1-based)
+        of the current epoch."""
+        offset = (self.epoch - 1) * self.iterations_per_epoch - 1
+        where = (
+            f"iteration {last_batch}"
+            if first_batch == last_batch
+            else (f"iterations {first_batch} to {last_batch}")
+        )
+        kept = (
+            f"the resumable state of epoch {self.epoch - 1} stays on disk"
+            if self.epoch > 1
+            else "no epoch finished, so there is no resumable state"
+        )
         return (
-            f"run {self.run} diverged in epoch {self.epoch}/{self.settings.epochs}: {what} at "
-            f"iteration {iterations} of {self.iterations_per_epoch} (global iteration "
-            f"{global_iterations}), learning rate {lr:.6g}. Most likely at fault: {cause}. "
-            f"The resumable state keeps {kept}; no outputs were written."
+            f"run {self.run} diverged in epoch {self.epoch}/{self.settings.epochs}: {what} in "
+            f"{where} of {self.iterations_per_epoch} (global iterations from 0: "
+            f"{offset + first_batch} to {offset + last_batch}), learning rate {lr:.6g}. "
+            f"Most likely at fault: {cause}. No outputs were written; {kept}."
         )
 
     def step(self, device_batches, iteration):
