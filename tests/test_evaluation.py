@@ -57,7 +57,9 @@ def trained_run(make_tiny_rec, tmp_path_factory):
         run="tiny",
     )
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return SimpleNamespace(run_dir=run_dir, val=val, last=metrics[-1], lock_dir=folder / "locks")
+    return SimpleNamespace(
+        run_dir=run_dir, val=val, metrics=metrics, last=metrics[-1], lock_dir=folder / "locks"
+    )
 
 
 def score(trained_run, path, **overrides):
@@ -84,7 +86,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
         run_dir=str(trained_run.run_dir),
         val_rec=trained_run.val.rec,
         val_idx=trained_run.val.idx,
-        score_settings=Score(epoch=None, batch_size=8),
+        score_settings=Score(epoch=None, batch_size={"float16": 8, "float32": 8}),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained_run.lock_dir),
         run="tiny",
@@ -130,9 +132,38 @@ def test_the_final_or_the_chosen_epoch_is_scored(tmp_path):
         evaluation.chosen_epoch(str(empty), None)
 
 
+def test_a_non_final_exported_epoch_is_scored(trained_run, tmp_path):
+    # The original saved model-NNNN.params every epoch (fit.py L139 at a8e1d1cd, save-period
+    # 1) and SCORE_*.sh take <prefix> <epoch>: training exports every epoch by default.
+    assert TINY_SETTINGS.export_every == 1
+    path = tmp_path / "epoch1.json"
+    result = evaluation.score_run(
+        str(path),
+        run_dir=str(trained_run.run_dir),
+        val_rec=trained_run.val.rec,
+        val_idx=trained_run.val.idx,
+        score_settings=Score(epoch=1, batch_size={"float16": 8, "float32": 8}),
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(trained_run.lock_dir),
+        run="tiny",
+    )
+    assert result["checkpoint"]["epoch"] == 1
+    # Epoch 1's export scores exactly what the training validated after epoch 1.
+    first = trained_run.metrics[0]
+    assert (result["top1"], result["top5"]) == (first["val_top1"], first["val_top5"])
+    assert result["loss"] == pytest.approx(first["val_loss"], rel=1e-4)
+    assert result["loss"] != pytest.approx(trained_run.last["val_loss"], rel=1e-4)
+
+
+def test_scoring_batch_defaults_are_the_original_score_scripts():
+    # original: examples/SCORE_FP16.sh L19 (-b 128), examples/SCORE_FP32.sh L19 (-b 64).
+    assert Score().batch_size_of("float16") == 128
+    assert Score().batch_size_of("float32") == 64
+
+
 def test_a_missing_epoch_names_the_file(trained_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="model-0001.params not found"):
-        score(trained_run, tmp_path / "score.json", epoch=1)
+    with pytest.raises(FileNotFoundError, match="model-0003.params not found"):
+        score(trained_run, tmp_path / "score.json", epoch=3)
 
 
 def test_float16_scoring_on_the_cpu_stops_with_the_reason(trained_run, tmp_path):

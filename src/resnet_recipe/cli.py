@@ -246,7 +246,11 @@ def _add_score(stages):
     p.add_argument("--out", required=True, help="JSON file for the result")
     p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
     p.add_argument("--gpus", type=int, default=0, choices=[0, 1], help="1 GPU or 0 (the CPU)")
-    p.add_argument("--batch-size", type=int, default=sections.Score().batch_size)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="default: 128 for float16, 64 for float32 (the original SCORE_FP16/FP32.sh)",
+    )
     p.add_argument("--run-name", help="run name in the result (default: the prefix's folder)")
     p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
     _add_settings(p, "input pipeline", sections.InputPipeline)
@@ -262,7 +266,7 @@ def _add_score(stages):
             val_idx=_index_of(args.val_rec),
             dtype=args.dtype,
             gpus=args.gpus,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or sections.Score().batch_size_of(args.dtype),
             pipeline_settings=_settings(args, sections.InputPipeline),
             lock_dir=args.lock_dir,
             run=args.run_name or os.path.basename(os.path.dirname(os.path.abspath(args.prefix))),

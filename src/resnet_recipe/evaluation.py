@@ -1,6 +1,7 @@
 """Evaluation: loss, top-1 and top-5 over exactly the validation images, for the training
-loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
-latency, like the original recipe's SCORE scripts.
+loop's per-epoch validation and for scoring a checkpoint named by prefix and epoch, like
+the original recipe's SCORE scripts (examples/SCORE_FP16.sh L19 at a8e1d1cd), with its
+images/s and per-batch latency (latency percentiles are not in the original).
 
     evaluate(net, val_batches, classes)         loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
@@ -72,8 +73,8 @@ def score_run(
 ):
     """Score a training run into result_path: its checkpoint of epoch score_settings.epoch
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
-    the CPU, in batches of score_settings.batch_size (score_settings: settings.Score;
-    pipeline_settings: settings.InputPipeline)."""
+    the CPU, in batches of score_settings.batch_size for the run's dtype (score_settings:
+    settings.Score; pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
     epoch = chosen_epoch(run_dir, score_settings.epoch)
     return score_checkpoint(
@@ -84,7 +85,7 @@ def score_run(
         val_idx=val_idx,
         dtype=report["dtype"],
         gpus=min(report["gpus"], 1),
-        batch_size=score_settings.batch_size,
+        batch_size=score_settings.batch_size_of(report["dtype"]),
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,

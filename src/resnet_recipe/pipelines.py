@@ -29,10 +29,8 @@ from resnet_recipe.settings import InputPipeline
 
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
-# Batches DALI prepares ahead of the consumer (the original recipe's pipelines use 3):
-# enough to absorb a slow batch without holding many full-size batches in device memory.
-PREFETCH_DEPTH = 3
 READER = "Reader"
+MIB = 1024 * 1024
 
 
 class DeviceBatch(NamedTuple):
@@ -190,15 +188,17 @@ def dali_pipeline(stream, shard_id):
     `shard_id` of as many as the stream has contexts."""
     settings = stream.settings
     where = placement(settings.backend, stream.contexts[shard_id])
+    training = stream.kind == "train"
     pipe = Pipeline(
         batch_size=stream.batch_per_device,
-        num_threads=settings.dali_threads,
+        # The original's 3 threads per training pipeline and 10 per validation pipeline
+        # (dali.py L29-32 at a8e1d1cd).
+        num_threads=settings.dali_threads if training else settings.dali_val_threads,
         device_id=where.device_id,
         # Different augmentation per shard; the same per shard for the same seed.
         seed=stream.seed + shard_id,
-        prefetch_queue_depth=PREFETCH_DEPTH,
+        prefetch_queue_depth=settings.prefetch_queue_depth,
     )
-    training = stream.kind == "train"
     with pipe:
         jpegs, labels = fn.readers.mxnet(
             path=[stream.rec],
@@ -226,18 +226,18 @@ def image_graph(kind, jpegs, labels, where, settings, dtype):
     center crop image_size. Both normalize with mean/std (0-255 units) into `dtype`.
     """
     size = settings.image_size
+    decoding = decoder_options(where, settings)
     if kind == "train":
         images = fn.decoders.image_random_crop(
             jpegs,
-            device=where.decoder,
-            output_type=types.RGB,
+            **decoding,
             random_area=[settings.min_random_area, settings.max_random_area],
             random_aspect_ratio=[settings.min_aspect_ratio, settings.max_aspect_ratio],
         )
         images = fn.resize(images, resize_x=size, resize_y=size)
         mirror = fn.random.coin_flip(probability=0.5)
     else:
-        images = fn.decoders.image(jpegs, device=where.decoder, output_type=types.RGB)
+        images = fn.decoders.image(jpegs, **decoding)
         images = fn.resize(images, resize_shorter=settings.val_resize)
         mirror = 0
     if where.output == "gpu" and images.device == "cpu":
@@ -255,6 +255,17 @@ def image_graph(kind, jpegs, labels, where, settings, dtype):
         mirror=mirror,
     )
     return images, labels
+
+
+def decoder_options(where, settings):
+    """Keywords of the JPEG decoder of a pipeline placed at `where`. The GPU ("mixed")
+    decoder gets nvJPEG's memory padding on the device and the host, as the original's
+    (dali.py L50-52 at a8e1d1cd); the host decoder has no such memory."""
+    options = {"device": where.decoder, "output_type": types.RGB}
+    if where.decoder == "mixed":
+        padding = settings.nvjpeg_padding_mb * MIB
+        options.update(device_memory_padding=padding, host_memory_padding=padding)
+    return options
 
 
 def _dali_iterator(stream):
