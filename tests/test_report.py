@@ -722,12 +722,14 @@ HTML_CATEGORIES = {
         "Table": {"inference_throughput.csv"},
         "Graphs": {"inference_throughput.png", "inference_latency.png"},
     },
+    "Provenance": {"Table": {"provenance.csv"}},
 }
 HTML_CAPTIONS = {
     "report.md": "summary.rst",
     "accuracy.csv": "accuracy.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
+    "provenance.csv": "provenance.rst",
     "training_loss.png": "training_loss.rst",
     "training_top1.png": "training_top1.rst",
     "validation_top1.png": "validation_top1.rst",
