@@ -813,6 +813,11 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
         result = json.loads(open(path).read())
         result["provenance"][edit[0]][edit[1]] = edit[2]
         write_json(Path(path), result)
+    # A point written before results carried provenance.
+    old = write_bench_infer(tmp_path / "results", "float32", 8, 100.0, gpus=0, image_size=32)
+    edit = json.loads(open(old).read())
+    del edit["provenance"]
+    write_json(Path(old), edit)
     outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
     report.build_report(
         **inputs,
@@ -820,7 +825,7 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
             train,
             write_bench_train(tmp_path / "results", "float32", 0, 8, 10.0, image_size=32),
         ],
-        bench_infer_files=[],
+        bench_infer_files=[old],
         **report.reference_files(REFERENCE_DIR),
         outputs=outputs,
     )
@@ -846,8 +851,12 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
         "score b64",
         "training benchmark float32, CPU, batch 16",
         "training benchmark float32, CPU, batch 8",
+        "inference benchmark float32, CPU, batch 8",
     ]
-    assert list(provenance["origin"]) == ["", "", "", "other code", "other machine", ""]
+    assert list(provenance["origin"]) == [
+        *["", "", "", "other code", "other machine", ""],
+        "no provenance",
+    ]
     usual = row(provenance, result="score b32")
     assert usual["git_commit"] == made["code"]["git_commit"]
     assert usual["host"] == made["machine"]["hostname"]
@@ -862,6 +871,8 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
         8: "",
         16: "other machine",
     }
+    inference = pd.read_csv(outputs.inference_csv, keep_default_na=False)
+    assert list(inference["origin"]) == ["no provenance"]
     text = open(outputs.markdown).read()
     assert "## Provenance" in text
     assert (
@@ -874,4 +885,5 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
         "| † other code |" in text
     )
     assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  |  |" in text
-    assert "† other machine |" in text and text.count(ORIGIN_NOTE) == 2
+    assert "† other machine |" in text and "† no provenance |" in text
+    assert text.count(ORIGIN_NOTE) == 3  # below each table with a marked row

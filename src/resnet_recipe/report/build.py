@@ -88,7 +88,7 @@ def build_report(
         "inference": inference_table(bench_infer, reference["inference"]),
     }
     provenance = provenance_table(runs, scores, bench_train, bench_infer)
-    tables = mark_origins(tables, provenance, runs, scores, bench_train, bench_infer)
+    tables = mark_origins(tables, runs, scores, bench_train, bench_infer)
     write_csv(outputs.accuracy_csv, tables["accuracy"])
     write_csv(outputs.training_csv, tables["training"])
     write_csv(outputs.inference_csv, tables["inference"])

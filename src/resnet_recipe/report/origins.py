@@ -5,7 +5,8 @@ GPUs) and the marks on table rows made by other code or another machine than mos
 The code of a result is its git commit with its uncommitted-changes flag; its machine is
 its host. The most common of each among all result files is the report's own; a row of the
 accuracy, training or inference table whose results have another gets its origin column
-filled ("other code", "other machine"), and report.md marks it.
+filled ("other code", "other machine"; "no provenance" for a result written without one),
+and report.md marks it.
 """
 
 from collections import Counter
@@ -21,7 +22,8 @@ ORIGIN_COLUMN = "origin"
 ORIGIN_MARK = "†"
 ORIGIN_NOTE = (
     f"{ORIGIN_MARK}: made by other code (git commit or uncommitted changes) or on another "
-    "machine (host) than most results of this report; see the Provenance section."
+    "machine (host) than most results of this report, or written without provenance; see "
+    "the Provenance section."
 )
 
 
@@ -92,62 +94,73 @@ def _bench_label(kind, row):
     return f"inference benchmark {row['dtype']}, {device}, batch {row['batch_size']}"
 
 
+def labelled_results(runs, scores, bench_train, bench_infer):
+    """(label, result) of every result file the report read: training reports, scores,
+    training and inference benchmark points."""
+    labelled = [(f"training run {run['report']['run']}", run["report"]) for run in runs]
+    labelled += [(f"score {score['run']}", score) for score in scores]
+    for kind, bench in (("train", bench_train), ("infer", bench_infer)):
+        labelled += [(_bench_label(kind, point), point["result"]) for _, point in bench.iterrows()]
+    return labelled
+
+
+def _code_and_host(result):
+    row = provenance_row("", result)
+    return (row["git_commit"], row["uncommitted_changes"]), row["host"]
+
+
+def usual_origin(all_results):
+    """The most common code (commit, uncommitted flag) and the most common host among
+    results: the report's own origin."""
+    identities = [_code_and_host(result) for result in all_results]
+    code = Counter(code for code, _ in identities).most_common(1)
+    host = Counter(host for _, host in identities).most_common(1)
+    return (code[0][0] if code else None), (host[0][0] if host else None)
+
+
+def origin(results, usual):
+    """What the results behind one table row have that differs from the usual origin:
+    'no provenance', 'other code', 'other machine', both of the last, or ''."""
+    if any(PROVENANCE not in result for result in results):
+        return "no provenance"
+    identities = [_code_and_host(result) for result in results]
+    words = [("other code", any(code != usual[0] for code, _ in identities))]
+    words.append(("other machine", any(host != usual[1] for _, host in identities)))
+    return ", ".join(word for word, differs in words if differs)
+
+
 def provenance_table(runs, scores, bench_train, bench_infer):
     """One row per result file (training reports, scores, benchmark points), with its
-    origin marked when its code or machine is not the most common one."""
-    rows = [provenance_row(f"training run {r['report']['run']}", r["report"]) for r in runs]
-    rows += [provenance_row(f"score {score['run']}", score) for score in scores]
-    for kind, bench in (("train", bench_train), ("infer", bench_infer)):
-        for _, point in bench.iterrows():
-            rows.append(provenance_row(_bench_label(kind, point), point["result"]))
-    table = pd.DataFrame(rows, columns=[name for name, _, _ in PROVENANCE_COLUMNS[:-1]])
-    table[ORIGIN_COLUMN] = _origins(table)
-    return table.astype({"gpu_count": "Int64"})
-
-
-def _identity(table):
-    code = list(zip(table["git_commit"], table["uncommitted_changes"], strict=True))
-    return code, list(table["host"])
-
-
-def _origins(table):
-    """'other code', 'other machine', both or '' per row, against the most common code
-    (commit and uncommitted flag) and host among the rows."""
-    if table.empty:
-        return []
-    code, hosts = _identity(table)
-    usual_code = Counter(code).most_common(1)[0][0]
-    usual_host = Counter(hosts).most_common(1)[0][0]
-    return [
-        ", ".join(
-            word
-            for word, other in (("other code", c != usual_code), ("other machine", h != usual_host))
-            if other
-        )
-        for c, h in zip(code, hosts, strict=True)
+    origin when its code or machine is not the most common one."""
+    labelled = labelled_results(runs, scores, bench_train, bench_infer)
+    usual = usual_origin([result for _, result in labelled])
+    rows = [
+        {**provenance_row(label, result), ORIGIN_COLUMN: origin([result], usual)}
+        for label, result in labelled
     ]
+    columns = [name for name, _, _ in PROVENANCE_COLUMNS]
+    return pd.DataFrame(rows, columns=columns).astype({"gpu_count": "Int64"})
 
 
-def mark_origins(tables, provenance, runs, scores, bench_train, bench_infer):
-    """The accuracy, training and inference tables with an origin column: the origins
-    (from the Provenance table's rows, in the order provenance_table made them) of the
-    result files behind each row; empty when they are the report's own."""
-    origins = list(provenance[ORIGIN_COLUMN])
-    start = len(runs) + len(scores)
+def mark_origins(tables, runs, scores, bench_train, bench_infer):
+    """The accuracy, training and inference tables with an origin column: what the result
+    files behind each row (a run's report and score; a benchmark point) have that differs
+    from the report's usual origin; empty when nothing does."""
+    labelled = labelled_results(runs, scores, bench_train, bench_infer)
+    usual = usual_origin([result for _, result in labelled])
     by_run = {}
-    for result, origin in zip([r["report"] for r in runs] + scores, origins[:start], strict=True):
-        by_run.setdefault(result["run"], set()).update(filter(None, origin.split(", ")))
+    for result in [run["report"] for run in runs] + scores:
+        by_run.setdefault(result["run"], []).append(result)
     marked = dict(tables)
     accuracy = tables["accuracy"].copy()
-    accuracy[ORIGIN_COLUMN] = [", ".join(sorted(by_run.get(run, ()))) for run in accuracy["run"]]
+    accuracy[ORIGIN_COLUMN] = [origin(by_run.get(run, []), usual) for run in accuracy["run"]]
     marked["accuracy"] = accuracy
     for kind, name, bench in (
         ("train", "training", bench_train),
         ("infer", "inference", bench_infer),
     ):
         keys = bench[BENCH_KEYS[kind]].copy()
-        keys[ORIGIN_COLUMN] = origins[start : start + len(bench)]
-        start += len(bench)
+        keys[ORIGIN_COLUMN] = [origin([result], usual) for result in bench["result"]]
         marked[name] = tables[name].merge(keys, on=BENCH_KEYS[kind], how="left")
     return marked
 
