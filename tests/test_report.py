@@ -4,6 +4,7 @@ the graphs, CSV and Markdown content, and Snakemake's HTML report of the report 
 import json
 import math
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,10 +12,11 @@ from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_conf
 from matplotlib.figure import Figure
 from PIL import Image
 
-from resnet_recipe import report
+from resnet_recipe import report, results
 from resnet_recipe.report import plots
 from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
 from resnet_recipe.report.inputs import read_bench, read_run, read_runs, read_scores
+from resnet_recipe.report.origins import ORIGIN_NOTE
 from resnet_recipe.report.tables import epoch_metrics
 
 REFERENCE_DIR = REPO / "resources" / "reference"
@@ -38,6 +40,14 @@ def backend(gpus):
 def write_json(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+    return str(path)
+
+
+def write_result(path, contract, data, settings_keys):
+    """A result file as the workflow writes it: through results.write, which adds the
+    provenance section (this checkout, this machine) and the digest of the settings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write(str(path), contract, data, {key: data[key] for key in settings_keys})
     return str(path)
 
 
@@ -65,8 +75,9 @@ def write_run(
     ]
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    write_json(
+    write_result(
         folder / "report.json",
+        results.RUN_REPORT,
         {
             "run": run,
             "gpus": gpus,
@@ -80,11 +91,19 @@ def write_run(
             "val_top5": lines[-1]["val_top5"],
             "train_seconds": train_seconds,
             "images_per_s": 100.0,
-            "settings": {"gpus": gpus, "dtype": dtype, "epochs": epochs, "lr_per_256": 0.1},
+            "settings": {
+                "gpus": gpus,
+                "dtype": dtype,
+                "epochs": epochs,
+                "batch_per_device": batch,
+                "lr_per_256": 0.1,
+                "log_interval": 50,
+            },
             "network": network(),
             "pipeline": {"backend": backend(gpus), "image_size": image_size, "val_resize": 256},
             "machine": {**machine(gpus), "versions": VERSIONS},
         },
+        ("settings", "network", "pipeline"),
     )
     return str(folder)
 
@@ -102,8 +121,9 @@ def latency(batch, images_per_s):
 
 
 def write_score(root, run, dtype, top1, top5, classes=1000):
-    return write_json(
+    return write_result(
         root / "score" / f"{run}.json",
+        results.SCORE,
         {
             "run": run,
             "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 90},
@@ -118,14 +138,16 @@ def write_score(root, run, dtype, top1, top5, classes=1000):
             "images_per_s": 900.0,
             "latency_ms": latency(64, 900.0),
         },
+        ("checkpoint", "dtype", "batch_size"),
     )
 
 
 def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50):
     """A training point as throughput.bench_train writes it (latency: the mean only)."""
     global_batch = batch * max(gpus, 1)
-    return write_json(
+    return write_result(
         root / "bench_train" / dtype / f"n{gpus}_b{batch}.json",
+        results.BENCH_TRAIN,
         {
             "kind": "train",
             "dtype": dtype,
@@ -149,13 +171,15 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
             "machine": machine(gpus),
             "versions": VERSIONS,
         },
+        ("dtype", "gpus", "network", "image_size"),
     )
 
 
 def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50):
     """An inference point as throughput.bench_infer writes it."""
-    return write_json(
+    return write_result(
         root / "bench_infer" / dtype / f"b{batch}.json",
+        results.BENCH_INFER,
         {
             "kind": "infer",
             "dtype": dtype,
@@ -175,6 +199,7 @@ def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, 
             "machine": machine(gpus),
             "versions": VERSIONS,
         },
+        ("dtype", "gpus", "network", "image_size"),
     )
 
 
@@ -337,9 +362,10 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
     ):
         assert heading in text
     assert REFERENCE_HARDWARE in text
+    # The runs differ in their input pipeline backend (and in columns of their own).
     assert (
-        "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 "
-        "| 3.30 | 0.909 |" in text
+        "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | dali-gpu | 76.49 | 93.10 | 3.00 "
+        "| 76.49 | 1.000 | 3.30 | 0.909 |" in text
     )
     assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | 20.0 |" in text
     # Every network is ResNet-50 v1.5: no network column.
@@ -696,12 +722,14 @@ HTML_CATEGORIES = {
         "Table": {"inference_throughput.csv"},
         "Graphs": {"inference_throughput.png", "inference_latency.png"},
     },
+    "Provenance": {"Table": {"provenance.csv"}},
 }
 HTML_CAPTIONS = {
     "report.md": "summary.rst",
     "accuracy.csv": "accuracy.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
+    "provenance.csv": "provenance.rst",
     "training_loss.png": "training_loss.rst",
     "training_top1.png": "training_top1.rst",
     "validation_top1.png": "validation_top1.rst",
@@ -716,3 +744,146 @@ def html_report_data(html, name):
     `name` (categories, results)."""
     start = html.index(f"{name} = {{") + len(f"{name} = ")
     return json.JSONDecoder().raw_decode(html, start)[0]
+
+
+def two_runs(tmp_path, second_batch=32, second_log_interval=50):
+    """Two CPU demo runs that differ in their batch per device (unless told otherwise)
+    and, with second_log_interval, in a presentation setting; with their scores."""
+    root = tmp_path / "results"
+    run_dirs = [
+        write_run(root, "b32", 0, "float32", 300.0, batch=32, **DEMO_SETUP),
+        write_run(root, "b64", 0, "float32", 300.0, batch=second_batch, **DEMO_SETUP),
+    ]
+    report_path = root / "train" / "b64" / "report.json"
+    second = json.loads(report_path.read_text())
+    second["settings"]["log_interval"] = second_log_interval
+    report_path.write_text(json.dumps(second))
+    scores = [write_score(root, run, "float32", 0.9, 1.0, classes=10) for run in ("b32", "b64")]
+    return {"run_dirs": run_dirs, "score_files": scores}
+
+
+def build_two_runs(tmp_path, **kw):
+    inputs = two_runs(tmp_path, **kw)
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(
+        **inputs,
+        bench_train_files=[],
+        bench_infer_files=[],
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+    )
+    return outputs
+
+
+SETTING_NAMES = ("lr_per_256", "log_interval", "pipeline.backend", "network.depth")
+
+
+def test_accuracy_table_shows_only_the_settings_in_which_runs_differ(tmp_path):
+    outputs = build_two_runs(tmp_path, second_batch=64)
+    table = pd.read_csv(outputs.accuracy_csv)
+    assert list(table.columns[table.columns.get_loc("epochs") + 1 :][:2]) == [
+        "batch_per_device",
+        "top1_percent",
+    ]
+    assert dict(zip(table["run"], table["batch_per_device"], strict=True)) == {"b32": 32, "b64": 64}
+    assert not set(SETTING_NAMES) & set(table.columns)
+    text = open(outputs.markdown).read()
+    assert (
+        "| run | GPUs | dtype | image (px) | classes | epochs | batch_per_device | top-1 (%) |"
+        in text
+    )
+    assert "| b64 | CPU | float32 | 32 | 10 | 30 | 64 | 90.00 |" in text
+    assert not any(f"| {name} |" in text for name in SETTING_NAMES)
+
+
+def test_runs_that_differ_in_nothing_that_changes_results_get_no_setting_column(tmp_path):
+    outputs = build_two_runs(tmp_path, second_log_interval=10)
+    table = pd.read_csv(outputs.accuracy_csv)
+    assert table.columns[table.columns.get_loc("epochs") + 1] == "top1_percent"
+    assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 |" in open(outputs.markdown).read()
+
+
+def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
+    inputs = two_runs(tmp_path)
+    train = write_bench_train(tmp_path / "results", "float32", 0, 16, 20.0, image_size=32)
+    for path, edit in (
+        (inputs["score_files"][1], ("code", "git_commit", "0123456789abcdef")),
+        (train, ("machine", "hostname", "other-host")),
+    ):
+        result = json.loads(open(path).read())
+        result["provenance"][edit[0]][edit[1]] = edit[2]
+        write_json(Path(path), result)
+    # A point written before results carried provenance.
+    old = write_bench_infer(tmp_path / "results", "float32", 8, 100.0, gpus=0, image_size=32)
+    edit = json.loads(open(old).read())
+    del edit["provenance"]
+    write_json(Path(old), edit)
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(
+        **inputs,
+        bench_train_files=[
+            train,
+            write_bench_train(tmp_path / "results", "float32", 0, 8, 10.0, image_size=32),
+        ],
+        bench_infer_files=[old],
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+    )
+    made = results.read(inputs["run_dirs"][0] + "/report.json", results.RUN_REPORT)["provenance"]
+    provenance = pd.read_csv(outputs.provenance_csv, keep_default_na=False)
+    assert list(provenance.columns) == [
+        "result",
+        "git_commit",
+        "uncommitted_changes",
+        "mxnet",
+        "dali",
+        "mxnet_features",
+        "host",
+        "gpu_model",
+        "gpu_count",
+        "gpu_driver",
+        "origin",
+    ]
+    assert list(provenance["result"]) == [
+        "training run b32",
+        "training run b64",
+        "score b32",
+        "score b64",
+        "training benchmark float32, CPU, batch 16",
+        "training benchmark float32, CPU, batch 8",
+        "inference benchmark float32, CPU, batch 8",
+    ]
+    assert list(provenance["origin"]) == [
+        *["", "", "", "other code", "other machine", ""],
+        "no provenance",
+    ]
+    usual = row(provenance, result="score b32")
+    assert usual["git_commit"] == made["code"]["git_commit"]
+    assert usual["host"] == made["machine"]["hostname"]
+    assert usual["mxnet"] == made["versions"]["mxnet"]
+    accuracy = pd.read_csv(outputs.accuracy_csv, keep_default_na=False)
+    assert dict(zip(accuracy["run"], accuracy["origin"], strict=True)) == {
+        "b32": "",
+        "b64": "other code",
+    }
+    training = pd.read_csv(outputs.training_csv, keep_default_na=False)
+    assert dict(zip(training["batch_per_device"], training["origin"], strict=True)) == {
+        8: "",
+        16: "other machine",
+    }
+    inference = pd.read_csv(outputs.inference_csv, keep_default_na=False)
+    assert list(inference["origin"]) == ["no provenance"]
+    text = open(outputs.markdown).read()
+    assert "## Provenance" in text
+    assert (
+        "| result | commit | uncommitted changes | MXNet | DALI | MXNet build | host | GPU |"
+        in text
+    )
+    assert "| score b64 | 0123456789 |" in text
+    assert (
+        "| b64 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  "
+        "| † other code |" in text
+    )
+    assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  |  |" in text
+    assert "† other machine |" in text and "† no provenance |" in text
+    assert text.count(ORIGIN_NOTE) == 3  # below each table with a marked row

@@ -59,6 +59,28 @@ def _add_report(stages):
     p.set_defaults(run=run)
 
 
+def _add_compare(stages):
+    p = stages.add_parser(
+        "compare",
+        help="two runs (train/<run> folders) or two results folders side by side",
+        description="Metrics, the settings that differ and the provenance that differs "
+        "(code, versions, MXNet build, machine) of two runs, or of each run and benchmark "
+        "point two results folders both have.",
+    )
+    p.add_argument("a", help="a train/<run> folder or a results folder")
+    p.add_argument("b", help="the same kind of folder to set beside it")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text tables")
+
+    def run(args):
+        from resnet_recipe.compare import compare, format_json, format_text
+
+        comparison = compare(args.a, args.b)
+        sys.stdout.write((format_json if args.json else format_text)(comparison))
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _add_demo_data(stages):
     p = stages.add_parser(
         "demo-data", help="write the digits demo tree (ROOT/train, ROOT/val) from scikit-learn"
@@ -366,6 +388,7 @@ STAGE_PARSERS = [
     _add_bench_train,
     _add_bench_infer,
     _add_report,
+    _add_compare,
 ]
 
 

@@ -16,6 +16,12 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     TRAINING_KEYS,
 )
+from resnet_recipe.report.origins import (
+    ORIGIN_NOTE,
+    PROVENANCE_COLUMNS,
+    origin_columns,
+)
+from resnet_recipe.report.setting_columns import with_setting_columns
 from resnet_recipe.report.tables import (
     ACCURACY_COLUMNS,
     ACCURACY_REFERENCE_COLUMNS,
@@ -78,12 +84,14 @@ class Section:
     keys: list
     reference_columns: list
 
-    def markdown(self, table, notes, reference):
+    def markdown(self, table, notes, reference, columns=None):
         """The section for the measured rows `table`, the sentences `notes` on what is
-        missing or not compared, and the reference table of this section."""
+        missing or not compared, and the reference table of this section; `columns`
+        replace the section's own (the accuracy table's setting columns added)."""
         parts = [f"## {self.title}\n", self.explanation + "\n"]
         if not table.empty:
-            parts.append(markdown_table(table, _shown_columns(table, self.columns)) + "\n")
+            shown = _shown_columns(table, columns or self.columns)
+            parts.append(markdown_table(table, shown) + "\n")
         if notes:
             parts.append("**Notes:**\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
         unmatched = _unmatched_reference(reference, table, self.keys)
@@ -150,10 +158,41 @@ GRAPH_TITLES = {
 }
 
 
-def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
+def _marked_section(name, table, notes, reference, setting_names):
+    """A table section with the accuracy table's setting columns and, when some row was
+    made by other code or on another machine, its origin column and the note on it."""
+    columns = SECTIONS[name].columns
+    if name == "accuracy":
+        columns = with_setting_columns(columns, setting_names)
+    marks = origin_columns(table)
+    notes = notes + [ORIGIN_NOTE] if marks else notes
+    return SECTIONS[name].markdown(table, notes, reference, columns + marks)
+
+
+def provenance_section(provenance):
+    """The Provenance section: where each result file came from."""
+    parts = [
+        "## Provenance\n",
+        "Where each result file came from: the git commit of the code (and whether the "
+        "checkout had uncommitted changes), the MXNet and DALI versions, MXNet's build "
+        "features that are on, the host and its GPUs. Origin names what differs from "
+        "most results of this report.\n",
+    ]
+    if provenance.empty:
+        parts.append("No result files were given.\n")
+    else:
+        columns = PROVENANCE_COLUMNS[:-1] + origin_columns(provenance)
+        parts.append(markdown_table(provenance, columns) + "\n")
+    return "\n".join(parts)
+
+
+def report_markdown(
+    tables, notes, reference, machines, graph_notes, outputs, provenance, setting_names=()
+):
     """The whole report.md: the table sections (tables, notes and reference tables by
-    section name), the machines of the benchmarks, then the graphs (linked relative to
-    report.md), each followed by its note in graph_notes when it has one."""
+    section name; the accuracy table with the settings in which runs differ), the
+    machines of the benchmarks, the provenance of every result, then the graphs (linked
+    relative to report.md), each followed by its note in graph_notes when it has one."""
     folder = os.path.dirname(os.path.abspath(outputs.markdown))
     parts = [
         "# ResNet-50 v1.5 on MXNet: results\n",
@@ -170,9 +209,10 @@ def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
         lines = "\n".join(f"- {machine}" for machine in measured_on)
         parts.append(f"Benchmarks measured on:\n\n{lines}\n")
     parts += [
-        section.markdown(tables[name], notes[name], reference[name])
-        for name, section in SECTIONS.items()
+        _marked_section(name, tables[name], notes[name], reference[name], setting_names)
+        for name in SECTIONS
     ]
+    parts.append(provenance_section(provenance))
     parts.append("## Graphs\n")
     for key, title in GRAPH_TITLES.items():
         path = os.path.relpath(os.path.abspath(getattr(outputs, key)), folder)
