@@ -8,6 +8,7 @@ missing, so a matrix with one run, only benchmarks or no FP32 still gives a full
     build.py       build_report, the entry point: read, tables, graphs, report.md
     inputs.py      every file the report reads (results through their contracts, reference CSVs)
     experiment.py  the reference's experiment, and which measured points are that experiment
+    differences.py what differs between the measured build and setup and the reference's
     tables.py      the tables and their columns
     notes.py       sentences on what each table lacks
     markdown.py    report.md
