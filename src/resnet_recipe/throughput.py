@@ -21,10 +21,11 @@ same devices gives val.total_ips, measured like inference throughput below.
 Inference, two measurements on one device with a freshly initialised, hybridized network
 (throughput needs no trained weights):
 - throughput (the original's --only-inference val.total_ips): E epochs of I batches
-  through the validation pipeline, none of them waited for; an epoch's time per batch is
-  the mean interval between consecutive batch ends with its first batch left out, the
-  epoch closed by one wait for the device (timing.time_batch_ends); images/s is the batch
-  over it, averaged over the epochs after the warmup ones by the harmonic mean.
+  through the validation pipeline; an epoch's time per batch is the mean interval between
+  consecutive batch ends with its first batch left out, none of the counted batches waited
+  for, the interval opened by a wait for the left-out first batch and closed by a wait for
+  the device (timing.time_batch_ends); images/s is the batch over it, averaged over the
+  epochs after the warmup ones by the harmonic mean.
 - latency: then latency_iterations batches, each timed from asking the pipeline for it to
   its output being ready (wait_to_read): the percentiles, and the batch over their mean,
   which the original's later versions report as val.ips.
@@ -57,8 +58,9 @@ INFER_METRIC_KEYS = (
 INFERENCE_WEIGHTS = "random initialisation: throughput does not depend on trained weights"
 THROUGHPUT_METHOD = (
     "harmonic mean over the epochs after the warmup ones of batch / mean interval between "
-    "consecutive batch ends, first batch of each epoch left out, batches not waited for, "
-    "each epoch closed by one wait for the device (the original benchmark.py)"
+    "consecutive batch ends, first batch of each epoch left out, batches not waited for; "
+    "the interval opened by a wait for the left-out first batch and closed by a wait for "
+    "the device (the original benchmark.py, fit.py L379-403)"
 )
 LATENCY_METHOD = "each batch timed from asking the pipeline for it to its output being ready"
 

@@ -101,11 +101,14 @@ def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
     between the ends of consecutive batches, the first batch of each epoch left out.
 
     run(device_batches) hands one iteration to the device and is not waited for, as the
-    original's batch-end callback waited for nothing (--no-metrics). The clock starts when
-    the first batch of an epoch has been handed over; the epoch ends with mx.nd.waitall()
-    before the clock is read, so the interval closes with the work of all its batches
-    done (the original read the clock at the last batch end without a wait). An epoch's
-    time per batch is that interval over its batches but the first.
+    original's batch-end callback waited for nothing (--no-metrics). Two waits per epoch
+    bound the interval, outside the batches it counts: the first batch, which is left out,
+    is waited for (mx.nd.waitall()) before the clock starts, and the epoch ends with
+    mx.nd.waitall() before the clock is read. The interval therefore holds exactly the work
+    of the other batches; the original read the clock at both ends without a wait, which in
+    a steady stream amounts to the same. Without the first wait the interval would also
+    hold what is left of the first batch, one batch too many over the epoch (11% at 10
+    batches). An epoch's time per batch is that interval over its batches but the first.
     """
     if len(batches) < 2:
         raise ValueError(f"{len(batches)} iterations per epoch: at least 2 are needed to time")
@@ -115,6 +118,7 @@ def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
         for device_batches in batches:
             run(device_batches)
             if started is None:
+                mx.nd.waitall()
                 started = clock()
         mx.nd.waitall()
         per_batch.append((clock() - started) / (len(batches) - 1))
