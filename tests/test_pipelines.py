@@ -336,3 +336,43 @@ def test_only_the_gpu_decoder_gets_nvjpeg_memory_padding():
         host = pipelines.decoder_options(pipelines.placement(backend, context), SETTINGS)
         assert host["device"] == "cpu"
         assert not {"device_memory_padding", "host_memory_padding"} & set(host)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_nhwc_batches_are_the_nchw_images_channels_last_with_a_zero_fourth_channel(tiny_rec, dtype):
+    # As the original's float16 pipelines: HWC output padded to 4 channels (pad_output).
+    common = dict(batch_per_device=4, settings=SETTINGS, dtype=dtype)
+    nchw = first_batch(pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], **common))
+    nhwc = first_batch(
+        pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], layout="NHWC", **common)
+    )
+    images = nhwc[0].data.asnumpy()
+    assert images.shape == (4, 16, 16, 4) and images.dtype == np.dtype(dtype)
+    assert not images[..., 3].any()
+    np.testing.assert_array_equal(images[..., :3].transpose(0, 3, 1, 2), nchw[0].data.asnumpy())
+    np.testing.assert_array_equal(nhwc[0].label.asnumpy(), nchw[0].label.asnumpy())
+    synthetic = first_batch(
+        pipelines.train_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            layout="NHWC",
+            num_classes=3,
+            seed=0,
+            **{**common, "settings": SETTINGS.replace(backend="synthetic")},
+        )
+    )
+    assert synthetic[0].data.shape == (4, 16, 16, 4)
+    assert not synthetic[0].data.asnumpy()[..., 3].any()
+
+
+def test_an_unknown_layout_is_refused(tiny_rec):
+    with pytest.raises(ValueError, match="layout is 'NCWH'"):
+        pipelines.val_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            batch_per_device=4,
+            settings=SETTINGS,
+            layout="NCWH",
+        )

@@ -158,14 +158,17 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
             "data": "dali",
             "input_backend": backend(gpus),
             "image_size": image_size,
+            "layout": "NHWC" if dtype == "float16" else "NCHW",
             "iterations": 5,
             "epochs": 3,
             "warmup_epochs": 1,
             "num_examples": 12800,
+            "settings": {"dtype": dtype, "loss_scale": "dynamic"},
             "epoch_seconds": [2 * 5 * global_batch / images_per_s]
             + [5 * global_batch / images_per_s] * 2,
             "epoch_images_per_s": [images_per_s * 0.5, images_per_s, images_per_s],
             "images_per_s": images_per_s,
+            "val_images_per_s": 3 * images_per_s,
             "latency_ms": {"mean": 1000.0 * global_batch / images_per_s},
             "network": network(depth),
             "machine": machine(gpus),
@@ -175,7 +178,9 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
     )
 
 
-def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50):
+def write_bench_infer(
+    root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50, layout="NCHW"
+):
     """An inference point as throughput.bench_infer writes it."""
     return write_result(
         root / "bench_infer" / dtype / f"b{batch}.json",
@@ -189,12 +194,15 @@ def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, 
             "data": "dali",
             "input_backend": backend(gpus),
             "image_size": image_size,
+            "layout": layout,
             "weights": "random initialisation: throughput does not depend on trained weights",
             "iterations": 20,
-            "warmup_iterations": 5,
-            "timed_seconds": 20 * batch / images_per_s,
+            "epochs": 3,
+            "warmup_epochs": 1,
+            "epoch_images_per_s": [images_per_s / 2, images_per_s, images_per_s],
             "images_per_s": images_per_s,
-            "latency_ms": latency(batch, images_per_s),
+            "latency_images_per_s": 0.9 * images_per_s,
+            "latency_ms": latency(batch, 0.9 * images_per_s),
             "network": network(depth),
             "machine": machine(gpus),
             "versions": VERSIONS,
@@ -339,13 +347,17 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     b208 = row(table, dtype="float16", batch_size=208)
     assert b208["reference_images_per_s"] == pytest.approx(3832)
     assert b208["images_per_s_ratio"] == pytest.approx(3800 / 3832)
-    assert b208["latency_mean_ms"] == pytest.approx(1000 * 208 / 3800)
-    assert b208["latency_p99_ms"] == pytest.approx(1.5 * 1000 * 208 / 3800)
+    # Latency comes from the waited pass (0.9 of the unwaited images/s in these files).
+    assert b208["latency_mean_ms"] == pytest.approx(1000 * 208 / (0.9 * 3800))
+    assert b208["latency_images_per_s"] == pytest.approx(0.9 * 3800)
+    assert b208["layout"] == "NCHW"
+    assert b208["latency_p99_ms"] == pytest.approx(1.5 * 1000 * 208 / (0.9 * 3800))
     assert row(table, dtype="float32", batch_size=8)["images_per_s_ratio"] == pytest.approx(
         800 / 824
     )
     # Every latency statistic of the points but the slowest batch, in order.
     latency_columns = [name for name in table.columns if name.startswith("latency_")]
+    latency_columns.remove("latency_images_per_s")
     assert latency_columns == [f"latency_{s}_ms" for s in ("mean", "p50", "p90", "p95", "p99")]
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
@@ -367,7 +379,10 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
         "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | dali-gpu | 76.49 | 93.10 | 3.00 "
         "| 76.49 | 1.000 | 3.30 | 0.909 |" in text
     )
-    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | 20.0 |" in text
+    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | NCHW | 20.0 | 60.0 |" in text
+    assert "| images/s (unwaited) | images/s (each batch waited) | latency mean (ms, waited) |" in (
+        text
+    )
     # Every network is ResNet-50 v1.5: no network column.
     assert "| network |" not in text
     assert (
@@ -476,7 +491,7 @@ def test_reference_only_for_the_same_experiment(tmp_path):
         "with the reference, which is ResNet-50 v1.5 at 224x224 px on V100 GPUs, 90 epochs on "
         "ImageNet's 1000 classes" in text
     )
-    assert "| ResNet-18 v1.5 | 224 | 8 | dali-gpu | 800.0 |" in text  # network column shown
+    assert "| ResNet-18 v1.5 | 224 | 8 | dali-gpu | NCHW | 800.0 |" in text  # network column shown
     # Matched reference points leave the "not measured here" lists, the others stay.
     assert "| float32 | 8 | 824.0 |" not in text and "| float32 | 1 | 252.0 |" in text
     assert "| 1 | float32 | 96 | 400.2 |" not in text and "| 4 | float32 | 96 | 1558.6 |" in text
@@ -506,7 +521,7 @@ def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
         assert table[reference].isna().all().all(), path
         assert set(table["image_size"]) == {32}
     text = open(outputs.markdown).read()
-    assert "| float32 | CPU | 32 | 32 | dali-cpu | 1384.1 |" in text
+    assert "| float32 | CPU | 32 | 32 | dali-cpu | NCHW | 1384.1 |" in text
     assert text.count("V100 reference not drawn: no float32 point is ResNet-50 v1.5") == 2
     assert epoch_metrics([read_run(run_dir)])["label"].iloc[0] == "cpu_fp32 (float32, CPU, 32 px)"
     assert setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
@@ -657,7 +672,9 @@ def test_cli_report_writes_the_report(tmp_path):
         + ["--reference", str(REFERENCE_DIR), "--out", str(out)]
     )
     assert code == 0
-    assert "| float32 | 1 GPU | 224 | 8 | dali-gpu | 800.0 |" in (out / "report.md").read_text()
+    assert (
+        "| float32 | 1 GPU | 224 | 8 | dali-gpu | NCHW | 800.0 |" in (out / "report.md").read_text()
+    )
 
 
 def test_snakemake_html_report_of_the_report_rule(tmp_path):
@@ -887,3 +904,40 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
     assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  |  |" in text
     assert "† other machine |" in text and "† no provenance |" in text
     assert text.count(ORIGIN_NOTE) == 3  # below each table with a marked row
+
+
+def test_the_report_lists_what_differs_from_the_reference(tmp_path):
+    results = write_results(tmp_path / "results")
+    results["bench_infer_files"].append(
+        write_bench_infer(tmp_path / "extra", "float16", 16, 900.0, layout="NCHW")
+    )
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(**results, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    text = open(outputs.markdown).read()
+    section = text.split("## What differs from the reference")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()}
+    assert "mxnet:18.12-py3" in rows["MXNet build"] and "fused" in rows["MXNet build"]
+    assert "MXNet 1.9.1 (upstream)" in rows["MXNet build"]
+    assert "DALI 0.5.0" in rows["DALI"] and "1.34.0" in rows["DALI"]
+    # float16 inference measured in NCHW (and NHWC): the reference's float16 was NHWC.
+    assert rows["float16 layout"].endswith("| NHWC | NCHW, NHWC |")
+    assert "float32 layout" not in rows  # float32 NCHW everywhere, as the reference
+    # The benchmark points trained with dynamic scaling, the runs' settings name none.
+    assert rows["float16 loss scaling"].endswith("| dynamic, none |")
+    assert "first batch left out" in rows["training throughput"]
+
+
+def test_differences_read_mxnet_build_features_from_provenance():
+    from resnet_recipe.report.differences import differences
+
+    point = {
+        "dtype": "float32",
+        "layout": "NCHW",
+        "versions": VERSIONS,
+        "provenance": {"mxnet_features": {"CUDA": True, "CUDNN": True, "MKLDNN": False}},
+    }
+    rows = dict((aspect, measured) for aspect, _, measured in differences([], [], [point]))
+    assert (
+        rows["MXNet build"] == "MXNet 1.9.1 (upstream) with CUDA, CUDNN, without the fused kernels"
+    )
+    assert differences([], [], []) == []

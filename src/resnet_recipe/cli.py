@@ -298,7 +298,7 @@ def _add_score(stages):
     p.set_defaults(run=run)
 
 
-def _bench_setup(args, rec):
+def _bench_setup(args, rec, val_rec=None):
     from resnet_recipe.throughput import BenchSetup
 
     return BenchSetup(
@@ -308,6 +308,8 @@ def _bench_setup(args, rec):
         network=_settings(args, sections.Network),
         pipeline=_settings(args, sections.InputPipeline),
         lock_dir=args.lock_dir,
+        val_rec=val_rec,
+        val_idx=val_rec and _index_of(val_rec),
     )
 
 
@@ -319,6 +321,7 @@ def _add_bench_train(stages):
         "GPUs, batch and dtype.",
     )
     p.add_argument("--train-rec", required=True, help="training .rec (its .idx beside it)")
+    p.add_argument("--val-rec", required=True, help="validation .rec of the pass after every epoch")
     p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
     p.add_argument("--out", required=True, help="JSON file for the result")
     p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
@@ -336,7 +339,7 @@ def _add_bench_train(stages):
         num_examples = args.num_examples or sections.BenchTrain().num_examples[args.dtype]
         bench_train(
             args.out,
-            _bench_setup(args, args.train_rec),
+            _bench_setup(args, args.train_rec, args.val_rec),
             dtype=args.dtype,
             gpus=args.gpus,
             batch_per_device=args.batch_per_device,

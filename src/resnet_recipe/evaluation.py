@@ -22,6 +22,7 @@ import time
 import mxnet as mx
 
 from resnet_recipe import devices, network, pipelines, precision, recipe, results, timing
+from resnet_recipe.settings import Network
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ def score_run(
     settings.Score; pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
     epoch = chosen_epoch(run_dir, score_settings.epoch)
+    # Scored in the layout it trained in, as the original SCORE_FP16 built its NHWC network.
+    network_settings = Network.from_config(report["network"], f"{run_dir}/report.json network")
     return score_checkpoint(
         result_path,
         prefix=os.path.join(run_dir, MODEL_PREFIX),
@@ -89,6 +92,7 @@ def score_run(
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,
+        network_settings=network_settings,
     )
 
 
@@ -105,19 +109,24 @@ def score_checkpoint(
     pipeline_settings,
     lock_dir,
     run,
+    network_settings=None,
     clock=time.perf_counter,
 ):
     """Score checkpoint `prefix`-symbol.json + `prefix`-NNNN.params (NNNN = epoch) on the
     validation records in `dtype` on one device (gpus 1, or 0 for the CPU); write the
-    result (see the module docstring) to result_path and return it."""
+    result (see the module docstring) to result_path and return it. network_settings
+    (settings.Network): score that network in its layout for `dtype` with the checkpoint's
+    weights; None: the checkpoint's own graph, NCHW."""
     what = f"scoring {prefix} epoch {epoch}"
     _check_scoring(what, prefix, epoch, gpus)
     images = pipelines.count_records(val_rec, val_idx)
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
         precision.require_dtype_supported(dtype, contexts, what)
-        size = pipeline_settings.image_size
-        net, classes = load_scoring_net(prefix, epoch, contexts, dtype, (batch_size, 3, size, size))
+        layout = "NCHW" if network_settings is None else network_settings.layout_for(dtype)
+        shape = network.input_shape(layout, batch_size, pipeline_settings.image_size)
+        net = network.load_for_inference(prefix, epoch, contexts, dtype, network_settings)
+        classes = warm_up(net, shape, contexts[0], dtype)
         batches = pipelines.val_batches(
             val_rec,
             val_idx,
@@ -125,17 +134,19 @@ def score_checkpoint(
             batch_per_device=batch_size,
             settings=pipeline_settings,
             dtype=dtype,
+            layout=layout,
             num_classes=classes,
         )
         log.info(
-            "%s: %d validation images in %d batches of %d on %s, %s",
-            *(what, images, len(batches), batch_size, contexts[0], dtype),
+            "%s: %d validation images in %d batches of %d on %s, %s, %s",
+            *(what, images, len(batches), batch_size, contexts[0], dtype, layout),
         )
         metrics, seconds, latencies = timed_evaluation(net, batches, classes, clock)
     result = {
         "run": run,
         "checkpoint": {"prefix": prefix, "epoch": epoch},
         "dtype": dtype,
+        "layout": layout,
         "device": str(contexts[0]),
         "images": images,
         "batch_size": batch_size,
@@ -179,14 +190,13 @@ def _check_scoring(what, prefix, epoch, gpus):
         raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
 
 
-def load_scoring_net(prefix, epoch, contexts, dtype, input_shape):
-    """(hybridized network, its number of classes) of a checkpoint, after one untimed
-    forward of `input_shape` that builds the graph and lets cuDNN choose its algorithms."""
-    net = network.load_for_inference(prefix, epoch, contexts, dtype)
+def warm_up(net, input_shape, context, dtype):
+    """Hybridize `net` and run one untimed forward of `input_shape` that builds the graph
+    and lets cuDNN choose its algorithms; return the network's number of classes."""
     net.hybridize(static_alloc=True, static_shape=True)
-    output = net(mx.nd.zeros(input_shape, ctx=contexts[0], dtype=dtype))
+    output = net(mx.nd.zeros(input_shape, ctx=context, dtype=dtype))
     output.wait_to_read()
-    return net, output.shape[1]
+    return output.shape[1]
 
 
 def top_k_hits(output, label, k):

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 # Training and inference precisions, in the order the report and the tables show them.
 DTYPES = ("float16", "float32")
+# Image layouts of the network and its input: channels second (NCHW) or last (NHWC).
+LAYOUTS = ("NCHW", "NHWC")
 # A decimal number written as text; EXPONENT_NUMBER the forms YAML 1.1 leaves as text
 # (1e-3, 2E5, 1.5e+3: YAML 1.1 wants a dot and a signed exponent to see a float).
 NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
@@ -197,6 +199,18 @@ class Network(Section):
     depth: int = 50
     version: str = "1.5"
     zero_init_last_gamma: bool = False
+    # Image layout per dtype. The original trained float16 in NHWC (its runner adds the
+    # NHWC flags for float16 only, runner L69-74) and float32 in NCHW (data.py L64-77).
+    layout: dict[str, str] = field(default_factory=lambda: {"float16": "NHWC", "float32": "NCHW"})
+
+    def layout_for(self, dtype):
+        """The layout (NCHW or NHWC) the network runs in `dtype`."""
+        layout = self.layout.get(dtype)
+        if layout not in LAYOUTS:
+            raise ValueError(
+                f"network.layout.{dtype} is {layout!r}, expected one of {', '.join(LAYOUTS)}"
+            )
+        return layout
 
     @property
     def model_name(self):
@@ -265,7 +279,12 @@ class BenchTrain(Section):
 
 @dataclass(frozen=True)
 class BenchInfer(Section):
+    """The original benchmark.py --only-inference -i 200 -e 12 -w 4 of its published
+    inference table (README L207-208), then a pass of latency_iterations waited batches."""
+
     data: str = "dali"
-    iterations: int = 100
-    warmup_iterations: int = 20
+    iterations: int = 200
+    epochs: int = 12
+    warmup_epochs: int = 4
+    latency_iterations: int = 100
     gpus: int = 1

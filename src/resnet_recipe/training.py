@@ -95,6 +95,7 @@ def train(
                 first_epoch=loop.epoch,
                 train=(train_rec, train_idx),
                 val=(val_rec, val_idx),
+                layout=network_settings.layout_for(settings.dtype),
             )
         while loop.epoch < settings.epochs:
             loop.run_epoch(train_data, val_data)
@@ -118,14 +119,16 @@ class TrainingDiverged(RuntimeError):
     overflowing at its floor): continuing would only produce a model of NaN."""
 
 
-def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val):
+def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val, layout):
     """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
-    pairs `train` and `val`. The training order is seeded by the run's seed and the epoch
-    it starts after, so a restarted run draws a fresh, reproducible order."""
+    pairs `train` and `val`, in the network's `layout`. The training order is seeded by the
+    run's seed and the epoch it starts after, so a restarted run draws a fresh, reproducible
+    order."""
     common = dict(
         batch_per_device=run.batch_per_device,
         settings=pipeline_settings,
         dtype=run.dtype,
+        layout=layout,
         num_classes=classes,
     )
     train_data = pipelines.train_batches(

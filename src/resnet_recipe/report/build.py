@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, fields
 
 from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.report.differences import differences
 from resnet_recipe.report.inputs import read_bench, read_references, read_runs, read_scores
 from resnet_recipe.report.markdown import report_markdown
 from resnet_recipe.report.notes import table_notes
@@ -97,8 +98,19 @@ def build_report(
     machines = [result["machine"] for result in bench_train["result"]]
     machines += [result["machine"] for result in bench_infer["result"]]
     notes = table_notes(runs, scores, tables)
+    differing = differences(
+        [run["report"] for run in runs], list(bench_train["result"]), list(bench_infer["result"])
+    )
     markdown = report_markdown(
-        tables, notes, reference, machines, graph_notes, outputs, provenance, setting_names
+        tables,
+        notes,
+        reference,
+        machines,
+        graph_notes,
+        outputs,
+        provenance,
+        setting_names,
+        differing,
     )
     with atomic_open(outputs.markdown) as handle:
         handle.write(markdown)

@@ -121,7 +121,10 @@ SECTIONS = {
     "training": Section(
         title="Training throughput",
         explanation=(
-            "Total images/s (data pipeline plus compute) after the warmup epochs. "
+            "Total images/s (data pipeline plus compute) after the warmup epochs; "
+            "validation images/s of the pass after each epoch (at most the benchmark's "
+            "iterations), measured like inference images/s (unwaited), as the original "
+            "reported val.total_ips. "
             "FP16 speedup = float16 images/s / float32 images/s at the same GPU count, "
             "with the same batch per GPU where both were measured, otherwise float32's "
             "largest batch at that GPU count (column 'vs FP32 batch'; the original "
@@ -137,7 +140,11 @@ SECTIONS = {
     "inference": Section(
         title="Inference throughput and latency",
         explanation=(
-            "Images/s and latency per batch over the timed iterations after warmup. "
+            "Images/s (unwaited) as the original benchmark.py measured it: epochs of "
+            "batches not waited for, the mean interval between batch ends with each "
+            "epoch's first batch left out, harmonic mean after the warmup epochs; the "
+            "reference ratio uses it. Latency per batch and images/s (each batch waited) "
+            "from a separate pass that waits for every batch. "
             f"Reference columns: {REFERENCE_INFERENCE_HARDWARE}, same dtype and batch "
             "size; only for one-GPU points of the reference's experiment."
         ),
@@ -186,13 +193,36 @@ def provenance_section(provenance):
     return "\n".join(parts)
 
 
+def differences_markdown(differences):
+    """The section listing what differs from the reference (differences.differences)."""
+    lines = ["| aspect | reference | measured here |", "|---|---|---|"]
+    lines += [
+        f"| {aspect} | {reference} | {measured} |" for aspect, reference, measured in differences
+    ]
+    return (
+        "## What differs from the reference\n\n"
+        "Measured/reference ratios compare these builds and setups, not like with like:\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
 def report_markdown(
-    tables, notes, reference, machines, graph_notes, outputs, provenance, setting_names=()
+    tables,
+    notes,
+    reference,
+    machines,
+    graph_notes,
+    outputs,
+    provenance,
+    setting_names=(),
+    differences=(),
 ):
-    """The whole report.md: the table sections (tables, notes and reference tables by
-    section name; the accuracy table with the settings in which runs differ), the
-    machines of the benchmarks, the provenance of every result, then the graphs (linked
-    relative to report.md), each followed by its note in graph_notes when it has one."""
+    """The whole report.md: the machines of the benchmarks, what differs from the
+    reference (rows of differences.differences), the table sections (tables, notes and
+    reference tables by section name; the accuracy table with the settings in which runs
+    differ), the provenance of every result, then the graphs (linked relative to
+    report.md), each followed by its note in graph_notes when it has one."""
     folder = os.path.dirname(os.path.abspath(outputs.markdown))
     parts = [
         "# ResNet-50 v1.5 on MXNet: results\n",
@@ -208,6 +238,8 @@ def report_markdown(
     if measured_on:
         lines = "\n".join(f"- {machine}" for machine in measured_on)
         parts.append(f"Benchmarks measured on:\n\n{lines}\n")
+    if differences:
+        parts.append(differences_markdown(differences))
     parts += [
         _marked_section(name, tables[name], notes[name], reference[name], setting_names)
         for name in SECTIONS
