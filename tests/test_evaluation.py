@@ -133,7 +133,7 @@ def test_a_run_trained_in_one_layout_scores_the_same_in_either(request, tmp_path
         run_dir=str(trained.run_dir),
         val_rec=trained.val.rec,
         val_idx=trained.val.idx,
-        score_settings=Score(epoch=None, batch_size=8),
+        score_settings=Score(epoch=None, batch_size={"float16": 8, "float32": 8}),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained.lock_dir),
         run="tiny",

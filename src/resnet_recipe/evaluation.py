@@ -124,18 +124,9 @@ def score_checkpoint(
         contexts = devices.contexts(gpus, 1)
         precision.require_dtype_supported(dtype, contexts, what)
         layout = "NCHW" if network_settings is None else network_settings.layout_for(dtype)
-        shape = network.input_shape(layout, batch_size, pipeline_settings.image_size)
         net = network.load_for_inference(prefix, epoch, contexts, dtype, network_settings)
-        classes = warm_up(net, shape, contexts[0], dtype)
-        batches = pipelines.val_batches(
-            val_rec,
-            val_idx,
-            contexts,
-            batch_per_device=batch_size,
-            settings=pipeline_settings,
-            dtype=dtype,
-            layout=layout,
-            num_classes=classes,
+        batches, classes = _scoring_batches(
+            net, (val_rec, val_idx), contexts, dtype, layout, batch_size, pipeline_settings
         )
         log.info(
             "%s: %d validation images in %d batches of %d on %s, %s, %s",
@@ -155,14 +146,8 @@ def score_checkpoint(
         "images_per_s": images / seconds,
         "latency_ms": timing.latency_summary(latencies),
     }
-    made_with = {
-        "run": run,
-        "epoch": epoch,
-        "dtype": dtype,
-        "gpus": gpus,
-        "batch_size": batch_size,
-        "pipeline": pipeline_settings.to_config(),
-    }
+    made_with = dict(run=run, epoch=epoch, dtype=dtype, gpus=gpus, batch_size=batch_size)
+    made_with["pipeline"] = pipeline_settings.to_config()
     result = results.write(result_path, results.SCORE, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
@@ -171,6 +156,23 @@ def score_checkpoint(
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def _scoring_batches(net, records, contexts, dtype, layout, batch_size, pipeline_settings):
+    """(validation batches, classes) for scoring `net` on contexts[0], after an untimed
+    forward (warm_up) that builds the graph and tells the number of classes."""
+    shape = network.input_shape(layout, batch_size, pipeline_settings.image_size)
+    classes = warm_up(net, shape, contexts[0], dtype)
+    batches = pipelines.val_batches(
+        *records,
+        contexts,
+        batch_per_device=batch_size,
+        settings=pipeline_settings,
+        dtype=dtype,
+        layout=layout,
+        num_classes=classes,
+    )
+    return batches, classes
 
 
 def timed_evaluation(net, batches, classes, clock=time.perf_counter):

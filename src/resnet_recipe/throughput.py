@@ -144,12 +144,11 @@ def bench_train(
         epoch_seconds, val_seconds = _time_training(
             setup, input_settings, run, bench, contexts, clock
         )
+    point = {"dtype": dtype, "gpus": gpus, "batch_per_device": batch_per_device}
     result = {
         "kind": "train",
-        "dtype": dtype,
-        "gpus": gpus,
+        **point,
         "devices": [str(ctx) for ctx in contexts],
-        "batch_per_device": batch_per_device,
         "global_batch": global_batch,
         "num_examples": num_examples,
         "settings": run.to_config(),  # what the loop ran: the point on training.defaults
@@ -158,7 +157,7 @@ def bench_train(
         **setup.recorded(input_settings, data, dtype),
     }
     made_with = {
-        "point": {"dtype": dtype, "gpus": gpus, "batch_per_device": batch_per_device},
+        "point": point,
         "bench": bench.to_config(),
         "settings": run.to_config(),
         **setup.made_with(input_settings),
@@ -264,6 +263,54 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
     bench = bench_settings
     what = f"inference benchmark {dtype} b{batch_size}"
     input_settings, data = setup.input(bench.data)
+    device, batch_seconds, latencies = _time_inference(
+        setup, bench, input_settings, dtype, batch_size, what, clock
+    )
+    epoch_rates, images_per_s = timing.epoch_throughput(
+        batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
+    )
+    latency = timing.latency_summary(latencies)
+    result = {
+        "kind": "infer",
+        "dtype": dtype,
+        "gpus": bench.gpus,
+        "device": device,
+        "batch_size": batch_size,
+        "weights": INFERENCE_WEIGHTS,
+        "iterations": bench.iterations,
+        "epochs": bench.epochs,
+        "warmup_epochs": bench.warmup_epochs,
+        # Throughput: batches not waited for, first batch of each epoch left out.
+        "throughput_method": THROUGHPUT_METHOD,
+        "epoch_batch_seconds": batch_seconds,
+        "epoch_images_per_s": epoch_rates,
+        "images_per_s": images_per_s,
+        # Latency: a separate pass waiting for every batch.
+        "latency_method": LATENCY_METHOD,
+        "latency_iterations": bench.latency_iterations,
+        "latency_ms": latency,
+        # The later versions' val.ips: the batch over the mean waited latency (810bcf3
+        # fit.py L296-299).
+        "latency_images_per_s": batch_size / (latency["mean"] / 1000),
+        **setup.recorded(input_settings, data, dtype),
+    }
+    made_with = {
+        "point": {"dtype": dtype, "batch_size": batch_size},
+        "bench": bench.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_INFER, result, made_with)
+    log.info(
+        "%s: %.1f images/s (unwaited), %.1f images/s waiting for each batch, latency mean "
+        "%.2f ms, p99 %.2f ms",
+        *(what, images_per_s, result["latency_images_per_s"], latency["mean"], latency["p99"]),
+    )
+    return result
+
+
+def _time_inference(setup, bench, input_settings, dtype, batch_size, what, clock):
+    """(device, per-epoch batch-end seconds of the unwaited passes, per-batch seconds of
+    the waited pass) of a freshly initialised network on one device."""
     classes = len(read_classes(setup.classes_tsv))
     with devices.acquire_gpus(bench.gpus, setup.lock_dir):
         contexts = devices.contexts(bench.gpus, 1)
@@ -280,7 +327,7 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
             "%s: %d epochs of %d unwaited batches (%d warmup epochs), then %d waited batches, "
             "%s data, context %s",
             *(what, bench.epochs, bench.iterations, bench.warmup_epochs),
-            *(bench.latency_iterations, data, contexts[0]),
+            *(bench.latency_iterations, input_settings.backend, contexts[0]),
         )
         batch_seconds = timing.time_batch_ends(
             run_forward(net),
@@ -297,46 +344,7 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
             ),
             clock,
         )
-    epoch_rates, images_per_s = timing.epoch_throughput(
-        batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
-    )
-    result = {
-        "kind": "infer",
-        "dtype": dtype,
-        "gpus": bench.gpus,
-        "device": str(contexts[0]),
-        "batch_size": batch_size,
-        "weights": INFERENCE_WEIGHTS,
-        "iterations": bench.iterations,
-        "epochs": bench.epochs,
-        "warmup_epochs": bench.warmup_epochs,
-        # Throughput: batches not waited for, first batch of each epoch left out.
-        "throughput_method": THROUGHPUT_METHOD,
-        "epoch_batch_seconds": batch_seconds,
-        "epoch_images_per_s": epoch_rates,
-        "images_per_s": images_per_s,
-        # Latency: a separate pass waiting for every batch.
-        "latency_method": LATENCY_METHOD,
-        "latency_iterations": bench.latency_iterations,
-        "latency_ms": timing.latency_summary(latencies),
-        **setup.recorded(input_settings, data, dtype),
-    }
-    # The later versions' val.ips: the batch over the mean waited latency (810bcf3 fit.py
-    # L296-299).
-    result["latency_images_per_s"] = batch_size / (result["latency_ms"]["mean"] / 1000)
-    made_with = {
-        "point": {"dtype": dtype, "batch_size": batch_size},
-        "bench": bench.to_config(),
-        **setup.made_with(input_settings),
-    }
-    result = results.write(result_path, results.BENCH_INFER, result, made_with)
-    latency = result["latency_ms"]
-    log.info(
-        "%s: %.1f images/s (unwaited), %.1f images/s waiting for each batch, latency mean "
-        "%.2f ms, p99 %.2f ms",
-        *(what, images_per_s, result["latency_images_per_s"], latency["mean"], latency["p99"]),
-    )
-    return result
+    return str(contexts[0]), batch_seconds, latencies
 
 
 def model_name(network_settings):

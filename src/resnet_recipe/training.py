@@ -65,13 +65,8 @@ def train(
     state_root that was made with the same settings and data.
     """
     classes = len(read_classes(classes_tsv))
-    digest = checkpoints.settings_digest(
-        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
-        network_settings.to_config(),
-        pipeline_settings.to_config(),
-        record_identity(train_idx),
-        record_identity(val_idx),
-        classes,
+    digest = state_digest(
+        settings, network_settings, pipeline_settings, (train_idx, val_idx), classes
     )
     state_dir = checkpoints.run_state_dir(state_root, digest)
     train_records = pipelines.count_records(train_rec, train_idx)
@@ -105,6 +100,18 @@ def train(
             checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
         write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     return out_dir
+
+
+def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
+    """Digest of everything that shapes a run's result: its settings (not the presentation
+    ones), the network and input settings, the packed splits' indexes and the classes."""
+    return checkpoints.settings_digest(
+        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
+        network_settings.to_config(),
+        pipeline_settings.to_config(),
+        *(record_identity(idx) for idx in indexes),
+        classes,
+    )
 
 
 def exported_after(epoch, run):
