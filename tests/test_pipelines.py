@@ -137,6 +137,36 @@ def test_same_seed_gives_the_same_first_batch(make_tiny_rec):
     assert not np.array_equal(data, other)
 
 
+@pytest.mark.parametrize("make", [pipelines.train_batches, pipelines.val_batches])
+def test_speed_settings_change_no_batch(make_tiny_rec, make):
+    # Why settings.INPUT_SPEED_SETTINGS rerun no training or scoring and resume a run: the
+    # same seed gives the same batches, image for image, over two epochs, whatever the
+    # thread counts and prefetch depth. (The decoder padding reaches only the GPU decoder.)
+    textured = make_tiny_rec("textured_speed", [index % 3 for index in range(30)], noise=40)
+
+    def two_epochs(**speed):
+        seed = {"seed": 5} if make is pipelines.train_batches else {}
+        batches = make(
+            *(textured.rec, textured.idx, TWO_CPUS),
+            batch_per_device=4,
+            settings=SETTINGS.replace(**speed),
+            **seed,
+        )
+        return [
+            (batch.data.asnumpy(), batch.label.asnumpy())
+            for _epoch in range(2)
+            for device_batches in batches
+            for batch in device_batches
+        ]
+
+    slow = two_epochs(dali_threads=1, dali_val_threads=1, prefetch_queue_depth=1)
+    fast = two_epochs(dali_threads=3, dali_val_threads=3, prefetch_queue_depth=3)
+    assert len(slow) == len(fast) > 0
+    for (data, labels), (other, other_labels) in zip(slow, fast, strict=True):
+        np.testing.assert_array_equal(data, other)
+        np.testing.assert_array_equal(labels, other_labels)
+
+
 def test_training_flips_some_images_horizontally(make_tiny_rec):
     # Square images and a crop fixed to the whole image: each training image must be the
     # validation image of the same record (label = index) or its mirror, and both occur.

@@ -127,6 +127,23 @@ def test_a_changed_setting_starts_afresh(tiny_data, tmp_path, caplog):
     assert "resuming after epoch 1" in caplog.text  # the log interval changes no result
 
 
+def test_the_resumable_state_ignores_speed_and_presentation_settings(tiny_data):
+    indexes = (tiny_data["train_idx"], tiny_data["val_idx"])
+
+    def digest(run=TINY_SETTINGS, pipeline=TINY_PIPELINE):
+        return training.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
+
+    faster = TINY_PIPELINE.replace(
+        dali_threads=4, dali_val_threads=4, prefetch_queue_depth=3, nvjpeg_padding_mb=16
+    )
+    watched = TINY_SETTINGS.replace(
+        log_interval=9, export_every=2, max_overflows_at_min_loss_scale=5
+    )
+    assert digest(pipeline=faster) == digest(run=watched) == digest()
+    assert digest(pipeline=TINY_PIPELINE.replace(min_random_area=0.4)) != digest()
+    assert digest(run=TINY_SETTINGS.replace(seed=2)) != digest()
+
+
 def test_checkpoint_restores_momentum_and_schedule(tmp_path):
     contexts = [mx.cpu(0)]
     settings = TrainingRun(warmup_epochs=0)

@@ -186,9 +186,12 @@ class TrainingRun(Section):
     cpu_contexts: int = 1
 
 
+# Settings that change how a run is watched or stopped, never what it computes: a change
+# of these reruns nothing.
+WATCH_SETTINGS = ("log_interval", "max_overflows_at_min_loss_scale")
 # Settings that change how a run is watched, exported or stopped, not what it computes: a
 # change of these still resumes from the run's checkpoints.
-PRESENTATION_SETTINGS = ("log_interval", "export_every", "max_overflows_at_min_loss_scale")
+PRESENTATION_SETTINGS = (*WATCH_SETTINGS, "export_every")
 # What a training benchmark point sets itself; the rest of its run comes from the config's
 # training.defaults.
 BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts")
@@ -246,6 +249,18 @@ class InputPipeline(Section):
     # larger images do not reallocate; only the GPU ("mixed") decoder takes it.
     # original: runner L79 (--dali-nvjpeg-memory-padding 64), dali.py L51-52, L84-85.
     nvjpeg_padding_mb: int = 64
+
+
+# Input settings that change how fast batches come and how much memory they reserve, never
+# which batches: DALI gives the same batches for any thread count, prefetch depth and
+# decoder padding (tests/test_pipelines.py). A change of these reruns only the benchmarks
+# and resumes a run from its checkpoints.
+INPUT_SPEED_SETTINGS = (
+    "dali_threads",
+    "dali_val_threads",
+    "prefetch_queue_depth",
+    "nvjpeg_padding_mb",
+)
 
 
 @dataclass(frozen=True)

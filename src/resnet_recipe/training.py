@@ -38,7 +38,7 @@ from resnet_recipe import (
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
-from resnet_recipe.settings import PRESENTATION_SETTINGS
+from resnet_recipe.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +104,12 @@ def train(
 
 def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
     """Digest of everything that shapes a run's result: its settings (not the presentation
-    ones), the network and input settings, the packed splits' indexes and the classes."""
+    ones), the network and input settings (not the speed ones), the packed splits' indexes
+    and the classes."""
     return checkpoints.settings_digest(
         {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
         network_settings.to_config(),
-        pipeline_settings.to_config(),
+        {k: v for k, v in pipeline_settings.to_config().items() if k not in INPUT_SPEED_SETTINGS},
         *(record_identity(idx) for idx in indexes),
         classes,
     )

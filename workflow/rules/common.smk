@@ -17,6 +17,7 @@ os.environ.update(
 import resnet_recipe
 from resnet_recipe.code_digest import code_digests
 from resnet_recipe.listing import cached_tree_fingerprint, class_folders
+from resnet_recipe.settings import INPUT_SPEED_SETTINGS, WATCH_SETTINGS
 
 # The folder holding the resnet_recipe package that this process and every job import.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(resnet_recipe.__file__))
@@ -43,17 +44,9 @@ TRAIN_RUNS = list(config["training"]["runs"])
 
 
 # Settings that change what a job logs, how fast it runs or how much memory it reserves,
-# never what it computes, are kept out of the params, so that changing them reruns
-# nothing; the stage scripts read every setting from snakemake.config. (DALI's pipelines
-# give the same batches for any number of threads and any prefetch depth; the benchmarks,
-# whose result is speed, keep them as params.)
-UNTRACKED_RUN_SETTINGS = ("log_interval", "max_overflows_at_min_loss_scale")
-UNTRACKED_INPUT_SETTINGS = (
-    "dali_threads",
-    "dali_val_threads",
-    "prefetch_queue_depth",
-    "nvjpeg_padding_mb",
-)
+# never what it computes (settings.WATCH_SETTINGS and settings.INPUT_SPEED_SETTINGS), are
+# kept out of the params, so that changing them reruns nothing; the stage scripts read
+# every setting from snakemake.config. The benchmarks, whose result is speed, keep them.
 
 
 def get_run_settings(run):
@@ -64,13 +57,13 @@ def get_run_settings(run):
 def get_tracked_run_settings(run):
     """The run's settings that decide its results (rerun triggers)."""
     settings = get_run_settings(run)
-    return {k: v for k, v in settings.items() if k not in UNTRACKED_RUN_SETTINGS}
+    return {k: v for k, v in settings.items() if k not in WATCH_SETTINGS}
 
 
 def get_tracked_input_settings():
     """input settings that decide a trained model or a score (rerun triggers)."""
     return {
-        k: v for k, v in config["input"].items() if k not in UNTRACKED_INPUT_SETTINGS
+        k: v for k, v in config["input"].items() if k not in INPUT_SPEED_SETTINGS
     }
 
 
