@@ -62,9 +62,7 @@ def get_tracked_run_settings(run):
 
 def get_tracked_input_settings():
     """input settings that decide a trained model or a score (rerun triggers)."""
-    return {
-        k: v for k, v in config["input"].items() if k not in INPUT_SPEED_SETTINGS
-    }
+    return {k: v for k, v in config["input"].items() if k not in INPUT_SPEED_SETTINGS}
 
 
 def get_run_gpus(wildcards):
