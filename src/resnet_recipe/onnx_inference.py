@@ -1,0 +1,290 @@
+"""onnxruntime inference of an exported model: parity with MXNet, and throughput.
+
+    score_onnx(path, model_path=, run_dir=, ...)    parity JSON of a run's model.onnx
+    bench_infer_onnxruntime(path, batch_size=, ...) one onnxruntime inference benchmark point
+
+Parity: one pass of the validation pipeline that scores the run's MXNet checkpoint (float32,
+on the CPU) and its model.onnx (onnxruntime's CPU provider) on the very same batches, so the
+two engines see identical input tensors. onnxruntime's loss, top-1 and top-5 come from the
+same evaluate() as MXNet scoring; for each real image (never the padding of a last batch)
+it also counts whether both engines predict the same class, and keeps the largest absolute
+difference between their logits. A difference above the tolerance fails the job.
+
+Throughput: measured exactly like the MXNet inference point (throughput.bench_infer): a
+freshly initialised network of the configured settings, exported to ONNX; untimed warmup
+batches, then each batch timed from asking the validation pipeline for it to its logits
+being returned by onnxruntime, whose run() is synchronous. The input tensor is copied from
+DALI's output into numpy on the way, which counts in the timing as data loading does.
+"""
+
+import logging
+import os
+import tempfile
+import time
+
+import mxnet as mx
+import numpy as np
+import onnxruntime
+
+from resnet_recipe import evaluation, network, onnx_export, pipelines, throughput, training
+from resnet_recipe.atomic_files import write_json
+from resnet_recipe.listing import read_classes
+
+log = logging.getLogger(__name__)
+
+ENGINE = "onnxruntime"
+PROVIDER = "CPUExecutionProvider"
+# The settings of the input pipeline that the exported model's metadata must agree with.
+CHECKED_INPUT = {
+    "image_size": "image_size",
+    "val_resize": "resize_shorter",
+    "mean": "mean",
+    "std": "std",
+}
+
+
+def open_session(model_path, threads):
+    """An onnxruntime CPU session of model_path with `threads` intra-op threads."""
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"{model_path}: ONNX model not found")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(model_path, options, providers=[PROVIDER])
+
+
+class OnnxruntimeForward:
+    """A session called like the Gluon network: NDArray batch in, NDArray logits out (on the
+    batch's context), so evaluate() and the benchmark's timed loop drive it unchanged."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __call__(self, data):
+        logits = self.session.run(
+            [onnx_export.OUTPUT_NAME], {onnx_export.INPUT_NAME: data.asnumpy()}
+        )[0]
+        return mx.nd.array(logits, ctx=data.context)
+
+
+class ComparedBatches:
+    """One device's validation batches for evaluate(compared.forward, compared, classes):
+    forward returns onnxruntime's logits, and runs MXNet on the same tensor to count, over
+    each batch's real images, same predictions, MXNet's top-1/top-k hits and the largest
+    absolute logit difference."""
+
+    def __init__(self, batches, onnx_forward, mxnet_net, classes):
+        self.batches = batches
+        self.contexts = batches.contexts
+        self.onnx_forward = onnx_forward
+        self.mxnet_net = mxnet_net
+        self.top_k = min(training.TOP_K, classes)
+        self.images = 0
+        self.same_predictions = 0
+        self.mxnet_hits = {1: 0, self.top_k: 0}
+        self.max_difference = 0.0
+        self.max_logit = 0.0
+        self._batch = None
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for device_batches in self.batches:
+            self._batch = device_batches[0]
+            yield device_batches
+
+    def forward(self, data):
+        onnx_logits = self.onnx_forward(data)
+        mxnet_logits = self.mxnet_net(data)
+        valid = self._batch.valid
+        label = self._batch.label[:valid]
+        for k in self.mxnet_hits:
+            self.mxnet_hits[k] += int(
+                training.top_k_hits(mxnet_logits[:valid], label, k).asscalar()
+            )
+        onnx_values = onnx_logits.asnumpy()[:valid]
+        mxnet_values = mxnet_logits.asnumpy()[:valid]
+        same = onnx_values.argmax(axis=1) == mxnet_values.argmax(axis=1)
+        self.same_predictions += int(same.sum())
+        self.images += valid
+        difference = float(np.abs(onnx_values - mxnet_values).max())
+        self.max_difference = max(self.max_difference, difference)
+        self.max_logit = max(self.max_logit, float(np.abs(mxnet_values).max()))
+        return onnx_logits
+
+
+def check_input_settings(model_path, metadata, pipeline_settings):
+    """The pipeline must prepare images as the model's metadata says it was trained on."""
+    for setting, key in CHECKED_INPUT.items():
+        if np.any(np.asarray(metadata[key]) != np.asarray(pipeline_settings[setting])):
+            raise ValueError(
+                f"{model_path}: its metadata {key} is {metadata[key]}, but input.{setting} is "
+                f"{pipeline_settings[setting]}: scoring would feed it differently prepared images"
+            )
+
+
+def score_onnx(
+    result_path,
+    *,
+    model_path,
+    run_dir,
+    epoch,
+    val_rec,
+    val_idx,
+    batch_size,
+    pipeline_settings,
+    logit_tolerance,
+    threads,
+    run,
+):
+    """Parity of model_path (exported from run_dir's checkpoint of `epoch`, the config's
+    score.epoch; None: the final one) with MXNet on the validation records, into
+    result_path (see the module docstring). Fails when the largest logit difference is
+    above logit_tolerance."""
+    metadata = onnx_export.read_metadata(model_path)
+    epoch = evaluation.chosen_epoch(run_dir, epoch)
+    if metadata.get("epoch") != epoch:
+        raise ValueError(
+            f"{model_path} holds epoch {metadata.get('epoch')} of its run, {run_dir} is scored "
+            f"at epoch {epoch}: export it again"
+        )
+    check_input_settings(model_path, metadata, pipeline_settings)
+    classes = len(metadata["class_labels"])
+    contexts = [mx.cpu()]
+    mxnet_net = network.load_for_inference(
+        os.path.join(run_dir, evaluation.MODEL_PREFIX), epoch, contexts
+    )
+    mxnet_net.hybridize(static_alloc=True, static_shape=True)
+    batches = pipelines.val_batches(
+        val_rec, val_idx, contexts, batch_size, pipeline_settings, num_classes=classes
+    )
+    compared = ComparedBatches(
+        batches, OnnxruntimeForward(open_session(model_path, threads)), mxnet_net, classes
+    )
+    log.info(
+        "%s vs MXNet: %d batches of %d, %d threads", model_path, len(batches), batch_size, threads
+    )
+    metrics = training.evaluate(compared.forward, compared, classes)
+    top_k = compared.top_k
+    result = {
+        "run": run,
+        "model": model_path,
+        "checkpoint": {"prefix": os.path.join(run_dir, evaluation.MODEL_PREFIX), "epoch": epoch},
+        "images": compared.images,
+        "batch_size": batch_size,
+        "classes": classes,
+        "onnxruntime": {
+            "top1": metrics["top1"],
+            "top5": metrics[f"top{training.TOP_K}"],
+            "loss": metrics["loss"],
+            "version": onnxruntime.__version__,
+            "provider": PROVIDER,
+        },
+        "mxnet": {
+            "top1": compared.mxnet_hits[1] / compared.images,
+            "top5": compared.mxnet_hits[top_k] / compared.images,
+            "dtype": "float32",
+            "device": str(contexts[0]),
+            "version": mx.__version__,
+        },
+        "same_prediction_fraction": compared.same_predictions / compared.images,
+        "max_abs_logit_difference": compared.max_difference,
+        "max_abs_logit": compared.max_logit,
+        "logit_tolerance": logit_tolerance,
+    }
+    log.info(
+        "%s: same prediction on %.4f of %d images, largest logit difference %.3g; top-1 "
+        "onnxruntime %.4f, MXNet %.4f",
+        model_path,
+        result["same_prediction_fraction"],
+        compared.images,
+        compared.max_difference,
+        result["onnxruntime"]["top1"],
+        result["mxnet"]["top1"],
+    )
+    if compared.max_difference > logit_tolerance:
+        raise ValueError(
+            f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
+            f"{compared.max_difference:.3g}, above onnx.logit_tolerance {logit_tolerance}"
+        )
+    write_json(result_path, result)
+    return result
+
+
+def bench_infer_onnxruntime(
+    result_path,
+    *,
+    rec,
+    idx,
+    classes_tsv,
+    batch_size,
+    bench_settings,
+    network_settings,
+    pipeline_settings,
+    threads,
+    clock=time.perf_counter,
+):
+    """onnxruntime CPU inference throughput and per-batch latency of one batch size, in
+    float32, into result_path: the point of throughput.bench_infer with the engine
+    `onnxruntime`. bench_settings: the config's benchmark.infer (data, iterations,
+    warmup_iterations; its gpus is not used: onnxruntime runs on the CPU here)."""
+    what = f"onnxruntime inference benchmark b{batch_size}"
+    iterations = bench_settings["iterations"]
+    warmup_iterations = bench_settings["warmup_iterations"]
+    input_settings, data = throughput.benchmark_input(pipeline_settings, bench_settings["data"])
+    classes = len(read_classes(classes_tsv))
+    contexts = [mx.cpu()]
+    net = network.build(network_settings, classes, contexts)
+    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
+        model_path = os.path.join(folder, "model.onnx")
+        metadata = {"weights": throughput.INFERENCE_WEIGHTS}
+        onnx_export.export_network(
+            net, model_path, pipeline_settings=input_settings, metadata=metadata
+        )
+        forward = OnnxruntimeForward(open_session(model_path, threads))
+    batches = pipelines.val_batches(
+        rec, idx, contexts, batch_size, input_settings, iterations=iterations, num_classes=classes
+    )
+    log.info(
+        "%s: %d warmup and %d timed iterations, %s data, %d threads",
+        what,
+        warmup_iterations,
+        iterations,
+        data,
+        threads,
+    )
+    for _ in range(warmup_iterations):
+        forward(next(iter(batches))[0].data)  # a new iterator continues the stream
+    seconds, total_seconds = throughput.time_forward(forward, batches, clock)
+    machine, versions = throughput.machine_and_versions()
+    result = {
+        "kind": "infer",
+        "engine": ENGINE,
+        "provider": PROVIDER,
+        "threads": threads,
+        "dtype": "float32",
+        "gpus": 0,
+        "device": str(contexts[0]),
+        "batch_size": batch_size,
+        "data": data,
+        "input_backend": input_settings["backend"],
+        "image_size": input_settings["image_size"],
+        "weights": throughput.INFERENCE_WEIGHTS,
+        "iterations": iterations,
+        "warmup_iterations": warmup_iterations,
+        "timed_seconds": total_seconds,
+        "images_per_s": iterations * batch_size / total_seconds,
+        "latency_ms": throughput.latency_summary(seconds),
+        "network": network_settings,
+        "machine": machine,
+        "versions": {**versions, "onnxruntime": onnxruntime.__version__},
+    }
+    write_json(result_path, result)
+    log.info(
+        "%s: %.1f images/s, latency mean %.2f ms",
+        what,
+        result["images_per_s"],
+        result["latency_ms"]["mean"],
+    )
+    return result

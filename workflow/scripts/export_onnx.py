@@ -1,0 +1,13 @@
+"""Stage entry point of the export_onnx rule: one training run as model.onnx."""
+
+from resnet_recipe.onnx_export import export_run
+from resnet_recipe.progress import run_logged
+
+run_logged(
+    snakemake.log[0],
+    export_run,
+    model_path=snakemake.output.onnx,
+    run_dir=snakemake.input.model,
+    epoch=snakemake.params.epoch,
+    classes_tsv=snakemake.input.classes,
+)
