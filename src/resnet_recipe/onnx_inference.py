@@ -113,6 +113,43 @@ class ComparedBatches:
         self.max_logit = max(self.max_logit, float(np.abs(mxnet_values).max()))
         return onnx_logits
 
+    def summary(self, onnx_metrics):
+        """The parity fields, given evaluate()'s metrics of the onnxruntime logits."""
+        return {
+            "images": self.images,
+            "onnxruntime": {
+                "top1": onnx_metrics["top1"],
+                "top5": onnx_metrics[f"top{training.TOP_K}"],
+                "loss": onnx_metrics["loss"],
+                "version": onnxruntime.__version__,
+                "provider": PROVIDER,
+            },
+            "mxnet": {
+                "top1": self.mxnet_hits[1] / self.images,
+                "top5": self.mxnet_hits[self.top_k] / self.images,
+                "dtype": "float32",
+                "device": str(self.contexts[0]),
+                "version": mx.__version__,
+            },
+            "same_prediction_fraction": self.same_predictions / self.images,
+            "max_abs_logit_difference": self.max_difference,
+            "max_abs_logit": self.max_logit,
+        }
+
+
+def checked_metadata(model_path, run_dir, epoch, pipeline_settings):
+    """(metadata of model_path, the epoch scored), once the model is known to hold run_dir's
+    checkpoint of `epoch` (None: the final one) and to take the pipeline's images."""
+    metadata = onnx_export.read_metadata(model_path)
+    epoch = evaluation.chosen_epoch(run_dir, epoch)
+    if metadata.get("epoch") != epoch:
+        raise ValueError(
+            f"{model_path} holds epoch {metadata.get('epoch')} of its run, {run_dir} is scored "
+            f"at epoch {epoch}: export it again"
+        )
+    check_input_settings(model_path, metadata, pipeline_settings)
+    return metadata, epoch
+
 
 def check_input_settings(model_path, metadata, pipeline_settings):
     """The pipeline must prepare images as the model's metadata says it was trained on."""
@@ -142,55 +179,27 @@ def score_onnx(
     score.epoch; None: the final one) with MXNet on the validation records, into
     result_path (see the module docstring). Fails when the largest logit difference is
     above logit_tolerance."""
-    metadata = onnx_export.read_metadata(model_path)
-    epoch = evaluation.chosen_epoch(run_dir, epoch)
-    if metadata.get("epoch") != epoch:
-        raise ValueError(
-            f"{model_path} holds epoch {metadata.get('epoch')} of its run, {run_dir} is scored "
-            f"at epoch {epoch}: export it again"
-        )
-    check_input_settings(model_path, metadata, pipeline_settings)
+    metadata, epoch = checked_metadata(model_path, run_dir, epoch, pipeline_settings)
     classes = len(metadata["class_labels"])
-    contexts = [mx.cpu()]
-    mxnet_net = network.load_for_inference(
-        os.path.join(run_dir, evaluation.MODEL_PREFIX), epoch, contexts
-    )
+    prefix = os.path.join(run_dir, evaluation.MODEL_PREFIX)
+    mxnet_net = network.load_for_inference(prefix, epoch, [mx.cpu()])
     mxnet_net.hybridize(static_alloc=True, static_shape=True)
     batches = pipelines.val_batches(
-        val_rec, val_idx, contexts, batch_size, pipeline_settings, num_classes=classes
+        val_rec, val_idx, [mx.cpu()], batch_size, pipeline_settings, num_classes=classes
     )
-    compared = ComparedBatches(
-        batches, OnnxruntimeForward(open_session(model_path, threads)), mxnet_net, classes
-    )
+    session = open_session(model_path, threads)
+    compared = ComparedBatches(batches, OnnxruntimeForward(session), mxnet_net, classes)
     log.info(
         "%s vs MXNet: %d batches of %d, %d threads", model_path, len(batches), batch_size, threads
     )
     metrics = training.evaluate(compared.forward, compared, classes)
-    top_k = compared.top_k
     result = {
         "run": run,
         "model": model_path,
-        "checkpoint": {"prefix": os.path.join(run_dir, evaluation.MODEL_PREFIX), "epoch": epoch},
-        "images": compared.images,
+        "checkpoint": {"prefix": prefix, "epoch": epoch},
         "batch_size": batch_size,
         "classes": classes,
-        "onnxruntime": {
-            "top1": metrics["top1"],
-            "top5": metrics[f"top{training.TOP_K}"],
-            "loss": metrics["loss"],
-            "version": onnxruntime.__version__,
-            "provider": PROVIDER,
-        },
-        "mxnet": {
-            "top1": compared.mxnet_hits[1] / compared.images,
-            "top5": compared.mxnet_hits[top_k] / compared.images,
-            "dtype": "float32",
-            "device": str(contexts[0]),
-            "version": mx.__version__,
-        },
-        "same_prediction_fraction": compared.same_predictions / compared.images,
-        "max_abs_logit_difference": compared.max_difference,
-        "max_abs_logit": compared.max_logit,
+        **compared.summary(metrics),
         "logit_tolerance": logit_tolerance,
     }
     log.info(
@@ -198,18 +207,32 @@ def score_onnx(
         "onnxruntime %.4f, MXNet %.4f",
         model_path,
         result["same_prediction_fraction"],
-        compared.images,
-        compared.max_difference,
+        result["images"],
+        result["max_abs_logit_difference"],
         result["onnxruntime"]["top1"],
         result["mxnet"]["top1"],
     )
-    if compared.max_difference > logit_tolerance:
+    if result["max_abs_logit_difference"] > logit_tolerance:
         raise ValueError(
             f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
-            f"{compared.max_difference:.3g}, above onnx.logit_tolerance {logit_tolerance}"
+            f"{result['max_abs_logit_difference']:.3g}, above onnx.logit_tolerance "
+            f"{logit_tolerance}"
         )
     write_json(result_path, result)
     return result
+
+
+def initialised_model(network_settings, classes, pipeline_settings, threads):
+    """OnnxruntimeForward of a freshly initialised network of network_settings, exported
+    to ONNX like a trained run (throughput needs no trained weights)."""
+    net = network.build(network_settings, classes, [mx.cpu()])
+    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
+        model_path = os.path.join(folder, "model.onnx")
+        metadata = {"weights": throughput.INFERENCE_WEIGHTS}
+        onnx_export.export_network(
+            net, model_path, pipeline_settings=pipeline_settings, metadata=metadata
+        )
+        return OnnxruntimeForward(open_session(model_path, threads))
 
 
 def bench_infer_onnxruntime(
@@ -229,30 +252,13 @@ def bench_infer_onnxruntime(
     float32, into result_path: the point of throughput.bench_infer with the engine
     `onnxruntime`. bench_settings: the config's benchmark.infer (data, iterations,
     warmup_iterations; its gpus is not used: onnxruntime runs on the CPU here)."""
-    what = f"onnxruntime inference benchmark b{batch_size}"
     iterations = bench_settings["iterations"]
     warmup_iterations = bench_settings["warmup_iterations"]
     input_settings, data = throughput.benchmark_input(pipeline_settings, bench_settings["data"])
     classes = len(read_classes(classes_tsv))
-    contexts = [mx.cpu()]
-    net = network.build(network_settings, classes, contexts)
-    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
-        model_path = os.path.join(folder, "model.onnx")
-        metadata = {"weights": throughput.INFERENCE_WEIGHTS}
-        onnx_export.export_network(
-            net, model_path, pipeline_settings=input_settings, metadata=metadata
-        )
-        forward = OnnxruntimeForward(open_session(model_path, threads))
+    forward = initialised_model(network_settings, classes, input_settings, threads)
     batches = pipelines.val_batches(
-        rec, idx, contexts, batch_size, input_settings, iterations=iterations, num_classes=classes
-    )
-    log.info(
-        "%s: %d warmup and %d timed iterations, %s data, %d threads",
-        what,
-        warmup_iterations,
-        iterations,
-        data,
-        threads,
+        rec, idx, [mx.cpu()], batch_size, input_settings, iterations=iterations, num_classes=classes
     )
     for _ in range(warmup_iterations):
         forward(next(iter(batches))[0].data)  # a new iterator continues the stream
@@ -265,7 +271,7 @@ def bench_infer_onnxruntime(
         "threads": threads,
         "dtype": "float32",
         "gpus": 0,
-        "device": str(contexts[0]),
+        "device": str(mx.cpu()),
         "batch_size": batch_size,
         "data": data,
         "input_backend": input_settings["backend"],
@@ -282,9 +288,7 @@ def bench_infer_onnxruntime(
     }
     write_json(result_path, result)
     log.info(
-        "%s: %.1f images/s, latency mean %.2f ms",
-        what,
-        result["images_per_s"],
-        result["latency_ms"]["mean"],
+        "onnxruntime b%d, %d threads, %s data: %.1f images/s over %d iterations after %d warmup",
+        *(batch_size, threads, data, result["images_per_s"], iterations, warmup_iterations),
     )
     return result
