@@ -119,5 +119,5 @@ def get_final_outputs():
         "results/bench_summary/train.json",
         "results/bench_summary/infer.json",
         *expand("results/records/{split}.rec", split=SPLITS),
-        *get_onnx_outputs(),
+        *ONNX_OUTPUTS,
     ]

@@ -3,15 +3,18 @@
 # results/onnx/{run}/, the folder to ship.
 
 
-def get_onnx_outputs():
-    """model.onnx and parity.json of every run, and the onnxruntime inference points."""
-    outputs = expand(
-        "results/onnx/{run}/{file}", run=TRAIN_RUNS, file=["model.onnx", "parity.json"]
-    )
-    if config["onnx"]["benchmark"]:
-        batches = config["benchmark"]["infer"]["batch_sizes"].get("float32", [])
-        outputs += expand("results/bench_infer_onnx/b{batch}.json", batch=batches)
-    return outputs
+# What rule all asks of this file: model.onnx and parity.json of every run, and with
+# onnx.benchmark the onnxruntime inference points at benchmark.infer's float32 batch sizes.
+ONNX_OUTPUTS = expand(
+    "results/onnx/{run}/{file}", run=TRAIN_RUNS, file=["model.onnx", "parity.json"]
+) + expand(
+    "results/bench_infer_onnx/b{batch}.json",
+    batch=(
+        config["benchmark"]["infer"]["batch_sizes"].get("float32", [])
+        if config["onnx"]["benchmark"]
+        else []
+    ),
+)
 
 
 rule export_onnx:
