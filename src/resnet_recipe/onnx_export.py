@@ -12,8 +12,8 @@ convolution and BatchNorm on axis 1 only and no float16 graph.
 
 The graph has one input, `data` (float32, batch x 3 x size x size, any batch size), and one
 output, `logits` (float32, batch x classes, before any softmax). Its weights are constant
-initializers only, never graph inputs, so onnxruntime and TensorRT fold BatchNorm into the
-convolutions and Triton sees a single input.
+initializers only, never graph inputs: onnxruntime folds constants only then (it warns about
+every weight otherwise), and a serving stack sees the one input there is.
 """
 
 import json
