@@ -1,7 +1,7 @@
 """Images/s of our inference benchmark loop against a bare MXNet forward loop.
 
 Ours: the network as bench_infer builds it (network.build) and the loop it
-times (throughput.time_forward: synthetic batches from resnet_recipe.pipelines, every
+times (timing.time_forward: synthetic batches from resnet_recipe.pipelines, every
 batch waited for, so that each one has a latency). Bare: the same ResNet built with plain
 Gluon calls, hybridized the same way, `net(x)` over one fixed array, waiting for every
 output as any loop that reports per-batch latency must: the baseline of the goal. A second
@@ -23,14 +23,15 @@ import time
 import mxnet as mx
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import network, pipelines, throughput
+from resnet_recipe import network, pipelines, timing
+from resnet_recipe.settings import InputPipeline, Network
 
 CLASSES = 1000
 DTYPE = "float32"
 
 
 def ours(net, batches, batch):
-    _seconds, total = throughput.time_forward(net, batches)
+    _seconds, total = timing.time_forward(net, batches)
     return len(batches) * batch / total
 
 
@@ -54,13 +55,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     ctx = mx.cpu()
-    net_settings = {"depth": args.depth, "version": "1.5", "zero_init_last_gamma": False}
-    settings = {
-        **pipelines.DEFAULT_SETTINGS,
-        "backend": "synthetic",
-        "image_size": args.image_size,
-        "val_resize": args.image_size,
-    }
+    net_settings = Network(depth=args.depth, version="1.5", zero_init_last_gamma=False)
+    settings = InputPipeline(
+        backend="synthetic", image_size=args.image_size, val_resize=args.image_size
+    )
 
     mx.random.seed(0)
     our_net = network.build(net_settings, CLASSES, [ctx], DTYPE)
@@ -76,9 +74,9 @@ def main():
             rec,
             idx,
             [ctx],
-            args.batch,
-            settings,
-            DTYPE,
+            batch_per_device=args.batch,
+            settings=settings,
+            dtype=DTYPE,
             iterations=args.iterations,
             num_classes=CLASSES,
         )

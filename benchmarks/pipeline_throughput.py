@@ -20,8 +20,9 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from resnet_recipe import pipelines
+from resnet_recipe.settings import InputPipeline
 
-IMAGENET_INPUT = {**pipelines.DEFAULT_SETTINGS, "backend": "dali-cpu"}
+IMAGENET_INPUT = InputPipeline(backend="dali-cpu")
 
 
 def imagenet_sized_jpegs(count, seed=0):
@@ -50,7 +51,14 @@ def write_rec(jpegs, prefix):
 
 def dali_images_per_s(make, rec, idx, settings, batch, iterations, warmup=3):
     """Images/s of a pipelines.train_batches/val_batches stream on one CPU context."""
-    batches = make(rec, idx, [mx.cpu()], batch, settings, iterations=warmup + iterations)
+    batches = make(
+        rec,
+        idx,
+        [mx.cpu()],
+        batch_per_device=batch,
+        settings=settings,
+        iterations=warmup + iterations,
+    )
     stream = iter(batches)
     for _ in range(warmup):
         next(stream)
@@ -63,13 +71,13 @@ def dali_images_per_s(make, rec, idx, settings, batch, iterations, warmup=3):
 def pillow_images_per_s(jpegs, settings, seconds=3.0, seed=0):
     """Images/s of a one-thread Pillow loader: decode, random-resized crop, flip, normalize."""
     rng = np.random.default_rng(seed)
-    size = settings["image_size"]
-    mean, std = np.array(settings["mean"]), np.array(settings["std"])
+    size = settings.image_size
+    mean, std = np.array(settings.mean), np.array(settings.std)
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         image = Image.open(io.BytesIO(jpegs[done % len(jpegs)])).convert("RGB")
-        area = image.width * image.height * rng.uniform(settings["min_random_area"], 1.0)
-        ratio = rng.uniform(settings["min_aspect_ratio"], settings["max_aspect_ratio"])
+        area = image.width * image.height * rng.uniform(settings.min_random_area, 1.0)
+        ratio = rng.uniform(settings.min_aspect_ratio, settings.max_aspect_ratio)
         width = min(image.width, int(round((area * ratio) ** 0.5)))
         height = min(image.height, int(round((area / ratio) ** 0.5)))
         left = rng.integers(0, image.width - width + 1)
@@ -92,7 +100,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
     parser.add_argument("--images", type=int, default=512, help="JPEGs in the .rec")
     args = parser.parse_args()
-    settings = {**IMAGENET_INPUT, "dali_threads": args.threads}
+    settings = IMAGENET_INPUT.replace(dali_threads=args.threads)
     jpegs = imagenet_sized_jpegs(args.images)
     best = {"train": 0.0, "val": 0.0, "pillow": 0.0}
     with tempfile.TemporaryDirectory() as folder:

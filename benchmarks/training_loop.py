@@ -27,6 +27,7 @@ from mxnet import autograd, gluon
 from pipeline_throughput import IMAGENET_INPUT, dali_images_per_s, imagenet_sized_jpegs, write_rec
 
 from resnet_recipe import network, pipelines, training
+from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 
 CLASSES = 1000
 DTYPE = "float32"
@@ -37,7 +38,7 @@ def ours(loop, batches, first_iteration):
     for offset, device_batches in enumerate(batches):
         loop.step(device_batches, first_iteration + offset)
     mx.nd.waitall()
-    return len(batches) * batches.batch_per_device / (time.perf_counter() - start)
+    return len(batches) * loop.global_batch / (time.perf_counter() - start)
 
 
 def bare_step(net, loss_fn, trainer, data, label):
@@ -66,24 +67,15 @@ def main():
     parser.add_argument("--dali-threads", type=int, default=2)
     args = parser.parse_args()
     ctx = mx.cpu()
-    net_settings = {"depth": args.depth, "version": "1.5", "zero_init_last_gamma": False}
-    settings = {
-        **training.DEFAULT_SETTINGS,
-        "gpus": 0,
-        "batch_per_device": args.batch,
-        "dtype": DTYPE,
-        "cpu_contexts": 1,
-    }
-    input_settings = {
-        **pipelines.DEFAULT_SETTINGS,
-        "backend": "synthetic",
-        "image_size": args.image_size,
-        "val_resize": args.image_size,
-    }
+    net_settings = Network(depth=args.depth, version="1.5", zero_init_last_gamma=False)
+    settings = TrainingRun(gpus=0, batch_per_device=args.batch, dtype=DTYPE, cpu_contexts=1)
+    input_settings = InputPipeline(
+        backend="synthetic", image_size=args.image_size, val_resize=args.image_size
+    )
 
     # A notional ImageNet epoch for the learning-rate schedule, as bench_train uses.
     loop = training.TrainingLoop([ctx], CLASSES, 1_281_167, settings, net_settings)
-    mx.random.seed(settings["seed"])
+    mx.random.seed(settings.seed)
     bare_net = network.resnet(args.depth, "1.5", CLASSES)
     bare_net.initialize(ctx=ctx)
     bare_net.hybridize(static_alloc=True, static_shape=True)
@@ -94,8 +86,8 @@ def main():
         "sgd",
         {
             "learning_rate": 0.01,
-            "momentum": settings["momentum"],
-            "wd": settings["weight_decay"],
+            "momentum": settings.momentum,
+            "wd": settings.weight_decay,
         },
     )
     shape = (args.batch, 3, args.image_size, args.image_size)
@@ -109,9 +101,9 @@ def main():
             rec,
             idx,
             [ctx],
-            args.batch,
-            input_settings,
-            DTYPE,
+            batch_per_device=args.batch,
+            settings=input_settings,
+            dtype=DTYPE,
             iterations=args.iterations,
             num_classes=CLASSES,
         )
@@ -135,7 +127,7 @@ def main():
             pipelines.train_batches,
             rec,
             idx,
-            {**IMAGENET_INPUT, "dali_threads": args.dali_threads},
+            IMAGENET_INPUT.replace(dali_threads=args.dali_threads),
             args.batch,
             iterations=8,
         )

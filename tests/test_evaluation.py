@@ -4,10 +4,13 @@ counted, the result file, float16 on the CPU, the command line."""
 import json
 from types import SimpleNamespace
 
+import mxnet as mx
+import numpy
 import pytest
 from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
 
-from resnet_recipe import cli, evaluation, training
+from resnet_recipe import cli, evaluation, pipelines, training
+from resnet_recipe.settings import Score
 
 SCORE_KEYS = {
     "run",
@@ -22,6 +25,7 @@ SCORE_KEYS = {
     "loss",
     "images_per_s",
     "latency_ms",
+    "provenance",
 }
 LATENCY_KEYS = {"mean", "p50", "p90", "p95", "p99", "max"}
 VAL_IMAGES = 19  # not a multiple of any batch size scored here but 19
@@ -46,7 +50,7 @@ def trained_run(make_tiny_rec, tmp_path_factory):
         classes_tsv=str(classes),
         out_dir=str(run_dir),
         state_root=str(folder / "state"),
-        settings={**TINY_SETTINGS, "epochs": 2},
+        settings=TINY_SETTINGS.replace(epochs=2),
         network_settings=TINY_NETWORK,
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(folder / "locks"),
@@ -80,7 +84,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
         run_dir=str(trained_run.run_dir),
         val_rec=trained_run.val.rec,
         val_idx=trained_run.val.idx,
-        score_settings={"epoch": None, "batch_size": 8},
+        score_settings=Score(epoch=None, batch_size=8),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained_run.lock_dir),
         run="tiny",
@@ -161,3 +165,34 @@ def test_command_line_scores_any_prefix_and_epoch(trained_run, tmp_path):
     result = json.loads(out.read_text())
     assert code == 0 and result["run"] == "run"  # the prefix's folder
     assert result["top1"] == trained_run.last["val_top1"]
+
+
+def test_validation_counts_every_image_once_without_padding(trained_run):
+    """19 images over two devices in batches of 4: shards of 9 and 10 images, three
+    batches each, the last ones padded. A network that ranks the ten classes the same way
+    for every image makes every number known in advance: top-1 holds the 7 images of
+    class 0, top-5 (classes 0, 2, 3, 4, 5) the 13 of classes 0 and 2, and the loss is the
+    mean over the 19 labels, never over the padding."""
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    val = pipelines.val_batches(
+        str(trained_run.val.rec),
+        str(trained_run.val.idx),
+        contexts,
+        batch_per_device=4,
+        settings=TINY_PIPELINE,
+    )
+    scores = numpy.array([10, -1, 9, 8, 7, 6, 5, 4, 3, 2], dtype=numpy.float32)
+    seen = []
+
+    def ranking_net(data):
+        seen.append((str(data.context), data.shape[0]))
+        return mx.nd.array(numpy.tile(scores, (data.shape[0], 1)), ctx=data.context)
+
+    metrics = evaluation.evaluate(ranking_net, val, classes=10)
+    # Every batch goes through the network once, on its own device, at its full size.
+    assert sorted(seen) == [("cpu(0)", 4)] * 3 + [("cpu(1)", 4)] * 3
+    assert metrics["top1"] == pytest.approx(7 / 19)
+    assert metrics["top5"] == pytest.approx(13 / 19)
+    log_softmax = scores - numpy.log(numpy.exp(scores).sum())
+    expected_loss = -numpy.mean([log_softmax[label] for label in LABELS[:VAL_IMAGES]])
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)

@@ -9,15 +9,11 @@ import pytest
 from nvidia.dali import Pipeline, fn
 
 from resnet_recipe import pipelines
+from resnet_recipe.settings import InputPipeline
 
-SETTINGS = {
-    **pipelines.DEFAULT_SETTINGS,
-    "backend": "dali-cpu",
-    "image_size": 16,
-    "val_resize": 20,
-    "max_aspect_ratio": 4 / 3,
-    "dali_threads": 2,
-}
+SETTINGS = InputPipeline(
+    backend="dali-cpu", image_size=16, val_resize=20, max_aspect_ratio=4 / 3, dali_threads=2
+)
 TWO_CPUS = [mx.cpu(0), mx.cpu(1)]
 
 
@@ -26,7 +22,9 @@ def first_batch(batches):
 
 
 def test_training_batches_per_device_shapes_layout_and_epoch_length(tiny_rec):
-    train = pipelines.train_batches(tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 4, SETTINGS, seed=1)
+    train = pipelines.train_batches(
+        tiny_rec.rec, tiny_rec.idx, TWO_CPUS, batch_per_device=4, settings=SETTINGS, seed=1
+    )
 
     assert train.iterations == len(train) == 30 // 8
     for _epoch in range(2):
@@ -48,8 +46,8 @@ def test_images_normalize_to_their_label_colour(tiny_rec, kind):
     # Solid-colour images stay solid through any crop, flip and resize, so every pixel must
     # be (colour of the image's label - mean) / std: normalization and labels in one check.
     make = pipelines.train_batches if kind == "train" else pipelines.val_batches
-    batches = make(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 5, SETTINGS)
-    mean, std = np.array(SETTINGS["mean"]), np.array(SETTINGS["std"])
+    batches = make(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], batch_per_device=5, settings=SETTINGS)
+    mean, std = np.array(SETTINGS.mean), np.array(SETTINGS.std)
 
     checked = 0
     for (batch,) in batches:
@@ -66,7 +64,16 @@ def test_images_normalize_to_their_label_colour(tiny_rec, kind):
 
 @pytest.mark.parametrize("make", [pipelines.train_batches, pipelines.val_batches])
 def test_float16_pipelines_output_float16_arrays(tiny_rec, make):
-    (batch,) = first_batch(make(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, SETTINGS, "float16"))
+    (batch,) = first_batch(
+        make(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            batch_per_device=4,
+            settings=SETTINGS,
+            dtype="float16",
+        )
+    )
 
     assert batch.data.dtype == np.float16
     assert batch.data.shape == (4, 3, 16, 16)
@@ -76,7 +83,14 @@ def test_float16_pipelines_output_float16_arrays(tiny_rec, make):
 
 def test_float16_validation_matches_float32(tiny_rec):
     def first_images(dtype):
-        batches = pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, SETTINGS, dtype)
+        batches = pipelines.val_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            batch_per_device=4,
+            settings=SETTINGS,
+            dtype=dtype,
+        )
         return first_batch(batches)[0].data.asnumpy().astype(np.float32)
 
     np.testing.assert_allclose(first_images("float16"), first_images("float32"), atol=5e-3)
@@ -88,7 +102,7 @@ def test_validation_reads_every_record_once_over_two_shards(make_tiny_rec, recor
     # shards of 11 and 12 with batches of 4 pad the last batch; with 9, one shard's last
     # batch is all padding.
     data = make_tiny_rec(f"indexed{records}", list(range(records)))
-    val = pipelines.val_batches(data.rec, data.idx, TWO_CPUS, 4, SETTINGS)
+    val = pipelines.val_batches(data.rec, data.idx, TWO_CPUS, batch_per_device=4, settings=SETTINGS)
 
     assert val.iterations == math.ceil(math.ceil(records / 2) / 4)
     for _epoch in range(2):
@@ -107,7 +121,7 @@ def test_same_seed_gives_the_same_first_batch(make_tiny_rec):
 
     def first(seed):
         batches = pipelines.train_batches(
-            textured.rec, textured.idx, [mx.cpu()], 6, SETTINGS, seed=seed
+            textured.rec, textured.idx, [mx.cpu()], batch_per_device=6, settings=SETTINGS, seed=seed
         )
         (batch,) = first_batch(batches)
         return batch.data.asnumpy(), batch.label.asnumpy()
@@ -122,15 +136,15 @@ def test_training_flips_some_images_horizontally(make_tiny_rec):
     # Square images and a crop fixed to the whole image: each training image must be the
     # validation image of the same record (label = index) or its mirror, and both occur.
     squares = make_tiny_rec("squares", list(range(24)), noise=40, side=24)
-    whole = {
-        **SETTINGS,
-        "val_resize": 16,
-        "min_random_area": 1.0,
-        "min_aspect_ratio": 1.0,
-        "max_aspect_ratio": 1.0,
-    }
-    val = pipelines.val_batches(squares.rec, squares.idx, [mx.cpu()], 8, whole)
-    train = pipelines.train_batches(squares.rec, squares.idx, [mx.cpu()], 8, whole, seed=2)
+    whole = SETTINGS.replace(
+        val_resize=16, min_random_area=1.0, min_aspect_ratio=1.0, max_aspect_ratio=1.0
+    )
+    val = pipelines.val_batches(
+        squares.rec, squares.idx, [mx.cpu()], batch_per_device=8, settings=whole
+    )
+    train = pipelines.train_batches(
+        squares.rec, squares.idx, [mx.cpu()], batch_per_device=8, settings=whole, seed=2
+    )
 
     def by_record(batches):
         return {
@@ -152,7 +166,7 @@ def test_training_flips_some_images_horizontally(make_tiny_rec):
 def test_iterations_override_continues_across_epochs(tiny_rec):
     # A benchmark epoch longer than the data: the stream rolls into the next epoch.
     train = pipelines.train_batches(
-        tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, SETTINGS, iterations=10
+        tiny_rec.rec, tiny_rec.idx, [mx.cpu()], batch_per_device=4, settings=SETTINGS, iterations=10
     )
 
     assert [len(list(train)) for _epoch in range(2)] == [10, 10]
@@ -160,9 +174,15 @@ def test_iterations_override_continues_across_epochs(tiny_rec):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_synthetic_batches_live_on_each_device(tiny_rec, dtype):
-    settings = {**SETTINGS, "backend": "synthetic"}
+    settings = SETTINGS.replace(backend="synthetic")
     train = pipelines.train_batches(
-        tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 4, settings, dtype, num_classes=3
+        tiny_rec.rec,
+        tiny_rec.idx,
+        TWO_CPUS,
+        batch_per_device=4,
+        settings=settings,
+        dtype=dtype,
+        num_classes=3,
     )
 
     assert train.iterations == 30 // 8
@@ -177,15 +197,24 @@ def test_synthetic_batches_live_on_each_device(tiny_rec, dtype):
             assert set(batch.label.asnumpy().tolist()) <= {0.0, 1.0, 2.0}
             assert batch.valid == 4
     bench = pipelines.val_batches(
-        tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 4, settings, dtype, iterations=5, num_classes=3
+        tiny_rec.rec,
+        tiny_rec.idx,
+        TWO_CPUS,
+        batch_per_device=4,
+        settings=settings,
+        dtype=dtype,
+        iterations=5,
+        num_classes=3,
     )
     assert len(list(bench)) == 5
 
 
 def test_synthetic_backend_needs_the_number_of_classes(tiny_rec):
-    settings = {**SETTINGS, "backend": "synthetic"}
+    settings = SETTINGS.replace(backend="synthetic")
     with pytest.raises(ValueError, match="num_classes"):
-        pipelines.train_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, settings)
+        pipelines.train_batches(
+            tiny_rec.rec, tiny_rec.idx, [mx.cpu()], batch_per_device=4, settings=settings
+        )
 
 
 @pytest.mark.parametrize("missing", ["rec", "idx"])
@@ -193,28 +222,49 @@ def test_missing_record_file_is_named(tiny_rec, tmp_path, missing):
     paths = {"rec": tiny_rec.rec, "idx": tiny_rec.idx, missing: str(tmp_path / f"gone.{missing}")}
     for make in (pipelines.train_batches, pipelines.val_batches):
         with pytest.raises(FileNotFoundError, match=re.escape(paths[missing])):
-            make(paths["rec"], paths["idx"], [mx.cpu()], 4, SETTINGS)
+            make(paths["rec"], paths["idx"], [mx.cpu()], batch_per_device=4, settings=SETTINGS)
 
 
 def test_bad_settings_name_the_config_key(tiny_rec):
-    too_small = {**SETTINGS, "val_resize": 12}
+    too_small = SETTINGS.replace(val_resize=12)
     with pytest.raises(ValueError, match="input.val_resize"):
-        pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, too_small)
+        pipelines.val_batches(
+            tiny_rec.rec, tiny_rec.idx, [mx.cpu()], batch_per_device=4, settings=too_small
+        )
     with pytest.raises(ValueError, match="input.backend"):
         pipelines.train_batches(
-            tiny_rec.rec, tiny_rec.idx, [mx.cpu()], 4, {**SETTINGS, "backend": "gpu"}
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            batch_per_device=4,
+            settings=SETTINGS.replace(backend="gpu"),
         )
 
 
 def test_fewer_records_than_a_global_batch_is_an_error(tiny_rec):
     with pytest.raises(ValueError, match=re.escape(tiny_rec.rec) + ".*30 records"):
-        pipelines.train_batches(tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 16, SETTINGS)
+        pipelines.train_batches(
+            tiny_rec.rec, tiny_rec.idx, TWO_CPUS, batch_per_device=16, settings=SETTINGS
+        )
     # Synthetic data of an explicit length needs no records; of a real epoch's length, it does.
-    synthetic = {**SETTINGS, "backend": "synthetic"}
+    synthetic = SETTINGS.replace(backend="synthetic")
     with pytest.raises(ValueError, match="30 records"):
-        pipelines.train_batches(tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 16, synthetic, num_classes=3)
+        pipelines.train_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            TWO_CPUS,
+            batch_per_device=16,
+            settings=synthetic,
+            num_classes=3,
+        )
     bench = pipelines.train_batches(
-        tiny_rec.rec, tiny_rec.idx, TWO_CPUS, 16, synthetic, iterations=2, num_classes=3
+        tiny_rec.rec,
+        tiny_rec.idx,
+        TWO_CPUS,
+        batch_per_device=16,
+        settings=synthetic,
+        iterations=2,
+        num_classes=3,
     )
     assert len(list(bench)) == 2
 
@@ -229,14 +279,24 @@ def test_placement_follows_backend_on_gpus_and_stays_on_the_host_for_cpus():
 @pytest.mark.parametrize("kind", ["train", "val"])
 def test_gpu_graph_delivers_images_and_labels_on_the_gpu(tiny_rec, backend, kind):
     # DALI defines a graph for a GPU without touching CUDA; only building needs a GPU.
-    settings = {**SETTINGS, "backend": backend}
+    settings = SETTINGS.replace(backend=backend)
     where = pipelines.placement(backend, mx.gpu(0))
     with Pipeline(batch_size=4, num_threads=1, device_id=0):
         jpegs, labels = fn.readers.mxnet(path=[tiny_rec.rec], index_path=[tiny_rec.idx])
         images, labels = pipelines.image_graph(kind, jpegs, labels, where, settings, "float16")
     assert (images.device, labels.device) == ("gpu", "gpu")
 
-    pipe = pipelines.dali_pipeline(
-        kind, tiny_rec.rec, tiny_rec.idx, mx.gpu(0), 0, 1, 4, settings, "float16", seed=0
+    stream = pipelines.Stream(
+        kind=kind,
+        rec=tiny_rec.rec,
+        idx=tiny_rec.idx,
+        contexts=(mx.gpu(0),),
+        batch_per_device=4,
+        settings=settings,
+        dtype="float16",
+        seed=0,
+        iterations=None,
+        num_classes=None,
     )
+    pipe = pipelines.dali_pipeline(stream, shard_id=0)
     assert pipe.device_id == 0

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, precision, recipe, training
+from resnet_recipe import network, precision, recipe
 from resnet_recipe.precision import LossScaler, next_loss_scale
+from resnet_recipe.settings import TrainingRun
 
-SETTINGS = {**training.DEFAULT_SETTINGS, "warmup_epochs": 0, "weight_decay": 0.0}
+SETTINGS = TrainingRun(warmup_epochs=0, weight_decay=0.0)
 
 
 def test_float16_on_cpu_stops_with_the_reason():

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, recipe, training
+from resnet_recipe import network, recipe
 from resnet_recipe.precision import LossScaler
+from resnet_recipe.settings import TrainingRun
 
 # The original recipe's training settings.
-RECIPE = training.DEFAULT_SETTINGS
+RECIPE = TrainingRun()
 # The original recipe on a DGX-1: 8 GPUs x 208 images, ImageNet's 1,281,167 training images.
 GLOBAL_BATCH = 8 * 208
 ITERATIONS_PER_EPOCH = math.ceil(1_281_167 / GLOBAL_BATCH)  # 770
@@ -38,16 +39,8 @@ STATIC = {"scale": 1.0, "dynamic": False}
 
 
 def recipe_lr(iteration, settings=RECIPE, iterations_per_epoch=ITERATIONS_PER_EPOCH):
-    return recipe.learning_rate(
-        iteration,
-        iterations_per_epoch,
-        recipe.scaled_learning_rate(settings["lr_per_256"], GLOBAL_BATCH),
-        settings["warmup_epochs"],
-        settings["lr_schedule"],
-        settings["lr_steps"],
-        settings["lr_factor"],
-        settings["epochs"],
-    )
+    schedule = recipe.LearningRate.of_run(settings, GLOBAL_BATCH, iterations_per_epoch)
+    return recipe.learning_rate(iteration, schedule)
 
 
 @pytest.mark.parametrize(("iteration", "expected"), STEP_SCHEDULE)
@@ -74,7 +67,7 @@ def test_step_schedule_is_mxnets_multifactor_scheduler_with_linear_warmup_from_0
 
 def test_cosine_schedule_decays_from_the_end_of_warmup_to_0_like_mxnets():
     per_epoch = 8  # 680 iterations after warmup: the middle one is an iteration
-    settings = {**RECIPE, "lr_schedule": "cosine"}
+    settings = RECIPE.replace(lr_schedule="cosine")
     mxnet_scheduler = mx.lr_scheduler.CosineScheduler(
         max_update=90 * per_epoch,
         base_lr=BASE_LR,
@@ -123,7 +116,7 @@ def applied_learning_rate(weight, trainer, iteration):
     return -float(values[0])
 
 
-PLAIN_SGD = {**RECIPE, "momentum": 0.0, "weight_decay": 0.0}
+PLAIN_SGD = RECIPE.replace(momentum=0.0, weight_decay=0.0)
 
 
 def test_trainer_on_two_cpu_contexts_applies_the_schedule_at_any_global_iteration():
@@ -181,11 +174,12 @@ def test_an_update_without_set_iteration_is_an_error():
 
 def test_bad_schedule_settings_are_errors():
     with pytest.raises(ValueError, match="training.lr_schedule"):
-        one_weight({**RECIPE, "lr_schedule": "linear"})
+        one_weight(RECIPE.replace(lr_schedule="linear"))
     with pytest.raises(ValueError, match="training.lr_steps"):
-        one_weight({**RECIPE, "lr_steps": [60, 30]})
-    with pytest.raises(KeyError, match="momentum"):
-        one_weight({key: value for key, value in RECIPE.items() if key != "momentum"})
+        one_weight(RECIPE.replace(lr_steps=(60, 30)))
+    # A setting of the wrong type stops where the settings are built, named.
+    with pytest.raises(ValueError, match=r"training.defaults.momentum: expected a number"):
+        TrainingRun.from_config({"momentum": "high"}, "training.defaults")
 
 
 def resnet18_params():
@@ -197,7 +191,7 @@ def resnet18_params():
 def test_no_wd_on_bn_and_bias_exempts_exactly_bn_and_biases():
     params = resnet18_params()
     trainer = recipe.make_trainer(
-        params, {**RECIPE, "no_wd_on_bn_and_bias": True}, 256, 10, "float32"
+        params, RECIPE.replace(no_wd_on_bn_and_bias=True), 256, 10, "float32"
     )
     exempt = {name for name, p in params.items() if p.wd_mult == 0}
     bn = {name for name in params if name.endswith(("_gamma", "_beta"))}
@@ -254,7 +248,7 @@ def test_a_few_sgd_steps_on_two_cpu_contexts_lower_the_loss():
     net = network.resnet(18, classes=4, zero_init_last_gamma=True)
     network.initialize(net, CONTEXTS)
     net.hybridize(static_alloc=True, static_shape=True)
-    settings = {**RECIPE, "lr_per_256": 0.8, "warmup_epochs": 0, "lr_steps": [], "epochs": 1}
+    settings = RECIPE.replace(lr_per_256=0.8, warmup_epochs=0, lr_steps=(), epochs=1)
     trainer = recipe.make_trainer(net.collect_params(), settings, 16, 10, "float32")
     loss_fn = recipe.CrossEntropy(classes=4)
     scaler = LossScaler(scale=2.0**10)  # dynamic: scaled losses and the overflow check run too

@@ -3,13 +3,19 @@ the graphs, CSV and Markdown content, and Snakemake's HTML report of the report 
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
 from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_config
+from matplotlib.figure import Figure
 from PIL import Image
 
 from resnet_recipe import report
+from resnet_recipe.report import plots
+from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
+from resnet_recipe.report.inputs import read_bench, read_run, read_runs, read_scores
+from resnet_recipe.report.tables import epoch_metrics
 
 REFERENCE_DIR = REPO / "resources" / "reference"
 VERSIONS = {"mxnet": "1.9.1", "numpy": "1.23.5", "nvidia-dali": "1.34.0", "python": "3.11.7"}
@@ -313,6 +319,9 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     assert row(table, dtype="float32", batch_size=8)["images_per_s_ratio"] == pytest.approx(
         800 / 824
     )
+    # Every latency statistic of the points but the slowest batch, in order.
+    latency_columns = [name for name in table.columns if name.startswith("latency_")]
+    assert latency_columns == [f"latency_{s}_ms" for s in ("mean", "p50", "p90", "p95", "p99")]
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
     assert set(table["device"]) == {"1 GPU"}
@@ -327,7 +336,7 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
         "## Graphs",
     ):
         assert heading in text
-    assert report.REFERENCE_HARDWARE in text
+    assert REFERENCE_HARDWARE in text
     assert (
         "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 "
         "| 3.30 | 0.909 |" in text
@@ -362,6 +371,30 @@ def test_every_graph_is_a_sane_png(full_report):
     for field in report.ReportOutputs.__dataclass_fields__:
         if field.endswith("_png"):
             assert_png(getattr(full_report, field))
+
+
+def test_reference_points_are_hollow_dotted_and_under_the_measured_ones():
+    axes = Figure().add_subplot()
+    measured = axes.plot([1, 8], [300.0, 1600.0], color="tab:blue", marker="o")[0]
+    plots.plot_reference(axes, [1, 8], [310.0, 1700.0], "float16", "float16, 1 V100")
+    reference = axes.lines[-1]
+    assert reference.get_linestyle() == ":" and reference.get_marker() == "o"
+    assert reference.get_markerfacecolor() == "white"
+    assert reference.get_color() == plots.DTYPE_COLORS["float16"]
+    assert reference.get_zorder() < measured.get_zorder()
+    assert reference.get_label() == f"float16, 1 V100: {REFERENCE_LABEL}"
+
+
+def test_a_graph_with_nothing_to_draw_says_so_in_the_png_and_in_report_md(tmp_path):
+    path = tmp_path / "empty.png"
+    assert plots.nothing_to_draw(str(path), "Training loss per epoch", "No runs.") == "No runs."
+    assert_png(path)
+    outputs = build(tmp_path, runs={}, scores={}, bench_train={}, bench_infer={})
+    text = open(outputs.markdown).read()
+    graphs = text[text.index("## Graphs") :]
+    assert graphs.count("No training runs were given.\n") == 3  # the three per-epoch graphs
+    assert graphs.count("No training benchmark results were given.\n") == 1
+    assert graphs.count("No inference benchmark results were given.\n") == 2
 
 
 # Points of one dtype and batch in different experiments: (gpus, image_size, depth).
@@ -449,11 +482,9 @@ def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
     text = open(outputs.markdown).read()
     assert "| float32 | CPU | 32 | 32 | dali-cpu | 1384.1 |" in text
     assert text.count("V100 reference not drawn: no float32 point is ResNet-50 v1.5") == 2
-    assert report.epoch_metrics([report.read_run(run_dir)])["label"].iloc[0] == (
-        "cpu_fp32 (float32, CPU, 32 px)"
-    )
-    assert report.setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
-    assert report.setup_suffix("ResNet-50 v1.5", 224) == ""
+    assert epoch_metrics([read_run(run_dir)])["label"].iloc[0] == "cpu_fp32 (float32, CPU, 32 px)"
+    assert setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
+    assert setup_suffix("ResNet-50 v1.5", 224) == ""
 
 
 # What each partial subset of results must say is missing in report.md.
@@ -557,25 +588,37 @@ def test_inconsistent_inputs_are_named(tmp_path):
     first = write_bench_train(tmp_path / "a", "float32", 1, 96, 400.0)
     second = write_bench_train(tmp_path / "b", "float32", 1, 96, 410.0)
     with pytest.raises(ValueError, match="two files for the same training benchmark point"):
-        report.read_bench([first, second], "train")
+        read_bench([first, second], "train")
     # The same point at another image size is another point.
     other = write_bench_train(tmp_path / "c", "float32", 1, 96, 4000.0, image_size=32)
-    assert len(report.read_bench([first, other], "train")) == 2
+    assert len(read_bench([first, other], "train")) == 2
     infer = write_bench_infer(tmp_path, "float32", 1, 250.0)
     with pytest.raises(ValueError, match="kind is 'infer', expected 'train'"):
-        report.read_bench([infer], "train")
+        read_bench([infer], "train")
     point = json.loads(open(infer).read())
     del point["image_size"], point["network"]["depth"]
     write_json(tmp_path / "old.json", point)
     with pytest.raises(ValueError, match=r"old.json: missing field\(s\) network.depth, image_size"):
-        report.read_bench([str(tmp_path / "old.json")], "infer")
+        read_bench([str(tmp_path / "old.json")], "infer")
     run = write_run(tmp_path, "broken", 0, "float32", 60.0, epochs=3)
     with open(f"{run}/metrics.jsonl", "a") as handle:
         handle.write("{not json\n")
     with pytest.raises(ValueError, match=r"broken/metrics.jsonl:4: not valid JSON"):
-        report.read_run(run)
+        read_run(run)
     with pytest.raises(FileNotFoundError, match="nowhere/report.json"):
-        report.read_run(str(tmp_path / "nowhere"))
+        read_run(str(tmp_path / "nowhere"))
+
+
+def test_two_files_for_one_run_or_one_score_are_named(tmp_path):
+    runs = [write_run(tmp_path / d, "same", 0, "float32", 60.0, epochs=2) for d in "ab"]
+    with pytest.raises(ValueError, match="two files for the same training run") as error:
+        read_runs(runs)
+    assert runs[0] in str(error.value) and runs[1] in str(error.value)
+    scores = [write_score(tmp_path / d, "same", "float32", 0.5, 0.8) for d in "ab"]
+    with pytest.raises(ValueError, match="two files for the same score") as error:
+        read_scores(scores)
+    assert scores[0] in str(error.value) and scores[1] in str(error.value)
+    assert len(read_scores(scores[:1])) == 1
 
 
 def test_cli_report_writes_the_report(tmp_path):
@@ -616,6 +659,60 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
     args += ["--allowed-rules", "report"]
     run_snakemake(workdir, *args, "--cores", "1")
     run_snakemake(workdir, *args, "--report", "report.html")
+    # The rule's outputs (from its table) are the files the package names.
+    expected = report.ReportOutputs.in_folder("results/report")
+    written = {path.name for path in (workdir / "results" / "report").iterdir()}
+    assert written == {
+        os.path.basename(getattr(expected, f)) for f in expected.__dataclass_fields__
+    }
     html = (workdir / "report.html").read_text()
     assert "training_scaling.png" in html and "accuracy.csv" in html
     assert "ideal linear scaling" in html  # a caption from workflow/report/
+    categories = {
+        category: {sub: {os.path.basename(path) for path in paths} for sub, paths in subs.items()}
+        for category, subs in html_report_data(html, "categories").items()
+    }
+    assert categories == HTML_CATEGORIES
+    outputs = html_report_data(html, "results")
+    assert len(outputs) == len(HTML_CAPTIONS)
+    for path, output in outputs.items():
+        caption = REPO / "workflow" / "report" / HTML_CAPTIONS[os.path.basename(path)]
+        assert output["caption"] == f"<p>{caption.read_text().strip()}</p>\n", path
+
+
+# The report rule's outputs in Snakemake's HTML report: category: {subcategory: files}
+# ("Other" where there is no subcategory), and each file's caption in workflow/report/.
+HTML_CATEGORIES = {
+    "Summary": {"Other": {"report.md"}},
+    "Accuracy": {
+        "Table": {"accuracy.csv"},
+        "Per-epoch curves": {"training_loss.png", "training_top1.png", "validation_top1.png"},
+    },
+    "Training throughput": {
+        "Table": {"training_throughput.csv"},
+        "Graph": {"training_scaling.png"},
+    },
+    "Inference": {
+        "Table": {"inference_throughput.csv"},
+        "Graphs": {"inference_throughput.png", "inference_latency.png"},
+    },
+}
+HTML_CAPTIONS = {
+    "report.md": "summary.rst",
+    "accuracy.csv": "accuracy.rst",
+    "training_throughput.csv": "training_throughput.rst",
+    "inference_throughput.csv": "inference_throughput.rst",
+    "training_loss.png": "training_loss.rst",
+    "training_top1.png": "training_top1.rst",
+    "validation_top1.png": "validation_top1.rst",
+    "training_scaling.png": "training_scaling.rst",
+    "inference_throughput.png": "inference_throughput_graph.rst",
+    "inference_latency.png": "inference_latency.rst",
+}
+
+
+def html_report_data(html, name):
+    """The JSON object that Snakemake's HTML report assigns to the JavaScript variable
+    `name` (categories, results)."""
+    start = html.index(f"{name} = {{") + len(f"{name} = ")
+    return json.JSONDecoder().raw_decode(html, start)[0]

@@ -10,7 +10,8 @@ import yaml
 from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
 from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import pipelines, throughput
+from resnet_recipe import throughput
+from resnet_recipe.settings import BenchInfer, BenchTrain, TrainingRun
 
 TRAIN_KEYS = {
     "kind",
@@ -26,6 +27,7 @@ TRAIN_KEYS = {
     "epochs",
     "warmup_epochs",
     "num_examples",
+    "settings",
     "epoch_seconds",
     "epoch_images_per_s",
     "images_per_s",
@@ -33,6 +35,7 @@ TRAIN_KEYS = {
     "network",
     "machine",
     "versions",
+    "provenance",
 }
 INFER_KEYS = {
     "kind",
@@ -52,15 +55,16 @@ INFER_KEYS = {
     "network",
     "machine",
     "versions",
+    "provenance",
 }
-TRAIN_BENCH = {
-    "data": "dali",
-    "iterations": 2,
-    "epochs": 3,
-    "warmup_epochs": 1,
-    "num_examples": {"float16": 64, "float32": 32},
-}
-INFER_BENCH = {"data": "dali", "iterations": 4, "warmup_iterations": 2, "gpus": 0}
+TRAIN_BENCH = BenchTrain(
+    data="dali",
+    iterations=2,
+    epochs=3,
+    warmup_epochs=1,
+    num_examples={"float16": 64, "float32": 32},
+)
+INFER_BENCH = BenchInfer(data="dali", iterations=4, warmup_iterations=2, gpus=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +72,17 @@ def tiny(make_tiny_rec, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     classes = folder / "classes.tsv"
     classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
+    train = make_tiny_rec("train_colours", LABELS, noise=8)
+    val = make_tiny_rec("val_colours", LABELS[:19], noise=8)
+    shared = dict(
+        classes_tsv=str(classes),
+        network=TINY_NETWORK,
+        pipeline=TINY_PIPELINE,
+        lock_dir=str(folder / "locks"),
+    )
     return SimpleNamespace(
-        train=make_tiny_rec("train_colours", LABELS, noise=8),
-        val=make_tiny_rec("val_colours", LABELS[:19], noise=8),
-        classes=str(classes),
-        locks=str(folder / "locks"),
+        train=throughput.BenchSetup(rec=train.rec, idx=train.idx, **shared),
+        val=throughput.BenchSetup(rec=val.rec, idx=val.idx, **shared),
     )
 
 
@@ -89,52 +99,22 @@ def epoch_clock(durations):
 
 def bench_train(tiny, path, clock=None, **overrides):
     arguments = {
-        "rec": tiny.train.rec,
-        "idx": tiny.train.idx,
-        "classes_tsv": tiny.classes,
         "dtype": "float32",
         "gpus": 0,
         "batch_per_device": 4,
         "bench_settings": TRAIN_BENCH,
-        "network_settings": TINY_NETWORK,
-        "pipeline_settings": TINY_PIPELINE,
-        "lock_dir": tiny.locks,
+        "run_settings": TrainingRun(),
         **overrides,
     }
     if clock is not None:
         arguments["clock"] = clock
-    return throughput.bench_train(str(path), **arguments)
-
-
-def test_epoch_throughput_leaves_out_the_warmup_epochs():
-    rates, mean = throughput.epoch_throughput([10.0, 1.0, 2.0], 100, warmup_epochs=1)
-    assert rates == [10.0, 100.0, 50.0]
-    assert mean == pytest.approx(200 / 3)  # 200 images in 3 s: the harmonic mean
-    assert throughput.epoch_throughput([10.0, 1.0, 2.0], 100, 0)[1] == pytest.approx(300 / 13)
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        throughput.epoch_throughput([1.0, 1.0], 100, warmup_epochs=2)
-
-
-def test_the_first_iteration_is_never_timed_even_without_warmup_epochs():
-    events = []
-    batches = pipelines.Batches(lambda: ["batch"], 3, [mx.cpu()], 1)
-
-    def clock():
-        events.append("clock")
-        return float(len(events))
-
-    seconds = throughput.time_training_epochs(
-        lambda batch, iteration: events.append(iteration), batches, 2, clock
-    )
-    # One untimed iteration, then each epoch's iterations between two clock readings.
-    assert events == [0, "clock", 1, 2, 3, "clock", "clock", 4, 5, 6, "clock"]
-    assert len(seconds) == 2
+    return throughput.bench_train(str(path), tiny.train, **arguments)
 
 
 @pytest.mark.parametrize("data", ["dali", "synthetic"])
 def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
-    bench = {**TRAIN_BENCH, "data": data}
+    bench = TRAIN_BENCH.replace(data=data)
     returned = bench_train(tiny, path, epoch_clock([10.0, 1.0, 2.0]), bench_settings=bench)
     result = json.loads(path.read_text())
     assert result == returned and set(result) == TRAIN_KEYS
@@ -158,8 +138,20 @@ def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     assert result["versions"]["mxnet"] == mx.__version__
 
 
+def test_training_point_runs_the_given_run_settings_with_its_own_point(tiny, tmp_path):
+    # The config's training.defaults (here: not the original recipe's momentum, schedule
+    # and seed) are what the loop runs; the point sets GPUs, batch, dtype and contexts.
+    defaults = TrainingRun(gpus=8, batch_per_device=208, momentum=0.5, lr_schedule="cosine")
+    result = bench_train(tiny, tmp_path / "point.json", run_settings=defaults.replace(seed=7))
+    expected = defaults.replace(gpus=0, batch_per_device=4, dtype="float32", seed=7)
+    assert result["settings"] == expected.to_config()
+    assert result["settings"]["momentum"] == 0.5 and result["settings"]["cpu_contexts"] == 1
+
+
 def test_training_point_with_the_real_clock(tiny, tmp_path):
-    result = bench_train(tiny, tmp_path / "point.json", bench_settings={**TRAIN_BENCH, "epochs": 2})
+    result = bench_train(
+        tiny, tmp_path / "point.json", bench_settings=TRAIN_BENCH.replace(epochs=2)
+    )
     assert len(result["epoch_images_per_s"]) == len(result["epoch_seconds"]) == 2
     assert result["images_per_s"] == pytest.approx(result["epoch_images_per_s"][1])
     assert result["epoch_images_per_s"][1] == pytest.approx(8 / result["epoch_seconds"][1])
@@ -181,23 +173,13 @@ def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny,
         return 0.5 * len(readings)
 
     returned = throughput.bench_infer(
-        str(path),
-        rec=tiny.val.rec,
-        idx=tiny.val.idx,
-        classes_tsv=tiny.classes,
-        dtype="float32",
-        batch_size=8,
-        bench_settings=INFER_BENCH,
-        network_settings=TINY_NETWORK,
-        pipeline_settings=TINY_PIPELINE,
-        lock_dir=tiny.locks,
-        clock=clock,
+        str(path), tiny.val, dtype="float32", batch_size=8, bench_settings=INFER_BENCH, clock=clock
     )
     result = json.loads(path.read_text())
     assert result == returned and set(result) == INFER_KEYS
     # The loop's start and end, the ask and the ready of each timed batch, and the ask
     # that finds the timed batches over: the warmup iterations never touch the clock.
-    assert len(readings) == 3 + 2 * INFER_BENCH["iterations"]
+    assert len(readings) == 3 + 2 * INFER_BENCH.iterations
     assert (result["kind"], result["gpus"], result["device"], result["data"]) == (
         "infer",
         0,
@@ -211,17 +193,13 @@ def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny,
     assert "random initialisation" in result["weights"]
 
 
-def test_time_forward_waits_for_every_output():
-    waited = []
-
-    class Output:
-        def wait_to_read(self):
-            waited.append(True)
-
-    batches = pipelines.Batches(lambda: [SimpleNamespace(data=None)], 5, [mx.cpu()], 1)
-    seconds, total = throughput.time_forward(lambda data: Output(), batches)
-    assert len(seconds) == len(waited) == 5
-    assert sum(seconds) <= total
+# What every point carries beside its own numbers (results.BENCH_TRAIN / BENCH_INFER).
+POINT_SETUP = {
+    "network": {"depth": 50, "version": "1.5"},
+    "image_size": 224,
+    "input_backend": "dali-gpu",
+    "machine": {"hostname": "test-host"},
+}
 
 
 def train_point(dtype, gpus, batch, rate):
@@ -230,8 +208,9 @@ def train_point(dtype, gpus, batch, rate):
         "dtype": dtype,
         "gpus": gpus,
         "batch_per_device": batch,
+        "global_batch": batch * max(gpus, 1),
         "images_per_s": rate,
-        "network": {"depth": 50, "version": "1.5"},
+        **POINT_SETUP,
     }
 
 
@@ -244,7 +223,7 @@ def infer_point(dtype, batch, rate, mean_ms):
         "batch_size": batch,
         "images_per_s": rate,
         "latency_ms": latency,
-        "network": {"depth": 50, "version": "1.5"},
+        **POINT_SETUP,
     }
 
 
@@ -270,6 +249,10 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
     infer = json.loads(out["infer"].read_text())
 
     assert set(train) == {"float16", "float32"} and set(infer) == {"float32"}
+    assert (
+        train["float32"].pop("provenance")["settings_digest"]
+        != (train["float16"]["provenance"]["settings_digest"])
+    )
     assert train["float32"] == {
         "model": "resnet50_v1.5",
         "ngpus": [1, 4],
@@ -308,7 +291,8 @@ def test_summary_refuses_two_files_of_one_point(tmp_path):
         throughput.benchmark_report(points, "train")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"kind": "train"}))
-    with pytest.raises(ValueError, match="bad.json: not a train benchmark result"):
+    missing = r"bad.json: missing field\(s\) dtype, gpus, batch_per_device, global_batch, network"
+    with pytest.raises(ValueError, match=missing + r".* \(training benchmark point\)"):
         throughput.summarize([str(bad)], [], str(tmp_path / "t.json"), str(tmp_path / "i.json"))
 
 
@@ -320,9 +304,9 @@ def test_schema_defaults_are_the_original_benchmark_defaults():
         properties = sections[kind]["properties"]
         return {k: v["default"] for k, v in properties.items() if k not in leave_out}
 
-    assert defaults("train", ("points", "num_examples")) == throughput.TRAIN_BENCH_DEFAULTS
-    assert sections["train"]["properties"]["num_examples"]["default"] == throughput.NUM_EXAMPLES
-    assert defaults("infer", ("batch_sizes",)) == throughput.INFER_BENCH_DEFAULTS
+    assert defaults("train", ("points",)) == BenchTrain().to_config()
+    assert BenchTrain().num_examples == {"float16": 25600, "float32": 12800}
+    assert defaults("infer", ("batch_sizes",)) == BenchInfer().to_config()
 
 
 # ---------------------------------------------------------------- the plan
@@ -384,6 +368,19 @@ def test_one_more_batch_size_plans_exactly_one_new_job(finished_tree, kind, edit
     jobs, listing = plan_with(finished_tree, edit)
     assert jobs == {kind: 1, "bench_summary": 1, "report": 1, "all": 1}
     assert new_output in listing
+
+
+def test_training_benchmarks_follow_the_configs_training_defaults(finished_tree):
+    # bench_train runs training.defaults: a changed momentum reruns every training point;
+    # a setting each point sets itself (cpu_contexts), or one that only changes the log,
+    # leaves the training points alone.
+    points = demo_config()["benchmark"]["train"]["points"]
+    count = sum(len(p["gpus"]) * len(p["batch_sizes"]) for p in points.values())
+    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(momentum=0.8))
+    assert jobs["bench_train"] == count and jobs["train"] == len(demo_config()["training"]["runs"])
+    edit = {"cpu_contexts": 2, "log_interval": 3}
+    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(edit))
+    assert "bench_train" not in jobs and jobs["train"] >= 1
 
 
 def test_the_finished_tree_tracks_parameters(finished_tree):

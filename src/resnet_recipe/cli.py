@@ -1,16 +1,23 @@
-"""Command line: every workflow stage without Snakemake (`resnet-recipe <stage> --help`)."""
+"""Command line: every workflow stage without Snakemake (`resnet-recipe <stage> --help`).
+
+Building the parser imports no MXNet or DALI: each sub-command imports the modules it runs
+only when it runs, so `--help` and the data commands start at once.
+"""
 
 import argparse
+import dataclasses
 import os
 import sys
-
-import yaml
+import typing
 
 # MXNet sizes its CPU thread pool to half the cores unless told; a stage run from the
 # command line gets all of them, as under Snakemake, which sets this to the job's threads.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
+from resnet_recipe import settings as sections
 from resnet_recipe.progress import setup_logging
+
+LOCK_DIR = "/tmp/resnet-recipe-gpu-locks"
 
 
 def build_parser():
@@ -20,8 +27,7 @@ def build_parser():
     )
     parser.add_argument("--log", help="write the log to this file instead of stderr")
     stages = parser.add_subparsers(dest="stage", required=True)
-    # Each stage's module adds its own sub-command.
-    for add in _stage_parsers():
+    for add in STAGE_PARSERS:
         add(stages)
     return parser
 
@@ -101,12 +107,17 @@ def _add_pack(stages):
     p.add_argument("lst", help="im2rec list (index<TAB>label<TAB>path)")
     p.add_argument("root", help="folder the list's paths are relative to")
     p.add_argument("rec", help="record file to write; the .idx and .rejected.tsv go beside it")
-    p.add_argument("--threads", type=int, default=4, help="threads in all, the writer included")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="processes that pack a contiguous part of the list each (one per core)",
+    )
     p.add_argument(
         "--max-rejected-fraction",
         type=float,
-        default=0.001,
-        help="fail, writing nothing, when more than this fraction of the files is rejected",
+        help="fail, writing nothing, when more than this fraction of the files is rejected "
+        "(default 0.001, as data.max_rejected_fraction)",
     )
     p.add_argument(
         "--full-decode", action="store_true", help="also decode every JPEG in full (slower)"
@@ -116,74 +127,100 @@ def _add_pack(stages):
         from resnet_recipe.records import pack_records
 
         stem = args.rec.removesuffix(".rec")
+        fraction = args.max_rejected_fraction
         pack_records(
             args.lst,
             args.root,
             args.rec,
             f"{stem}.idx",
             f"{stem}.rejected.tsv",
-            threads=args.threads,
-            max_rejected_fraction=args.max_rejected_fraction,
+            workers=args.workers,
             full_decode=args.full_decode,
+            **({} if fraction is None else {"max_rejected_fraction": fraction}),
         )
         return 0
 
     p.set_defaults(run=run)
 
 
-def _parse_value(text):
-    """A command-line value as YAML reads it: 0.1 -> float, dynamic -> str, ..."""
-    return yaml.safe_load(text)
+def _option_value(annotation, flag):
+    """argparse `type` of a settings field: the text as settings.convert reads it."""
+
+    def parse(text):
+        try:
+            return sections.convert(text, annotation, flag)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = flag  # argparse names the type in some messages
+    return parse
 
 
-def _add_settings(parser, title, defaults):
-    """One --option per settings key (underscores become dashes), defaulting to `defaults`."""
+def _add_settings(parser, title, section, leave_out=()):
+    """One --option per field of a settings section (underscores become dashes),
+    defaulting to the section's default (the original recipe)."""
     group = parser.add_argument_group(title)
-    for key, default in defaults.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(default, bool):
+    hints = typing.get_type_hints(section)
+    defaults = section()
+    for item in dataclasses.fields(section):
+        if item.name in leave_out:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        default = getattr(defaults, item.name)
+        annotation = hints[item.name]
+        if annotation is bool:
             group.add_argument(flag, default=default, action=argparse.BooleanOptionalAction)
-        elif isinstance(default, list):
-            group.add_argument(flag, default=default, nargs="+", type=_parse_value)
+        elif typing.get_origin(annotation) is tuple:
+            element = _option_value(typing.get_args(annotation)[0], flag)
+            group.add_argument(flag, default=default, nargs="+", type=element)
         else:
-            group.add_argument(flag, default=default, type=_parse_value, help=f"default: {default}")
+            parse = _option_value(annotation, flag)
+            group.add_argument(flag, default=default, type=parse, help=f"default: {default}")
 
 
-def _settings(args, defaults):
-    return {key: getattr(args, key) for key in defaults}
+def _settings(args, section, **values):
+    """The settings section of the parsed options (and of `values`, for left-out fields)."""
+    names = {item.name for item in dataclasses.fields(section)} - set(values)
+    return section.from_config(
+        {**{name: getattr(args, name) for name in names}, **values}, "command line"
+    )
 
 
 def _add_train(stages):
-    from resnet_recipe import network, pipelines, training
-
     p = stages.add_parser(
         "train",
         help="train one run (the original recipe unless options change it)",
         description="Data-parallel training over --gpus GPUs (0: the CPU); resumes from the "
-        "newest checkpoint in --state-dir made with the same settings.",
+        "newest checkpoint under --state-root made with the same settings.",
     )
     p.add_argument("--train-rec", required=True, help="training .rec (its .idx beside it)")
     p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
     p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
     p.add_argument("--out", required=True, help="folder for the model, metrics and report")
-    p.add_argument("--state-dir", help="resumable per-epoch state (default: OUT.state)")
-    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
-    _add_settings(p, "training", training.DEFAULT_SETTINGS)
-    _add_settings(p, "network", network.DEFAULT_SETTINGS)
-    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+    p.add_argument(
+        "--state-root",
+        help="folder of the resumable per-epoch state, one sub-folder per settings digest "
+        "(default: OUT.state)",
+    )
+    p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
+    _add_settings(p, "training", sections.TrainingRun)
+    _add_settings(p, "network", sections.Network)
+    _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        training.train(
+        from resnet_recipe.training import train
+
+        train(
             train_rec=args.train_rec,
             train_idx=_index_of(args.train_rec),
             val_rec=args.val_rec,
             val_idx=_index_of(args.val_rec),
             classes_tsv=args.classes,
             out_dir=args.out,
-            state_root=args.state_dir or args.out.rstrip("/") + ".state",
-            settings=_settings(args, training.DEFAULT_SETTINGS),
-            network_settings=_settings(args, network.DEFAULT_SETTINGS),
-            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
+            state_root=args.state_root or args.out.rstrip("/") + ".state",
+            settings=_settings(args, sections.TrainingRun),
+            network_settings=_settings(args, sections.Network),
+            pipeline_settings=_settings(args, sections.InputPipeline),
             lock_dir=args.lock_dir,
             run=os.path.basename(args.out.rstrip("/")),
         )
@@ -197,8 +234,6 @@ def _index_of(rec):
 
 
 def _add_score(stages):
-    from resnet_recipe import pipelines
-
     p = stages.add_parser(
         "score",
         help="loss, top-1, top-5, images/s and latency of a checkpoint on the validation set",
@@ -209,12 +244,12 @@ def _add_score(stages):
     p.add_argument("--epoch", required=True, type=int, help="checkpoint epoch (NNNN)")
     p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
     p.add_argument("--out", required=True, help="JSON file for the result")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
     p.add_argument("--gpus", type=int, default=0, choices=[0, 1], help="1 GPU or 0 (the CPU)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=sections.Score().batch_size)
     p.add_argument("--run-name", help="run name in the result (default: the prefix's folder)")
-    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
-    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+    p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
+    _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
         from resnet_recipe.evaluation import score_checkpoint
@@ -228,7 +263,7 @@ def _add_score(stages):
             dtype=args.dtype,
             gpus=args.gpus,
             batch_size=args.batch_size,
-            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
+            pipeline_settings=_settings(args, sections.InputPipeline),
             lock_dir=args.lock_dir,
             run=args.run_name or os.path.basename(os.path.dirname(os.path.abspath(args.prefix))),
         )
@@ -237,42 +272,52 @@ def _add_score(stages):
     p.set_defaults(run=run)
 
 
-def _add_bench_train(stages):
-    from resnet_recipe import network, pipelines, throughput
+def _bench_setup(args, rec):
+    from resnet_recipe.throughput import BenchSetup
 
+    return BenchSetup(
+        rec=rec,
+        idx=_index_of(rec),
+        classes_tsv=args.classes,
+        network=_settings(args, sections.Network),
+        pipeline=_settings(args, sections.InputPipeline),
+        lock_dir=args.lock_dir,
+    )
+
+
+def _add_bench_train(stages):
     p = stages.add_parser(
         "bench-train",
         help="training throughput of one (dtype, gpus, batch) point, as benchmark.py measures it",
+        description="The training loop runs the original recipe's settings with the point's "
+        "GPUs, batch and dtype.",
     )
     p.add_argument("--train-rec", required=True, help="training .rec (its .idx beside it)")
     p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
     p.add_argument("--out", required=True, help="JSON file for the result")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
     p.add_argument("--gpus", type=int, default=1, help="GPUs (0: the CPU)")
     p.add_argument("--batch-per-device", type=int, required=True)
     p.add_argument("--num-examples", type=int, help="images of the notional epoch")
-    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
-    _add_settings(p, "benchmark", throughput.TRAIN_BENCH_DEFAULTS)
-    _add_settings(p, "network", network.DEFAULT_SETTINGS)
-    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+    p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
+    _add_settings(p, "benchmark", sections.BenchTrain, leave_out=("num_examples",))
+    _add_settings(p, "network", sections.Network)
+    _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        bench = _settings(args, throughput.TRAIN_BENCH_DEFAULTS)
-        bench["num_examples"] = {
-            args.dtype: args.num_examples or throughput.NUM_EXAMPLES[args.dtype]
-        }
-        throughput.bench_train(
+        from resnet_recipe.throughput import bench_train
+
+        num_examples = args.num_examples or sections.BenchTrain().num_examples[args.dtype]
+        bench_train(
             args.out,
-            rec=args.train_rec,
-            idx=_index_of(args.train_rec),
-            classes_tsv=args.classes,
+            _bench_setup(args, args.train_rec),
             dtype=args.dtype,
             gpus=args.gpus,
             batch_per_device=args.batch_per_device,
-            bench_settings=bench,
-            network_settings=_settings(args, network.DEFAULT_SETTINGS),
-            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
-            lock_dir=args.lock_dir,
+            bench_settings=_settings(
+                args, sections.BenchTrain, num_examples={args.dtype: num_examples}
+            ),
+            run_settings=sections.TrainingRun(),
         )
         return 0
 
@@ -280,33 +325,28 @@ def _add_bench_train(stages):
 
 
 def _add_bench_infer(stages):
-    from resnet_recipe import network, pipelines, throughput
-
     p = stages.add_parser(
         "bench-infer", help="inference throughput and latency of one (dtype, batch) point"
     )
     p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
     p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
     p.add_argument("--out", required=True, help="JSON file for the result")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
     p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--lock-dir", default="/tmp/resnet-recipe-gpu-locks", help="GPU lock files")
-    _add_settings(p, "benchmark", throughput.INFER_BENCH_DEFAULTS)
-    _add_settings(p, "network", network.DEFAULT_SETTINGS)
-    _add_settings(p, "input pipeline", pipelines.DEFAULT_SETTINGS)
+    p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
+    _add_settings(p, "benchmark", sections.BenchInfer)
+    _add_settings(p, "network", sections.Network)
+    _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        throughput.bench_infer(
+        from resnet_recipe.throughput import bench_infer
+
+        bench_infer(
             args.out,
-            rec=args.val_rec,
-            idx=_index_of(args.val_rec),
-            classes_tsv=args.classes,
+            _bench_setup(args, args.val_rec),
             dtype=args.dtype,
             batch_size=args.batch_size,
-            bench_settings=_settings(args, throughput.INFER_BENCH_DEFAULTS),
-            network_settings=_settings(args, network.DEFAULT_SETTINGS),
-            pipeline_settings=_settings(args, pipelines.DEFAULT_SETTINGS),
-            lock_dir=args.lock_dir,
+            bench_settings=_settings(args, sections.BenchInfer),
         )
         return 0
 
@@ -364,18 +404,17 @@ def _add_onnx(stages):
     p.set_defaults(run=score)
 
 
-def _stage_parsers():
-    return [
-        _add_demo_data,
-        _add_make_list,
-        _add_pack,
-        _add_train,
-        _add_score,
-        _add_bench_train,
-        _add_bench_infer,
-        _add_onnx,
-        _add_report,
-    ]
+STAGE_PARSERS = [
+    _add_demo_data,
+    _add_make_list,
+    _add_pack,
+    _add_train,
+    _add_score,
+    _add_bench_train,
+    _add_bench_infer,
+    _add_onnx,
+    _add_report,
+]
 
 
 def main(argv=None):

@@ -1,17 +1,18 @@
-"""Scoring: a checkpoint's loss, top-1 and top-5 over exactly the validation images, with
-its images/s and per-batch latency, like the original recipe's SCORE scripts.
+"""Evaluation: loss, top-1 and top-5 over exactly the validation images, for the training
+loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
+latency, like the original recipe's SCORE scripts.
 
+    evaluate(net, val_batches, classes)         loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
     score_checkpoint(path, prefix=, epoch=, ...) any model-symbol.json + model-NNNN.params
 
-Accuracy comes from training.evaluate (the padding of the last batch is never counted) on
-one device through the validation pipeline. Each batch is timed from asking the pipeline
-for it to its output being ready on the device (throughput.TimedBatches), after one untimed
-forward that builds the graph; images/s is the validation images over the wall time of the
-whole pass, loss and accuracy bookkeeping included.
+Scoring runs evaluate() on one device through the validation pipeline. Each batch is
+timed from asking the pipeline for it to its output being ready on the device
+(timing.TimedBatches), after one untimed forward that builds the graph; images/s is the
+validation images over the wall time of the whole pass, loss and accuracy bookkeeping
+included.
 """
 
-import json
 import logging
 import os
 import re
@@ -19,13 +20,14 @@ import time
 
 import mxnet as mx
 
-from resnet_recipe import devices, network, pipelines, throughput, training
-from resnet_recipe.atomic_files import write_json
+from resnet_recipe import devices, network, pipelines, precision, recipe, results, timing
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PARAMS = re.compile(r"^model-(\d{4,})\.params$")
 MODEL_PREFIX = "model"
+# Accuracy is reported as top-1 and top-TOP_K (the original recipe's top-5).
+TOP_K = 5
 
 
 def checkpoint_epochs(run_dir):
@@ -54,18 +56,7 @@ def chosen_epoch(run_dir, epoch):
 
 
 def read_run_report(run_dir):
-    path = os.path.join(run_dir, "report.json")
-    try:
-        with open(path) as handle:
-            report = json.load(handle)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the training run's report is missing") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    missing = [key for key in ("dtype", "gpus") if key not in report]
-    if missing:
-        raise ValueError(f"{path}: lacks {missing}")
-    return report
+    return results.read(os.path.join(run_dir, "report.json"), results.RUN_REPORT)
 
 
 def score_run(
@@ -79,11 +70,12 @@ def score_run(
     lock_dir,
     run,
 ):
-    """Score a training run into result_path: its checkpoint of epoch score_settings["epoch"]
+    """Score a training run into result_path: its checkpoint of epoch score_settings.epoch
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
-    the CPU, in batches of score_settings["batch_size"]."""
+    the CPU, in batches of score_settings.batch_size (score_settings: settings.Score;
+    pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
-    epoch = chosen_epoch(run_dir, score_settings["epoch"])
+    epoch = chosen_epoch(run_dir, score_settings.epoch)
     return score_checkpoint(
         result_path,
         prefix=os.path.join(run_dir, MODEL_PREFIX),
@@ -92,7 +84,7 @@ def score_run(
         val_idx=val_idx,
         dtype=report["dtype"],
         gpus=min(report["gpus"], 1),
-        batch_size=score_settings["batch_size"],
+        batch_size=score_settings.batch_size,
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,
@@ -118,39 +110,27 @@ def score_checkpoint(
     validation records in `dtype` on one device (gpus 1, or 0 for the CPU); write the
     result (see the module docstring) to result_path and return it."""
     what = f"scoring {prefix} epoch {epoch}"
-    for path in network.checkpoint_paths(prefix, epoch):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what}: {path} not found")
-    if gpus not in (0, 1):
-        raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
+    _check_scoring(what, prefix, epoch, gpus)
     images = pipelines.count_records(val_rec, val_idx)
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
-        throughput.check_dtype(dtype, contexts, what)
-        net = network.load_for_inference(prefix, epoch, contexts, dtype)
-        net.hybridize(static_alloc=True, static_shape=True)
-        size = pipeline_settings["image_size"]
-        # Untimed: builds the graph and lets cuDNN choose its algorithms; tells the classes.
-        warmup = mx.nd.zeros((batch_size, 3, size, size), ctx=contexts[0], dtype=dtype)
-        output = net(warmup)
-        output.wait_to_read()
-        classes = output.shape[1]
+        precision.require_dtype_supported(dtype, contexts, what)
+        size = pipeline_settings.image_size
+        net, classes = load_scoring_net(prefix, epoch, contexts, dtype, (batch_size, 3, size, size))
         batches = pipelines.val_batches(
-            val_rec, val_idx, contexts, batch_size, pipeline_settings, dtype, num_classes=classes
+            val_rec,
+            val_idx,
+            contexts,
+            batch_per_device=batch_size,
+            settings=pipeline_settings,
+            dtype=dtype,
+            num_classes=classes,
         )
         log.info(
             "%s: %d validation images in %d batches of %d on %s, %s",
-            what,
-            images,
-            len(batches),
-            batch_size,
-            contexts[0],
-            dtype,
+            *(what, images, len(batches), batch_size, contexts[0], dtype),
         )
-        timed = throughput.TimedBatches(batches, net, clock)
-        started = clock()
-        metrics = training.evaluate(timed.forward, timed, classes)
-        seconds = clock() - started
+        metrics, seconds, latencies = timed_evaluation(net, batches, classes, clock)
     result = {
         "run": run,
         "checkpoint": {"prefix": prefix, "epoch": epoch},
@@ -159,20 +139,84 @@ def score_checkpoint(
         "images": images,
         "batch_size": batch_size,
         "classes": classes,
-        "top1": metrics["top1"],
-        "top5": metrics[f"top{training.TOP_K}"],
-        "loss": metrics["loss"],
+        **metrics,  # loss, top1, top5
         "images_per_s": images / seconds,
-        "latency_ms": throughput.latency_summary(timed.seconds),
+        "latency_ms": timing.latency_summary(latencies),
     }
-    write_json(result_path, result)
+    made_with = {
+        "run": run,
+        "epoch": epoch,
+        "dtype": dtype,
+        "gpus": gpus,
+        "batch_size": batch_size,
+        "pipeline": pipeline_settings.to_config(),
+    }
+    result = results.write(result_path, results.SCORE, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,
-        result["top1"],
-        result["top5"],
-        result["loss"],
-        result["images_per_s"],
+        *(result[key] for key in ("top1", "top5", "loss", "images_per_s")),
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def timed_evaluation(net, batches, classes, clock=time.perf_counter):
+    """(evaluate()'s metrics, seconds of the whole pass, each batch's latency in seconds):
+    each batch timed from asking the pipeline for it to its output being ready."""
+    timed = timing.TimedBatches(batches, net, clock)
+    started = clock()
+    metrics = evaluate(timed.forward, timed, classes)
+    return metrics, clock() - started, timed.seconds
+
+
+def _check_scoring(what, prefix, epoch, gpus):
+    for path in network.checkpoint_paths(prefix, epoch):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{what}: {path} not found")
+    if gpus not in (0, 1):
+        raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
+
+
+def load_scoring_net(prefix, epoch, contexts, dtype, input_shape):
+    """(hybridized network, its number of classes) of a checkpoint, after one untimed
+    forward of `input_shape` that builds the graph and lets cuDNN choose its algorithms."""
+    net = network.load_for_inference(prefix, epoch, contexts, dtype)
+    net.hybridize(static_alloc=True, static_shape=True)
+    output = net(mx.nd.zeros(input_shape, ctx=contexts[0], dtype=dtype))
+    output.wait_to_read()
+    return net, output.shape[1]
+
+
+def top_k_hits(output, label, k):
+    """Number of samples whose label is among the k highest outputs, as a 1-element
+    NDArray on the output's device."""
+    label = label.reshape((-1,)).astype("float32")
+    if k == 1:
+        return (output.argmax(axis=1).astype("float32") == label).sum()
+    top = output.topk(axis=1, k=k).astype("float32")
+    return (top == label.expand_dims(axis=1)).sum()
+
+
+def evaluate(net, val_data, classes):
+    """Loss, top-1 and top-k accuracy over exactly the validation images: the padding
+    that fills the last batch of each device is cut off before anything is counted."""
+    k = min(TOP_K, classes)
+    loss_fn = recipe.CrossEntropy(classes)
+    contexts = val_data.contexts
+    totals = {name: [mx.nd.zeros(1, ctx=ctx) for ctx in contexts] for name in ("loss", "1", "k")}
+    images = 0
+    for device_batches in val_data:
+        for i, batch in enumerate(device_batches):
+            if batch.valid == 0:
+                continue
+            output = net(batch.data)
+            label = batch.label
+            if batch.valid < output.shape[0]:
+                output, label = output[: batch.valid], label[: batch.valid]
+            totals["loss"][i] += loss_fn(output, label).sum()
+            totals["1"][i] += top_k_hits(output, label, 1)
+            totals["k"][i] += top_k_hits(output, label, k)
+            images += batch.valid
+    values = {name: sum(v.asscalar() for v in arrays) / images for name, arrays in totals.items()}
+    return {"loss": values["loss"], "top1": values["1"], f"top{TOP_K}": values["k"]}

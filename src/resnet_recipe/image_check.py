@@ -119,30 +119,12 @@ def check_plain_jpeg(data):
     quantization, dc, ac = frozenset(), frozenset(), frozenset()  # ids of defined tables
     scans = 0
     while True:
-        if position >= size:
-            raise JpegProblem(f"truncated JPEG: ends at byte {size} without an EOI marker")
-        if data[position] != 0xFF:
-            raise JpegProblem(f"corrupt JPEG: no marker at byte {position}")
-        while position < size and data[position] == 0xFF:  # 0xFF fill bytes may pad markers
-            position += 1
-        if position >= size:
-            raise JpegProblem(f"truncated JPEG: ends at byte {size} inside a marker")
-        code = data[position]
-        position += 1
+        code, position = read_marker(data, position)
         if code == EOI:
             break
         if code in STANDALONE:
             continue
-        if position + 2 > size:
-            raise JpegProblem(f"truncated JPEG: ends at byte {size} inside a marker")
-        length = int.from_bytes(data[position : position + 2], "big")
-        if length < 2 or position + length > size:
-            raise JpegProblem(
-                f"truncated JPEG: segment 0xFF{code:02X} at byte {position - 2} "
-                f"runs past the end ({size} bytes)"
-            )
-        start = position + 2
-        position += length
+        length, start, position = segment_bounds(data, position, code)
         if code in SKIPPED:  # APPn segments (EXIF) can be large: not copied for nothing
             continue
         segment = data[start:position]
@@ -171,6 +153,35 @@ def check_plain_jpeg(data):
             raise JpegProblem(f"corrupt JPEG: unexpected marker 0xFF{code:02X}")
     if scans == 0:
         raise JpegProblem("JPEG without image data (no scan)")
+
+
+def read_marker(data, position):
+    """(marker code, position after it) of the marker expected at `position`."""
+    size = len(data)
+    if position >= size:
+        raise JpegProblem(f"truncated JPEG: ends at byte {size} without an EOI marker")
+    if data[position] != 0xFF:
+        raise JpegProblem(f"corrupt JPEG: no marker at byte {position}")
+    while position < size and data[position] == 0xFF:  # 0xFF fill bytes may pad markers
+        position += 1
+    if position >= size:
+        raise JpegProblem(f"truncated JPEG: ends at byte {size} inside a marker")
+    return data[position], position + 1
+
+
+def segment_bounds(data, position, code):
+    """(length field, start of the payload, end) of the segment of marker `code` whose
+    length field is at `position`."""
+    size = len(data)
+    if position + 2 > size:
+        raise JpegProblem(f"truncated JPEG: ends at byte {size} inside a marker")
+    length = int.from_bytes(data[position : position + 2], "big")
+    if length < 2 or position + length > size:
+        raise JpegProblem(
+            f"truncated JPEG: segment 0xFF{code:02X} at byte {position - 2} "
+            f"runs past the end ({size} bytes)"
+        )
+    return length, position + 2, position + length
 
 
 # Most files of a dataset share their tables and many their frame and scan headers, so

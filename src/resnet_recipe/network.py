@@ -18,8 +18,6 @@ from resnet_recipe.atomic_files import atomic_open, atomic_path
 from resnet_recipe.precision import cast_network, float32_parameters
 
 VERSIONS = ("1", "1.5")
-# The original recipe's network (the config's `network` section defaults to these).
-DEFAULT_SETTINGS = {"depth": 50, "version": "1.5", "zero_init_last_gamma": False}
 # Residual blocks per stage; 18 and 34 use basic blocks, the deeper ones bottlenecks.
 BLOCKS_PER_STAGE = {
     18: (2, 2, 2, 2),
@@ -181,15 +179,15 @@ def initialize(net, contexts):
 
 
 def build(network_settings, classes, contexts, dtype="float32"):
-    """The configured network (the config's `network` section), initialised on every
+    """The configured network (settings.Network), initialised on every
     context, cast to `dtype` (BatchNorm stays float32) and hybridized: what training and the
     benchmarks run. MXNet's random seed, set before, decides the initial weights."""
     net = initialize(
         resnet(
-            network_settings["depth"],
-            network_settings["version"],
+            network_settings.depth,
+            network_settings.version,
             classes,
-            network_settings["zero_init_last_gamma"],
+            network_settings.zero_init_last_gamma,
         ),
         contexts,
     )

@@ -2,21 +2,22 @@
 
 The training loop, scoring and the benchmarks all read batches the same way:
 
-    train = train_batches(rec, idx, contexts, batch_per_device, settings, dtype, seed)
+    train = train_batches(rec, idx, contexts, batch_per_device=b, settings=input, seed=s)
     for epoch in range(epochs):
         for device_batches in train:          # one `for` is one epoch of train.iterations
             for ctx_batch in device_batches:  # one DeviceBatch per context, in context order
                 ctx_batch.data, ctx_batch.label, ctx_batch.valid
 
-`settings` is the config's `input` section. One DALI pipeline per context reads its own shard
-of the records. On a GPU context the backend decides where JPEGs are decoded (`dali-gpu`:
-nvJPEG, "mixed"; `dali-cpu`: host threads); the rest of the work and the outputs are on that
-GPU. On a CPU context everything runs on the host whatever the backend, which is what lets a
-GPU configuration run, and be tested, on a machine without a GPU. `synthetic` yields fixed
-random tensors that live on each device, for benchmarks.
+`settings` is the config's `input` section (settings.InputPipeline). One DALI pipeline per
+context reads its own shard of the records. On a GPU context the backend decides where JPEGs
+are decoded (`dali-gpu`: nvJPEG, "mixed"; `dali-cpu`: host threads); the rest of the work and
+the outputs are on that GPU. On a CPU context everything runs on the host whatever the
+backend, which is what lets a GPU configuration run, and be tested, on a machine without a
+GPU. `synthetic` yields fixed random tensors that live on each device, for benchmarks.
 """
 
 import os
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import mxnet as mx
@@ -24,20 +25,9 @@ import numpy as np
 from nvidia.dali import Pipeline, fn, types
 from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
 
+from resnet_recipe.settings import InputPipeline
+
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
-# The original recipe's input settings (the config's `input` section defaults to these).
-DEFAULT_SETTINGS = {
-    "backend": "dali-gpu",
-    "image_size": 224,
-    "val_resize": 256,
-    "min_random_area": 0.05,
-    "max_random_area": 1.0,
-    "min_aspect_ratio": 0.75,
-    "max_aspect_ratio": 1.3333333,
-    "mean": [123.68, 116.28, 103.53],
-    "std": [58.395, 57.12, 57.375],
-    "dali_threads": 3,
-}
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 # Batches DALI prepares ahead of the consumer (the original recipe's pipelines use 3):
 # enough to absorb a slow batch without holding many full-size batches in device memory.
@@ -66,6 +56,23 @@ class Placement(NamedTuple):
     device_id: int | None
 
 
+@dataclass(frozen=True)
+class Stream:
+    """Everything that decides one stream of batches: what train_batches or val_batches
+    was asked for, handed as one thing to the pieces that build it."""
+
+    kind: str  # "train" or "val"
+    rec: str
+    idx: str
+    contexts: tuple
+    batch_per_device: int
+    settings: InputPipeline
+    dtype: str = "float32"
+    seed: int = 0
+    iterations: int | None = None  # None: an epoch of the records
+    num_classes: int | None = None  # labels of synthetic batches
+
+
 class Batches:
     """Iterable of epochs: each `for` over it yields `iterations` lists of DeviceBatch.
 
@@ -74,11 +81,10 @@ class Batches:
     the next `for` (benchmarks rely on this).
     """
 
-    def __init__(self, next_batch, iterations, contexts, batch_per_device):
+    def __init__(self, next_batch, iterations, contexts):
         self._next_batch = next_batch
         self.iterations = iterations
         self.contexts = list(contexts)
-        self.batch_per_device = batch_per_device
 
     def __len__(self):
         return self.iterations
@@ -88,19 +94,10 @@ class Batches:
             yield self._next_batch()
 
 
-def train_batches(
-    rec,
-    idx,
-    contexts,
-    batch_per_device,
-    settings,
-    dtype="float32",
-    seed=0,
-    *,
-    iterations=None,
-    num_classes=None,
-):
-    """Augmented training batches from rec/idx, sharded over the contexts.
+def train_batches(rec, idx, contexts, **stream):
+    """Augmented training batches from rec/idx, sharded over the contexts. `stream`: the
+    keywords of Stream (batch_per_device and settings, the input pipeline, always; dtype,
+    seed, iterations, num_classes when needed).
 
     An epoch is records // (batch_per_device * len(contexts)) iterations: every iteration is
     a full batch on every device, and the few images left over are different ones each epoch
@@ -108,63 +105,39 @@ def train_batches(
     batch from the next epoch: one iteration more at most.) `iterations` overrides the epoch
     length (benchmarks). `num_classes` is needed only by the synthetic backend, for labels.
     """
-    return _batches(
-        "train",
-        rec,
-        idx,
-        contexts,
-        batch_per_device,
-        settings,
-        dtype,
-        seed,
-        iterations,
-        num_classes,
-    )
+    return _batches(Stream("train", rec, idx, tuple(contexts), **stream))
 
 
-def val_batches(
-    rec,
-    idx,
-    contexts,
-    batch_per_device,
-    settings,
-    dtype="float32",
-    *,
-    iterations=None,
-    num_classes=None,
-):
-    """Validation batches: every record exactly once per epoch over all contexts.
+def val_batches(rec, idx, contexts, **stream):
+    """Validation batches: every record exactly once per epoch over all contexts (`stream`
+    as for train_batches, without a seed: validation is never shuffled or augmented).
 
     Each context reads a fixed shard in file order; the last batch of a shard is padded and
     DeviceBatch.valid says how many of its samples are real (possibly 0).
     """
-    return _batches(
-        "val", rec, idx, contexts, batch_per_device, settings, dtype, 0, iterations, num_classes
-    )
+    if "seed" in stream:
+        raise TypeError("val_batches takes no seed: validation is neither shuffled nor augmented")
+    return _batches(Stream("val", rec, idx, tuple(contexts), **stream))
 
 
-def _batches(
-    kind, rec, idx, contexts, batch_per_device, settings, dtype, seed, iterations, num_classes
-):
-    _check_settings(settings, dtype)
-    contexts = list(contexts)
-    records = count_records(rec, idx)
-    if settings["backend"] == "synthetic":
-        if num_classes is None:
+def _batches(stream):
+    _check_settings(stream.settings, stream.dtype)
+    records = count_records(stream.rec, stream.idx)
+    devices = len(stream.contexts)
+    if stream.settings.backend == "synthetic":
+        if stream.num_classes is None:
             raise ValueError("input.backend synthetic needs num_classes to draw labels")
-        if iterations is None:
+        if stream.iterations is None:
             # Without an explicit length, a synthetic epoch is a training epoch's length.
-            _check_enough_records("train", rec, records, batch_per_device, len(contexts))
-        next_batch = _synthetic_source(
-            contexts, batch_per_device, settings, dtype, seed, num_classes
-        )
-        epoch = records // (batch_per_device * len(contexts))
+            _check_enough_records("train", stream.rec, records, stream.batch_per_device, devices)
+        next_batch = _synthetic_source(stream)
+        epoch = records // (stream.batch_per_device * devices)
     else:
-        _check_enough_records(kind, rec, records, batch_per_device, len(contexts))
-        iterator = _dali_iterator(kind, rec, idx, contexts, batch_per_device, settings, dtype, seed)
-        next_batch = _dali_source(iterator, contexts)
+        _check_enough_records(stream.kind, stream.rec, records, stream.batch_per_device, devices)
+        iterator = _dali_iterator(stream)
+        next_batch = _dali_source(iterator, stream.contexts)
         epoch = len(iterator)
-    return Batches(next_batch, iterations or epoch, contexts, batch_per_device)
+    return Batches(next_batch, stream.iterations or epoch, stream.contexts)
 
 
 def count_records(rec, idx):
@@ -177,23 +150,22 @@ def count_records(rec, idx):
 
 
 def _check_settings(settings, dtype):
-    if settings["backend"] not in BACKENDS:
-        raise ValueError(f"input.backend is {settings['backend']!r}, expected one of {BACKENDS}")
+    if settings.backend not in BACKENDS:
+        raise ValueError(f"input.backend is {settings.backend!r}, expected one of {BACKENDS}")
     if dtype not in DALI_DTYPES:
         raise ValueError(f"dtype is {dtype!r}, expected one of {tuple(DALI_DTYPES)}")
-    if settings["val_resize"] < settings["image_size"]:
+    if settings.val_resize < settings.image_size:
         raise ValueError(
-            f"input.val_resize ({settings['val_resize']}) is smaller than input.image_size "
-            f"({settings['image_size']}): the evaluation crop is cut from the resized image"
+            f"input.val_resize ({settings.val_resize}) is smaller than input.image_size "
+            f"({settings.image_size}): the evaluation crop is cut from the resized image"
         )
     for low, high in (
         ("min_random_area", "max_random_area"),
         ("min_aspect_ratio", "max_aspect_ratio"),
     ):
-        if settings[low] > settings[high]:
-            raise ValueError(
-                f"input.{low} ({settings[low]}) exceeds input.{high} ({settings[high]})"
-            )
+        low_value, high_value = getattr(settings, low), getattr(settings, high)
+        if low_value > high_value:
+            raise ValueError(f"input.{low} ({low_value}) exceeds input.{high} ({high_value})")
 
 
 def _check_enough_records(kind, rec, records, batch_per_device, devices):
@@ -213,24 +185,26 @@ def placement(backend, context):
     return Placement("mixed" if backend == "dali-gpu" else "cpu", "gpu", context.device_id)
 
 
-def dali_pipeline(kind, rec, idx, context, shard_id, num_shards, batch_size, settings, dtype, seed):
-    """The unbuilt DALI pipeline of one context: shard `shard_id` of `num_shards`."""
-    where = placement(settings["backend"], context)
+def dali_pipeline(stream, shard_id):
+    """The unbuilt DALI pipeline of the context `shard_id` of the stream: it reads shard
+    `shard_id` of as many as the stream has contexts."""
+    settings = stream.settings
+    where = placement(settings.backend, stream.contexts[shard_id])
     pipe = Pipeline(
-        batch_size=batch_size,
-        num_threads=settings["dali_threads"],
+        batch_size=stream.batch_per_device,
+        num_threads=settings.dali_threads,
         device_id=where.device_id,
         # Different augmentation per shard; the same per shard for the same seed.
-        seed=seed + shard_id,
+        seed=stream.seed + shard_id,
         prefetch_queue_depth=PREFETCH_DEPTH,
     )
-    training = kind == "train"
+    training = stream.kind == "train"
     with pipe:
         jpegs, labels = fn.readers.mxnet(
-            path=[rec],
-            index_path=[idx],
+            path=[stream.rec],
+            index_path=[stream.idx],
             shard_id=shard_id,
-            num_shards=num_shards,
+            num_shards=len(stream.contexts),
             random_shuffle=training,
             # Validation: each pipeline keeps its shard and pads its last batch by repeating
             # the last sample, so every record is read once per epoch and the iterator can
@@ -240,7 +214,7 @@ def dali_pipeline(kind, rec, idx, context, shard_id, num_shards, batch_size, set
             stick_to_shard=not training,
             name=READER,
         )
-        pipe.set_outputs(*image_graph(kind, jpegs, labels, where, settings, dtype))
+        pipe.set_outputs(*image_graph(stream.kind, jpegs, labels, where, settings, stream.dtype))
     return pipe
 
 
@@ -251,20 +225,20 @@ def image_graph(kind, jpegs, labels, where, settings, dtype):
     random horizontal flip. Validation: decode, resize the shorter side to val_resize,
     center crop image_size. Both normalize with mean/std (0-255 units) into `dtype`.
     """
-    size = settings["image_size"]
+    size = settings.image_size
     if kind == "train":
         images = fn.decoders.image_random_crop(
             jpegs,
             device=where.decoder,
             output_type=types.RGB,
-            random_area=[settings["min_random_area"], settings["max_random_area"]],
-            random_aspect_ratio=[settings["min_aspect_ratio"], settings["max_aspect_ratio"]],
+            random_area=[settings.min_random_area, settings.max_random_area],
+            random_aspect_ratio=[settings.min_aspect_ratio, settings.max_aspect_ratio],
         )
         images = fn.resize(images, resize_x=size, resize_y=size)
         mirror = fn.random.coin_flip(probability=0.5)
     else:
         images = fn.decoders.image(jpegs, device=where.decoder, output_type=types.RGB)
-        images = fn.resize(images, resize_shorter=settings["val_resize"])
+        images = fn.resize(images, resize_shorter=settings.val_resize)
         mirror = 0
     if where.output == "gpu" and images.device == "cpu":
         # Host-decoded images cross to the GPU as uint8, a quarter of the float32 bytes.
@@ -276,23 +250,18 @@ def image_graph(kind, jpegs, labels, where, settings, dtype):
         dtype=DALI_DTYPES[dtype],
         output_layout="CHW",
         crop=(size, size),
-        mean=list(settings["mean"]),
-        std=list(settings["std"]),
+        mean=list(settings.mean),
+        std=list(settings.std),
         mirror=mirror,
     )
     return images, labels
 
 
-def _dali_iterator(kind, rec, idx, contexts, batch_per_device, settings, dtype, seed):
-    pipes = [
-        dali_pipeline(
-            kind, rec, idx, context, shard, len(contexts), batch_per_device, settings, dtype, seed
-        )
-        for shard, context in enumerate(contexts)
-    ]
+def _dali_iterator(stream):
+    pipes = [dali_pipeline(stream, shard) for shard in range(len(stream.contexts))]
     # DROP: training iterations are always full batches; PARTIAL: validation batches carry
     # `pad`, the number of padding samples at their end.
-    policy = LastBatchPolicy.DROP if kind == "train" else LastBatchPolicy.PARTIAL
+    policy = LastBatchPolicy.DROP if stream.kind == "train" else LastBatchPolicy.PARTIAL
     return DALIGenericIterator(
         pipes,
         [("data", DALIGenericIterator.DATA_TAG), ("label", DALIGenericIterator.LABEL_TAG)],
@@ -325,22 +294,24 @@ def _dali_source(iterator, contexts):
     return next_batch
 
 
-def _synthetic_source(contexts, batch_per_device, settings, dtype, seed, num_classes):
+def _synthetic_source(stream):
     """Next-batch function returning the same random batches, made once on each device.
 
-    Drawn with numpy from `seed` and copied to each device once, so the data is
+    Drawn with numpy from the stream's seed and copied to each device once, so the data is
     reproducible without touching MXNet's global random state.
     """
-    rng = np.random.default_rng(seed)
-    shape = (batch_per_device, 3, settings["image_size"], settings["image_size"])
+    rng = np.random.default_rng(stream.seed)
+    batch, size = stream.batch_per_device, stream.settings.image_size
     batches = [
         DeviceBatch(
-            mx.nd.array(rng.standard_normal(shape, dtype=np.float32), ctx=context, dtype=dtype),
             mx.nd.array(
-                rng.integers(0, num_classes, batch_per_device), ctx=context, dtype="float32"
+                rng.standard_normal((batch, 3, size, size), dtype=np.float32),
+                ctx=context,
+                dtype=stream.dtype,
             ),
-            batch_per_device,
+            mx.nd.array(rng.integers(0, stream.num_classes, batch), ctx=context, dtype="float32"),
+            batch,
         )
-        for context in contexts
+        for context in stream.contexts
     ]
     return lambda: list(batches)

@@ -11,20 +11,23 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
-DTYPES = ("float32", "float16")
+from resnet_recipe.settings import DTYPES
+
 # multi_all_finite reads at most 200 arrays per call (MultiAllFiniteKernelParam::N).
 FINITE_CHECK_CHUNK = 200
 
 
-def require_dtype_supported(dtype, contexts):
-    """Stop at once, with the reason, when `dtype` cannot train on `contexts`."""
+def require_dtype_supported(dtype, contexts, what=None):
+    """Stop at once, with the reason, when `dtype` cannot run on `contexts`; `what` (the
+    job: a benchmark point, a scoring) starts the message when given."""
+    job = f"{what}: " if what else ""
     if dtype not in DTYPES:
-        raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
+        raise ValueError(f"{job}dtype must be one of {DTYPES}, not {dtype!r}")
     cpus = [str(ctx) for ctx in contexts if ctx.device_type == "cpu"]
     if dtype == "float16" and cpus:
         raise ValueError(
-            f"float16 training needs GPUs, but the run uses {', '.join(cpus)}: MXNet 1.9.1 has "
-            "no float16 matrix multiply on the CPU (its convolutions fail with 'FP16 gemm on "
+            f"{job}float16 training needs GPUs, but the run uses {', '.join(cpus)}: MXNet 1.9.1 "
+            "has no float16 matrix multiply on the CPU (its convolutions fail with 'FP16 gemm on "
             "cpu not implemented'). Train on the CPU with dtype float32, or give the run gpus."
         )
 

@@ -14,27 +14,18 @@ global batch (and by the loss scale).
 """
 
 import math
+from dataclasses import dataclass
 
 import mxnet as mx
 from mxnet import gluon
 
-from resnet_recipe.precision import DTYPES, gradients_are_finite
+from resnet_recipe.precision import gradients_are_finite
+from resnet_recipe.settings import DTYPES
 
 SCHEDULES = ("step", "cosine")
 IMAGES_PER_LR = 256
 # Gluon names BatchNorm's parameters <block>gamma / <block>beta and dense biases <block>bias.
 NO_WD_SUFFIXES = ("_gamma", "_beta", "_bias")
-SETTINGS = (
-    "epochs",
-    "lr_per_256",
-    "warmup_epochs",
-    "lr_schedule",
-    "lr_steps",
-    "lr_factor",
-    "momentum",
-    "weight_decay",
-    "no_wd_on_bn_and_bias",
-)
 
 
 def scaled_learning_rate(lr_per_256, global_batch):
@@ -46,26 +37,61 @@ def warmup_iterations(warmup_epochs, iterations_per_epoch):
     return int(round(warmup_epochs * iterations_per_epoch))
 
 
-def learning_rate(
-    iteration, iterations_per_epoch, base_lr, warmup_epochs, schedule, steps, factor, epochs
-):
-    """Learning rate of the 0-based global `iteration` (epoch * iterations_per_epoch + batch).
+@dataclass(frozen=True)
+class LearningRate:
+    """One run's learning rate schedule over its global iterations."""
+
+    base_lr: float  # the peak rate: lr_per_256 scaled to the global batch
+    iterations_per_epoch: int
+    warmup_epochs: float
+    kind: str  # one of SCHEDULES
+    steps: tuple  # epochs after which a step schedule multiplies the rate by `factor`
+    factor: float
+    epochs: int
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {self.kind!r}")
+        if self.iterations_per_epoch < 1:
+            raise ValueError(
+                f"iterations per epoch must be at least 1, not {self.iterations_per_epoch}"
+            )
+        if list(self.steps) != sorted(set(self.steps)):
+            raise ValueError(f"training.lr_steps must be increasing epochs, not {self.steps!r}")
+
+    @classmethod
+    def of_run(cls, run, global_batch, iterations_per_epoch):
+        """The schedule of a settings.TrainingRun at `global_batch` images per iteration."""
+        return cls(
+            base_lr=scaled_learning_rate(run.lr_per_256, global_batch),
+            iterations_per_epoch=iterations_per_epoch,
+            warmup_epochs=run.warmup_epochs,
+            kind=run.lr_schedule,
+            steps=tuple(run.lr_steps),
+            factor=run.lr_factor,
+            epochs=run.epochs,
+        )
+
+
+def learning_rate(iteration, schedule):
+    """Learning rate of the 0-based global `iteration` (epoch * iterations_per_epoch + batch)
+    under `schedule` (a LearningRate).
 
     step: base_lr * factor ** (epochs in `steps` already finished); cosine: from base_lr at
     the end of warmup down to 0 at the last iteration of `epochs`.
     """
     update = iteration + 1  # what MXNet's optimizer counts when it makes this update
-    warmup = warmup_iterations(warmup_epochs, iterations_per_epoch)
+    per_epoch = schedule.iterations_per_epoch
+    warmup = warmup_iterations(schedule.warmup_epochs, per_epoch)
     if update < warmup:
-        return base_lr * update / warmup
-    if schedule == "step":
-        return base_lr * factor ** sum(update > step * iterations_per_epoch for step in steps)
-    if schedule == "cosine":
-        total = epochs * iterations_per_epoch
-        if update >= total:
-            return 0.0
-        return base_lr * (1 + math.cos(math.pi * (update - warmup) / (total - warmup))) / 2
-    raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
+        return schedule.base_lr * update / warmup
+    if schedule.kind == "step":
+        steps_done = sum(update > step * per_epoch for step in schedule.steps)
+        return schedule.base_lr * schedule.factor**steps_done
+    total = schedule.epochs * per_epoch
+    if update >= total:
+        return 0.0
+    return schedule.base_lr * (1 + math.cos(math.pi * (update - warmup) / (total - warmup))) / 2
 
 
 class IterationSchedule(mx.lr_scheduler.LRScheduler):
@@ -77,22 +103,9 @@ class IterationSchedule(mx.lr_scheduler.LRScheduler):
     Trainer.save_states/load_states carry it.
     """
 
-    def __init__(
-        self, iterations_per_epoch, base_lr, warmup_epochs, schedule, steps, factor, epochs
-    ):
-        super().__init__(base_lr=base_lr)
-        if schedule not in SCHEDULES:
-            raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {schedule!r}")
-        if iterations_per_epoch < 1:
-            raise ValueError(f"iterations per epoch must be at least 1, not {iterations_per_epoch}")
-        if list(steps) != sorted(set(steps)):
-            raise ValueError(f"training.lr_steps must be increasing epochs, not {steps!r}")
-        self.iterations_per_epoch = iterations_per_epoch
-        self.warmup_epochs = warmup_epochs
+    def __init__(self, schedule):
+        super().__init__(base_lr=schedule.base_lr)
         self.schedule = schedule
-        self.steps = list(steps)
-        self.factor = factor
-        self.epochs = epochs
         self.iteration = None
         # (update count, iteration) of the newest update; later calls with the same count
         # are other devices' updaters or someone reading trainer.learning_rate.
@@ -111,29 +124,7 @@ class IterationSchedule(mx.lr_scheduler.LRScheduler):
                     "each update"
                 )
             self._last_update = (num_update, self.iteration)
-        return learning_rate(
-            self.iteration,
-            self.iterations_per_epoch,
-            self.base_lr,
-            self.warmup_epochs,
-            self.schedule,
-            self.steps,
-            self.factor,
-            self.epochs,
-        )
-
-
-def make_schedule(settings, global_batch, iterations_per_epoch):
-    """The IterationSchedule of one run's settings (the training.* keys of the config)."""
-    return IterationSchedule(
-        iterations_per_epoch,
-        scaled_learning_rate(settings["lr_per_256"], global_batch),
-        settings["warmup_epochs"],
-        settings["lr_schedule"],
-        settings["lr_steps"],
-        settings["lr_factor"],
-        settings["epochs"],
-    )
+        return learning_rate(self.iteration, self.schedule)
 
 
 def set_iteration(trainer, iteration):
@@ -152,25 +143,23 @@ def exempt_from_weight_decay(params):
     return names
 
 
-def make_trainer(params, settings, global_batch, iterations_per_epoch, dtype, kvstore="device"):
-    """A Gluon Trainer running the recipe's SGD over `params` (net.collect_params()).
+def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore="device"):
+    """A Gluon Trainer running the recipe's SGD over `params` (net.collect_params()) with
+    the settings of `run` (a settings.TrainingRun).
 
-    `settings` holds the training.* keys named in SETTINGS. Gradients are summed over the
-    devices by `kvstore` and applied by update_parameters(), which divides them by the
-    global batch; float16 gets float32 master weights and momentum.
+    Gradients are summed over the devices by `kvstore` and applied by update_parameters(),
+    which divides them by the global batch; float16 gets float32 master weights and
+    momentum.
     """
-    missing = [key for key in SETTINGS if key not in settings]
-    if missing:
-        raise KeyError(f"training settings lack {missing}")
     if dtype not in DTYPES:
         raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
-    if settings["no_wd_on_bn_and_bias"]:
+    if run.no_wd_on_bn_and_bias:
         exempt_from_weight_decay(params)
-    schedule = make_schedule(settings, global_batch, iterations_per_epoch)
+    schedule = IterationSchedule(LearningRate.of_run(run, global_batch, iterations_per_epoch))
     optimizer = mx.optimizer.SGD(
         learning_rate=schedule.base_lr,
-        momentum=settings["momentum"],
-        wd=settings["weight_decay"],
+        momentum=run.momentum,
+        wd=run.weight_decay,
         multi_precision=dtype == "float16",
         lr_scheduler=schedule,
     )

@@ -17,38 +17,22 @@ import time
 import mxnet as mx
 from mxnet import autograd
 
-from resnet_recipe import checkpoints, devices, network, pipelines, precision, recipe
+from resnet_recipe import (
+    checkpoints,
+    devices,
+    evaluation,
+    network,
+    pipelines,
+    precision,
+    recipe,
+    results,
+)
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
+from resnet_recipe.settings import PRESENTATION_SETTINGS
 
 log = logging.getLogger(__name__)
-
-# The original recipe (NVIDIA's ResNet50 v1.5 for MXNet on a DGX-1). The workflow's config
-# schema carries the same values as its defaults; a test keeps the two equal.
-DEFAULT_SETTINGS = {
-    "gpus": 8,
-    "batch_per_device": 208,
-    "dtype": "float16",
-    "epochs": 90,
-    "lr_per_256": 0.1,
-    "warmup_epochs": 5,
-    "lr_schedule": "step",
-    "lr_steps": [30, 60, 80],
-    "lr_factor": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 0.0001,
-    "no_wd_on_bn_and_bias": False,
-    "label_smoothing": 0.0,
-    "loss_scale": "dynamic",
-    "seed": 1,
-    "log_interval": 50,
-    "cpu_contexts": 1,
-}
-# Settings that change how a run is watched, not what it computes: a change of these
-# still resumes from the run's checkpoints.
-PRESENTATION_SETTINGS = ("log_interval",)
-TOP_K = 5
 
 
 def train(
@@ -68,49 +52,63 @@ def train(
 ):
     """Train one run and write its model, metrics.jsonl and report.json into out_dir.
 
-    settings: the run's training settings (DEFAULT_SETTINGS keys; missing ones take the
-    original recipe's value); network_settings: depth, version, zero_init_last_gamma;
-    pipeline_settings: the input pipelines' settings (pipelines.py). Resumes from the
-    newest complete epoch under state_root that was made with the same settings and data.
+    settings: the run (settings.TrainingRun); network_settings: settings.Network;
+    pipeline_settings: settings.InputPipeline. Resumes from the newest complete epoch under
+    state_root that was made with the same settings and data.
     """
-    settings = {**DEFAULT_SETTINGS, **settings}
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}; known: {sorted(DEFAULT_SETTINGS)}")
     classes = len(read_classes(classes_tsv))
     digest = checkpoints.settings_digest(
-        {k: v for k, v in settings.items() if k not in PRESENTATION_SETTINGS},
-        network_settings,
-        pipeline_settings,
+        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
+        network_settings.to_config(),
+        pipeline_settings.to_config(),
         record_identity(train_idx),
         record_identity(val_idx),
         classes,
     )
     state_dir = checkpoints.run_state_dir(state_root, digest)
     train_records = pipelines.count_records(train_rec, train_idx)
-    with devices.acquire_gpus(settings["gpus"], lock_dir):
-        contexts = devices.contexts(settings["gpus"], settings["cpu_contexts"])
-        precision.require_dtype_supported(settings["dtype"], contexts)
+    with devices.acquire_gpus(settings.gpus, lock_dir):
+        contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
+        precision.require_dtype_supported(settings.dtype, contexts)
         log.info(
             "run %s: %d classes, %d training images, contexts %s, settings %s, network %s",
-            run,
-            classes,
-            train_records,
-            contexts,
-            json.dumps(settings, sort_keys=True),
-            json.dumps(network_settings, sort_keys=True),
+            *(run, classes, train_records, contexts),
+            json.dumps(settings.to_config(), sort_keys=True),
+            json.dumps(network_settings.to_config(), sort_keys=True),
         )
         loop = TrainingLoop(contexts, classes, train_records, settings, network_settings)
         loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, contexts))
-        if loop.epoch < settings["epochs"]:
+        if loop.epoch < settings.epochs:
             train_data, val_data = open_data(
-                loop, train_rec, train_idx, val_rec, val_idx, pipeline_settings
+                settings,
+                pipeline_settings,
+                contexts,
+                classes=classes,
+                first_epoch=loop.epoch,
+                train=(train_rec, train_idx),
+                val=(val_rec, val_idx),
             )
-        while loop.epoch < settings["epochs"]:
+        while loop.epoch < settings.epochs:
             loop.run_epoch(train_data, val_data)
             checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
         write_outputs(loop, out_dir, run, network_settings, pipeline_settings)
     return out_dir
+
+
+def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val):
+    """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
+    pairs `train` and `val`. The training order is seeded by the run's seed and the epoch
+    it starts after, so a restarted run draws a fresh, reproducible order."""
+    common = dict(
+        batch_per_device=run.batch_per_device,
+        settings=pipeline_settings,
+        dtype=run.dtype,
+        num_classes=classes,
+    )
+    train_data = pipelines.train_batches(
+        *train, contexts, seed=run.seed * 1000 + first_epoch, **common
+    )
+    return train_data, pipelines.val_batches(*val, contexts, **common)
 
 
 def record_identity(idx_path):
@@ -119,57 +117,32 @@ def record_identity(idx_path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def open_data(loop, train_rec, train_idx, val_rec, val_idx, pipeline_settings):
-    """Training and validation batches. The training order is seeded by the run's seed and
-    the epoch it starts at, so a restarted run draws a fresh, reproducible order."""
-    settings = loop.settings
-    train_data = pipelines.train_batches(
-        train_rec,
-        train_idx,
-        loop.contexts,
-        settings["batch_per_device"],
-        pipeline_settings,
-        loop.dtype,
-        seed=settings["seed"] * 1000 + loop.epoch,
-        num_classes=loop.classes,
-    )
-    val_data = pipelines.val_batches(
-        val_rec,
-        val_idx,
-        loop.contexts,
-        settings["batch_per_device"],
-        pipeline_settings,
-        loop.dtype,
-        num_classes=loop.classes,
-    )
-    return train_data, val_data
-
-
 class TrainingLoop:
-    """Network, trainer, loss scaler and metrics of one run, advanced an epoch at a time."""
+    """Network, trainer, loss scaler and metrics of one run (settings: a
+    settings.TrainingRun), advanced an epoch at a time."""
 
     def __init__(self, contexts, classes, train_records, settings, network_settings):
         self.contexts = contexts
         self.classes = classes
         self.settings = settings
-        self.dtype = settings["dtype"]
-        self.global_batch = settings["batch_per_device"] * len(contexts)
+        self.dtype = settings.dtype
+        self.global_batch = settings.batch_per_device * len(contexts)
         self.iterations_per_epoch = train_records // self.global_batch
         if self.iterations_per_epoch < 1:
             raise ValueError(
                 f"{train_records} training images are fewer than one global batch of "
-                f"{self.global_batch} ({settings['batch_per_device']} per device x "
+                f"{self.global_batch} ({settings.batch_per_device} per device x "
                 f"{len(contexts)} devices)"
             )
         self.epoch = 0
         self.history = []  # one metrics dict per finished epoch
         self.elapsed = 0.0  # seconds spent training this run, over every attempt
 
-        mx.random.seed(settings["seed"])
+        mx.random.seed(settings.seed)
         self.net = network.build(network_settings, classes, contexts, self.dtype)
-        self.loss = recipe.CrossEntropy(classes, settings["label_smoothing"])
+        self.loss = recipe.CrossEntropy(classes, settings.label_smoothing)
         self.loss.hybridize(static_alloc=True, static_shape=True)
-        self.loss_scaler = precision.make_loss_scaler(settings["loss_scale"], self.dtype)
+        self.loss_scaler = precision.make_loss_scaler(settings.loss_scale, self.dtype)
         self.trainer = recipe.make_trainer(
             self.net.collect_params(),
             settings,
@@ -201,7 +174,7 @@ class TrainingLoop:
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
-        val_metrics = evaluate(self.net, val_data, self.classes)
+        val_metrics = evaluation.evaluate(self.net, val_data, self.classes)
         epoch_seconds = time.monotonic() - started
         self.elapsed += epoch_seconds
         metrics = {
@@ -216,7 +189,7 @@ class TrainingLoop:
             "epoch %d/%d done: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f top-5 "
             "%.4f | %.1f img/s | %s this epoch, %s in all",
             self.epoch,
-            self.settings["epochs"],
+            self.settings.epochs,
             metrics["train_loss"],
             metrics["train_top1"],
             metrics["val_loss"],
@@ -233,10 +206,11 @@ class TrainingLoop:
         loss_sum = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         correct = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
-        interval = self.settings["log_interval"]
+        interval = self.settings.log_interval
         started = last_log = time.monotonic()
         last_logged_batch = 0
         lr = None
+        skipped_before = self.loss_scaler.skipped_steps
         for batch_index, device_batches in enumerate(train_data, 1):
             outputs, losses = self.step(device_batches, first_iteration + batch_index - 1)
             lr = self.trainer.learning_rate
@@ -244,7 +218,7 @@ class TrainingLoop:
                 zip(outputs, losses, device_batches, strict=True)
             ):
                 loss_sum[i] += loss.sum()
-                correct[i] += top_k_hits(output, batch.label, 1)
+                correct[i] += evaluation.top_k_hits(output, batch.label, 1)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
                 images = batch_index * self.global_batch
@@ -259,6 +233,8 @@ class TrainingLoop:
             "train_top1": sum(value.asscalar() for value in correct) / images,
             "lr": lr,
             "loss_scale": self.loss_scaler.scale,
+            # Updates a dynamic loss scaler skipped for overflow (float16) this epoch.
+            "skipped_steps": self.loss_scaler.skipped_steps - skipped_before,
         }
 
     def step(self, device_batches, iteration):
@@ -280,12 +256,12 @@ class TrainingLoop:
     def log_progress(self, batch_index, rate, loss, lr, seconds):
         per_batch = seconds / batch_index
         left_in_epoch = (self.iterations_per_epoch - batch_index) * per_batch
-        epochs_after = self.settings["epochs"] - self.epoch
+        epochs_after = self.settings.epochs - self.epoch
         left_in_run = left_in_epoch + epochs_after * self.iterations_per_epoch * per_batch
         log.info(
             "epoch %d/%d batch %d/%d | %.1f img/s | loss %.4f | lr %.5g | ETA epoch %s, run %s",
             self.epoch,
-            self.settings["epochs"],
+            self.settings.epochs,
             batch_index,
             self.iterations_per_epoch,
             rate,
@@ -296,70 +272,33 @@ class TrainingLoop:
         )
 
 
-def top_k_hits(output, label, k):
-    """Number of samples whose label is among the k highest outputs, as a 1-element
-    NDArray on the output's device."""
-    label = label.reshape((-1,)).astype("float32")
-    if k == 1:
-        return (output.argmax(axis=1).astype("float32") == label).sum()
-    top = output.topk(axis=1, k=k).astype("float32")
-    return (top == label.expand_dims(axis=1)).sum()
-
-
-def evaluate(net, val_data, classes):
-    """Loss, top-1 and top-k accuracy over exactly the validation images: the padding
-    that fills the last batch of each device is cut off before anything is counted."""
-    k = min(TOP_K, classes)
-    loss_fn = recipe.CrossEntropy(classes)
-    contexts = val_data.contexts
-    totals = {name: [mx.nd.zeros(1, ctx=ctx) for ctx in contexts] for name in ("loss", "1", "k")}
-    images = 0
-    for device_batches in val_data:
-        for i, batch in enumerate(device_batches):
-            if batch.valid == 0:
-                continue
-            output = net(batch.data)
-            label = batch.label
-            if batch.valid < output.shape[0]:
-                output, label = output[: batch.valid], label[: batch.valid]
-            totals["loss"][i] += loss_fn(output, label).sum()
-            totals["1"][i] += top_k_hits(output, label, 1)
-            totals["k"][i] += top_k_hits(output, label, k)
-            images += batch.valid
-    values = {name: sum(v.asscalar() for v in arrays) / images for name, arrays in totals.items()}
-    return {"loss": values["loss"], "top1": values["1"], f"top{TOP_K}": values["k"]}
-
-
 def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
     """The run's declared outputs, all appearing at once: the model in MXNet's checkpoint
     format (float32 weights), metrics.jsonl (one line per epoch) and report.json."""
     final = loop.history[-1]
     report = {
         "run": run,
-        "gpus": loop.settings["gpus"],
+        "gpus": loop.settings.gpus,
         "devices": [str(ctx) for ctx in loop.contexts],
         "dtype": loop.dtype,
-        "batch_per_device": loop.settings["batch_per_device"],
+        "batch_per_device": loop.settings.batch_per_device,
         "global_batch": loop.global_batch,
         "epochs": loop.epoch,
         "classes": loop.classes,
         "val_top1": final["val_top1"],
-        "val_top5": final[f"val_top{TOP_K}"],
+        "val_top5": final[f"val_top{evaluation.TOP_K}"],
         "train_seconds": loop.elapsed,
         "images_per_s": sum(m["images_per_s"] for m in loop.history) / len(loop.history),
-        "settings": loop.settings,
-        "network": network_settings,
-        "pipeline": pipeline_settings,
+        "settings": loop.settings.to_config(),
+        "network": network_settings.to_config(),
+        "pipeline": pipeline_settings.to_config(),
         "machine": devices.describe_machine(),
     }
     with atomic_directory(out_dir) as folder:
         network.export_checkpoint(loop.net, os.path.join(folder, "model"), loop.epoch, loop.trainer)
-        with open(os.path.join(folder, "metrics.jsonl"), "w") as handle:
-            for metrics in loop.history:
-                handle.write(json.dumps(metrics, sort_keys=True) + "\n")
-        with open(os.path.join(folder, "report.json"), "w") as handle:
-            json.dump(report, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
+        made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
+        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
         "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
         run,

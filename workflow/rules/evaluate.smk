@@ -1,4 +1,5 @@
 # Scoring of trained runs and throughput benchmarks, one cached job per point.
+from resnet_recipe.settings import BENCH_POINT_SETTINGS, PRESENTATION_SETTINGS
 
 
 rule score:
@@ -19,8 +20,9 @@ rule score:
         gpu=get_score_gpus,
     params:
         score=config["score"],
-        pipeline=config["input"],
+        pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -43,9 +45,16 @@ rule bench_train:
         gpu=lambda wildcards: int(wildcards.gpus),
     params:
         bench={k: v for k, v in config["benchmark"]["train"].items() if k != "points"},
+        # The loop runs training.defaults but what the point sets and what only logs.
+        training={
+            k: v
+            for k, v in config["training"]["defaults"].items()
+            if k not in BENCH_POINT_SETTINGS + PRESENTATION_SETTINGS
+        },
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_train.py"),
     script:
         "../scripts/bench_train.py"
 
@@ -73,6 +82,7 @@ rule bench_infer:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_infer.py"),
     script:
         "../scripts/bench_infer.py"
 
@@ -88,5 +98,7 @@ rule bench_summary:
         "logs/bench_summary.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("bench_summary.py"),
     script:
         "../scripts/bench_summary.py"

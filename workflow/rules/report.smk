@@ -5,6 +5,27 @@
 report: "../report/workflow.rst"
 
 
+# The report's files, one row each: output name (a field of
+# resnet_recipe.report.ReportOutputs) | file in results/report/ | its caption in
+# workflow/report/ | category | subcategory in the HTML report (empty: none).
+REPORT_FILES = """
+markdown                 | report.md                | summary.rst                    | Summary             |
+accuracy_csv             | accuracy.csv             | accuracy.rst                   | Accuracy            | Table
+training_csv             | training_throughput.csv  | training_throughput.rst        | Training throughput | Table
+inference_csv            | inference_throughput.csv | inference_throughput.rst       | Inference           | Table
+training_loss_png        | training_loss.png        | training_loss.rst              | Accuracy            | Per-epoch curves
+training_top1_png        | training_top1.png        | training_top1.rst              | Accuracy            | Per-epoch curves
+validation_top1_png      | validation_top1.png      | validation_top1.rst            | Accuracy            | Per-epoch curves
+training_scaling_png     | training_scaling.png     | training_scaling.rst           | Training throughput | Graph
+inference_throughput_png | inference_throughput.png | inference_throughput_graph.rst | Inference           | Graphs
+inference_latency_png    | inference_latency.png    | inference_latency.rst          | Inference           | Graphs
+"""
+REPORT_ROWS = [
+    [cell.strip() for cell in row.split("|")]
+    for row in REPORT_FILES.strip().splitlines()
+]
+
+
 rule report:
     input:
         runs=expand("results/train/{run}", run=TRAIN_RUNS),
@@ -15,68 +36,20 @@ rule report:
         reference_training="resources/reference/training_throughput.csv",
         reference_inference="resources/reference/inference_throughput.csv",
     output:
-        markdown=report(
-            "results/report/report.md",
-            caption="../report/summary.rst",
-            category="Summary",
-        ),
-        accuracy_csv=report(
-            "results/report/accuracy.csv",
-            caption="../report/accuracy.rst",
-            category="Accuracy",
-            subcategory="Table",
-        ),
-        training_csv=report(
-            "results/report/training_throughput.csv",
-            caption="../report/training_throughput.rst",
-            category="Training throughput",
-            subcategory="Table",
-        ),
-        inference_csv=report(
-            "results/report/inference_throughput.csv",
-            caption="../report/inference_throughput.rst",
-            category="Inference",
-            subcategory="Table",
-        ),
-        training_loss_png=report(
-            "results/report/training_loss.png",
-            caption="../report/training_loss.rst",
-            category="Accuracy",
-            subcategory="Per-epoch curves",
-        ),
-        training_top1_png=report(
-            "results/report/training_top1.png",
-            caption="../report/training_top1.rst",
-            category="Accuracy",
-            subcategory="Per-epoch curves",
-        ),
-        validation_top1_png=report(
-            "results/report/validation_top1.png",
-            caption="../report/validation_top1.rst",
-            category="Accuracy",
-            subcategory="Per-epoch curves",
-        ),
-        training_scaling_png=report(
-            "results/report/training_scaling.png",
-            caption="../report/training_scaling.rst",
-            category="Training throughput",
-            subcategory="Graph",
-        ),
-        inference_throughput_png=report(
-            "results/report/inference_throughput.png",
-            caption="../report/inference_throughput_graph.rst",
-            category="Inference",
-            subcategory="Graphs",
-        ),
-        inference_latency_png=report(
-            "results/report/inference_latency.png",
-            caption="../report/inference_latency.rst",
-            category="Inference",
-            subcategory="Graphs",
-        ),
+        **{
+            name: report(
+                f"results/report/{file}",
+                caption=f"../report/{caption}",
+                category=category,
+                subcategory=subcategory or None,
+            )
+            for name, file, caption, category, subcategory in REPORT_ROWS
+        },
     log:
         "logs/report.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("report.py"),
     script:
         "../scripts/report.py"

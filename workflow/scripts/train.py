@@ -1,8 +1,15 @@
 """Stage entry point of the train rule: one run of the training matrix."""
 
 from resnet_recipe.progress import run_logged
+from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
+run = snakemake.wildcards.run
+# log_interval and dali_threads change the log and the speed, not the model: they come from
+# the config, not from params, so that changing them reruns nothing (common.smk).
+training = snakemake.config["training"]
+log_interval = {**training["defaults"], **training["runs"][run]}["log_interval"]
+pipeline = {**snakemake.params.pipeline, "dali_threads": snakemake.config["input"]["dali_threads"]}
 run_logged(
     snakemake.log[0],
     train,
@@ -12,10 +19,12 @@ run_logged(
     val_idx=snakemake.input.val_idx,
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
-    state_root=snakemake.params.state_dir,
-    settings=snakemake.params.settings,
-    network_settings=snakemake.params.network,
-    pipeline_settings=snakemake.params.pipeline,
+    state_root=snakemake.params.state_root,
+    settings=TrainingRun.from_config(
+        {**snakemake.params.settings, "log_interval": log_interval}, f"training.runs.{run}"
+    ),
+    network_settings=Network.from_config(snakemake.params.network, "network"),
+    pipeline_settings=InputPipeline.from_config(pipeline, "input"),
     lock_dir=snakemake.params.lock_dir,
-    run=snakemake.wildcards.run,
+    run=run,
 )

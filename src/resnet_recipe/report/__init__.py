@@ -1,0 +1,20 @@
+"""The aggregated report: accuracy, training-throughput and inference tables (CSV and
+Markdown) and graphs (PNG) from the result files of training, scoring and benchmarks,
+beside the published reference numbers of the original recipe on a DGX-1.
+
+Every section builds from whatever subset of results it is given and says in words what is
+missing, so a matrix with one run, only benchmarks or no FP32 still gives a full report.
+
+    build.py       build_report, the entry point: read, tables, graphs, report.md
+    inputs.py      every file the report reads (results through their contracts, reference CSVs)
+    experiment.py  the reference's experiment, and which measured points are that experiment
+    tables.py      the tables and their columns
+    notes.py       sentences on what each table lacks
+    markdown.py    report.md
+    plots.py       the graphs
+"""
+
+from resnet_recipe.report.build import ReportOutputs, build_report
+from resnet_recipe.report.inputs import reference_files
+
+__all__ = ["ReportOutputs", "build_report", "reference_files"]

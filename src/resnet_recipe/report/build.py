@@ -1,0 +1,93 @@
+"""build_report: read every result, write the tables (CSV), the graphs (PNG) and report.md."""
+
+import logging
+import os
+from dataclasses import dataclass, fields
+
+from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.report.inputs import read_bench, read_references, read_runs, read_scores
+from resnet_recipe.report.markdown import report_markdown
+from resnet_recipe.report.notes import table_notes
+from resnet_recipe.report.plots import plot_graphs
+from resnet_recipe.report.tables import (
+    accuracy_table,
+    epoch_metrics,
+    inference_table,
+    training_throughput_table,
+    write_csv,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportOutputs:
+    """Where the report's files go; field names are the report rule's output names."""
+
+    markdown: str
+    accuracy_csv: str
+    training_csv: str
+    inference_csv: str
+    training_loss_png: str
+    training_top1_png: str
+    validation_top1_png: str
+    training_scaling_png: str
+    inference_throughput_png: str
+    inference_latency_png: str
+
+    @classmethod
+    def in_folder(cls, folder):
+        names = {
+            "markdown": "report.md",
+            "accuracy_csv": "accuracy.csv",
+            "training_csv": "training_throughput.csv",
+            "inference_csv": "inference_throughput.csv",
+        }
+        return cls(
+            **{
+                field.name: os.path.join(folder, names.get(field.name, field.name[:-4] + ".png"))
+                for field in fields(cls)
+            }
+        )
+
+
+def build_report(
+    run_dirs,
+    score_files,
+    bench_train_files,
+    bench_infer_files,
+    reference_accuracy,
+    reference_training,
+    reference_inference,
+    outputs,
+):
+    """Read every given result file and the reference CSVs, write the tables, graphs and
+    report.md to `outputs` (a ReportOutputs). Any of the result lists may be empty."""
+    runs = read_runs(run_dirs)
+    scores = read_scores(score_files)
+    bench_train = read_bench(bench_train_files, "train")
+    bench_infer = read_bench(bench_infer_files, "infer")
+    reference = read_references(reference_accuracy, reference_training, reference_inference)
+    log.info(
+        "report from %d runs, %d scores, %d training and %d inference benchmark points",
+        len(runs),
+        len(scores),
+        len(bench_train),
+        len(bench_infer),
+    )
+    tables = {
+        "accuracy": accuracy_table(runs, scores, reference["accuracy"]),
+        "training": training_throughput_table(bench_train, reference["training"]),
+        "inference": inference_table(bench_infer, reference["inference"]),
+    }
+    write_csv(outputs.accuracy_csv, tables["accuracy"])
+    write_csv(outputs.training_csv, tables["training"])
+    write_csv(outputs.inference_csv, tables["inference"])
+    graph_notes = plot_graphs(epoch_metrics(runs), tables, reference, outputs)
+    machines = [result["machine"] for result in bench_train["result"]]
+    machines += [result["machine"] for result in bench_infer["result"]]
+    notes = table_notes(runs, scores, tables)
+    markdown = report_markdown(tables, notes, reference, machines, graph_notes, outputs)
+    with atomic_open(outputs.markdown) as handle:
+        handle.write(markdown)
+    log.info("wrote %s and the tables and graphs beside it", outputs.markdown)

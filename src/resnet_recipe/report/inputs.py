@@ -1,0 +1,136 @@
+"""Every file the report reads, read once and checked here: the result files of training,
+scoring and the benchmarks (through their contracts in resnet_recipe.results) and the
+reference CSVs of the published numbers.
+
+The other modules of the report take what this one returns and never open a file."""
+
+import os
+
+import pandas as pd
+
+from resnet_recipe import results
+from resnet_recipe.report.experiment import REFERENCE_SETUP, REFERENCE_TASK
+
+# The latency statistics (keys of an inference point's latency_ms) that the inference table
+# shows: every one but the slowest batch.
+LATENCY_STATISTICS = tuple(key for key in results.LATENCY_KEYS if key != "max")
+# A benchmark point's fields that its table row takes as they are, by kind.
+BENCH_COLUMNS = {
+    "train": ("dtype", "gpus", "batch_per_device", "global_batch"),
+    "infer": ("dtype", "gpus", "batch_size"),
+}
+
+# Reference table: (file name, columns it must have, the experiment it measured, added to
+# it as constant columns: inference ran on one V100).
+REFERENCES = {
+    "reference_accuracy": (
+        "accuracy.csv",
+        ("gpus", "dtype", "top1", "training_time_h"),
+        {**REFERENCE_SETUP, **REFERENCE_TASK},
+    ),
+    "reference_training": (
+        "training_throughput.csv",
+        ("gpus", "dtype", "batch_size", "img_per_s"),
+        REFERENCE_SETUP,
+    ),
+    "reference_inference": (
+        "inference_throughput.csv",
+        ("dtype", "batch_size", "img_per_s"),
+        {"gpus": 1, **REFERENCE_SETUP},
+    ),
+}
+
+
+def reference_files(folder):
+    """The three reference CSV paths in a folder, as keyword arguments of build_report."""
+    return {key: os.path.join(folder, name) for key, (name, _, _) in REFERENCES.items()}
+
+
+def read_runs(run_dirs):
+    """Training run folders (see read_run), one per run name."""
+    runs = [read_run(path) for path in run_dirs]
+    _check_unique("training run", [(run["report"]["run"],) for run in runs], run_dirs)
+    return runs
+
+
+def read_scores(paths):
+    """Score results, one per run name."""
+    scores = [results.read(path, results.SCORE) for path in paths]
+    _check_unique("score", [(score["run"],) for score in scores], paths)
+    return scores
+
+
+def read_references(accuracy, training, inference):
+    """The three reference tables by section name, from their CSV paths; the training
+    table's batch_size is the batch per GPU, named as in the training table."""
+    return {
+        "accuracy": read_reference(accuracy, "reference_accuracy"),
+        "training": read_reference(training, "reference_training").rename(
+            columns={"batch_size": "batch_per_device"}
+        ),
+        "inference": read_reference(inference, "reference_inference"),
+    }
+
+
+def network_name(network):
+    """'ResNet-50 v1.5' from a result's network settings {depth, version}."""
+    return f"ResNet-{network['depth']} v{network['version']}"
+
+
+def read_run(run_dir):
+    """A training run folder: its report.json, the per-epoch lines of metrics.jsonl and its
+    setup (network name, image size)."""
+    report = results.read(os.path.join(run_dir, "report.json"), results.RUN_REPORT)
+    epochs = results.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    setup = {"network": network_name(report["network"])}
+    setup["image_size"] = report["pipeline"]["image_size"]
+    return {"report": report, "epochs": epochs, "setup": setup}
+
+
+def read_bench(paths, kind):
+    """Benchmark points of `kind` ("train" or "infer") as a table, one row per file: the
+    fields of BENCH_COLUMNS, the network name, the image size and the input pipeline
+    ("input": dali-gpu, dali-cpu or synthetic); inference adds one latency column per
+    statistic. The result column holds each whole JSON."""
+    points = [results.read(path, results.BENCH_POINTS[kind]) for path in paths]
+    rows = []
+    for point in points:
+        row = {name: point[name] for name in BENCH_COLUMNS[kind]}
+        row["input"] = point["input_backend"]
+        row["network"] = network_name(point["network"])
+        row["image_size"] = point["image_size"]
+        row["images_per_s"] = point["images_per_s"]
+        if kind == "infer":
+            row.update({f"latency_{s}_ms": point["latency_ms"][s] for s in LATENCY_STATISTICS})
+        rows.append(row)
+    columns = [*BENCH_COLUMNS[kind], "input", *REFERENCE_SETUP, "images_per_s"]
+    if kind == "infer":
+        columns += [f"latency_{s}_ms" for s in LATENCY_STATISTICS]
+    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP]
+    what = "training" if kind == "train" else "inference"
+    _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)
+    table = pd.DataFrame(rows, columns=columns)
+    table["result"] = points
+    return table
+
+
+def read_reference(path, key):
+    """One published-numbers CSV, checked for its columns, with the settings of the
+    experiment it measured as constant columns (network, image_size, ...)."""
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"reference table not found: {path}") from None
+    _, columns, experiment = REFERENCES[key]
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table.assign(**experiment)
+
+
+def _check_unique(what, keys, paths):
+    seen = {}
+    for key, path in zip(keys, paths, strict=True):
+        if key in seen:
+            raise ValueError(f"two files for the same {what} {key}: {seen[key]} and {path}")
+        seen[key] = path

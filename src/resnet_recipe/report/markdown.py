@@ -1,0 +1,182 @@
+"""report.md: a page of the report's tables, each with what it lacks and the reference
+points not measured here, then the graphs, each with its note when it has one."""
+
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+from resnet_recipe.report.experiment import (
+    ACCURACY_KEYS,
+    INFERENCE_KEYS,
+    REFERENCE_HARDWARE,
+    REFERENCE_INFERENCE_HARDWARE,
+    REFERENCE_SETUP,
+    REFERENCE_SETUP_TEXT,
+    REFERENCE_TASK_TEXT,
+    TRAINING_KEYS,
+)
+from resnet_recipe.report.tables import (
+    ACCURACY_COLUMNS,
+    ACCURACY_REFERENCE_COLUMNS,
+    INFERENCE_COLUMNS,
+    INFERENCE_REFERENCE_COLUMNS,
+    NETWORK_COLUMN,
+    TRAINING_COLUMNS,
+    TRAINING_REFERENCE_COLUMNS,
+)
+
+
+def markdown_table(table, columns):
+    """A pipe table; missing values are empty cells."""
+    header = [title for _, title, _ in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cells = [
+            "" if pd.isna(row[name]) or row[name] == "" else fmt(row[name]).replace("|", "\\|")
+            for name, _, fmt in columns
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _shown_columns(table, columns):
+    """The Markdown columns of a table, without the network when every row has the
+    reference's (the report's title names it)."""
+    networks = set(table["network"].dropna())
+    if networks <= {REFERENCE_SETUP["network"]}:
+        return [column for column in columns if column != NETWORK_COLUMN]
+    return columns
+
+
+def _unmatched_reference(reference, table, keys):
+    """Reference rows that no measured row shares `keys` (the experiment included) with."""
+    merged = reference.merge(table[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    return reference[(merged["_merge"] == "left_only").to_numpy()]
+
+
+def _machine_line(machine):
+    if not isinstance(machine, dict):
+        return str(machine)
+    parts = [
+        f"{key}: {', '.join(map(str, value)) or 'none' if isinstance(value, list) else value}"
+        for key, value in sorted(machine.items())
+        if not isinstance(value, dict)
+    ]
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of report.md: its title, what it shows, its columns, the columns a
+    reference row must share with a measured row to match it, and the columns shown for
+    the reference rows that no measured row matched."""
+
+    title: str
+    explanation: str
+    columns: list
+    keys: list
+    reference_columns: list
+
+    def markdown(self, table, notes, reference):
+        """The section for the measured rows `table`, the sentences `notes` on what is
+        missing or not compared, and the reference table of this section."""
+        parts = [f"## {self.title}\n", self.explanation + "\n"]
+        if not table.empty:
+            parts.append(markdown_table(table, _shown_columns(table, self.columns)) + "\n")
+        if notes:
+            parts.append("**Notes:**\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+        unmatched = _unmatched_reference(reference, table, self.keys)
+        if not unmatched.empty:
+            parts.append(
+                "Reference points not measured here:\n\n"
+                + markdown_table(unmatched, self.reference_columns)
+                + "\n"
+            )
+        return "\n".join(parts)
+
+
+# The table sections of report.md, by the name of their table.
+SECTIONS = {
+    "accuracy": Section(
+        title="Accuracy and training time",
+        explanation=(
+            "Top-1 and top-5 (percent) of each run's scored checkpoint on the validation "
+            "set, and the wall time of its whole training. Reference columns: "
+            f"{REFERENCE_HARDWARE}, {REFERENCE_TASK_TEXT}, same GPU count and dtype; "
+            "only for GPU runs of that experiment."
+        ),
+        columns=ACCURACY_COLUMNS,
+        keys=ACCURACY_KEYS,
+        reference_columns=ACCURACY_REFERENCE_COLUMNS,
+    ),
+    "training": Section(
+        title="Training throughput",
+        explanation=(
+            "Total images/s (data pipeline plus compute) after the warmup epochs. "
+            "FP16 speedup = float16 images/s / float32 images/s at the same GPU count, "
+            "with the same batch per GPU where both were measured, otherwise float32's "
+            "largest batch at that GPU count (column 'vs FP32 batch'; the original "
+            "compared batch 208 with 96). Weak scaling = images/s at N GPUs / images/s at "
+            "1 GPU, same dtype and batch per GPU. Reference columns: "
+            f"{REFERENCE_HARDWARE}, same GPU count, dtype and batch per GPU; only for GPU "
+            "points of the reference's experiment."
+        ),
+        columns=TRAINING_COLUMNS,
+        keys=TRAINING_KEYS,
+        reference_columns=TRAINING_REFERENCE_COLUMNS,
+    ),
+    "inference": Section(
+        title="Inference throughput and latency",
+        explanation=(
+            "Images/s and latency per batch over the timed iterations after warmup. "
+            f"Reference columns: {REFERENCE_INFERENCE_HARDWARE}, same dtype and batch "
+            "size; only for one-GPU points of the reference's experiment."
+        ),
+        columns=INFERENCE_COLUMNS,
+        keys=INFERENCE_KEYS,
+        reference_columns=INFERENCE_REFERENCE_COLUMNS,
+    ),
+}
+
+
+GRAPH_TITLES = {
+    "training_loss_png": "Training loss",
+    "training_top1_png": "Training top-1",
+    "validation_top1_png": "Validation top-1",
+    "training_scaling_png": "Training throughput against GPU count",
+    "inference_throughput_png": "Inference throughput against batch size",
+    "inference_latency_png": "Inference latency against batch size",
+}
+
+
+def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
+    """The whole report.md: the table sections (tables, notes and reference tables by
+    section name), the machines of the benchmarks, then the graphs (linked relative to
+    report.md), each followed by its note in graph_notes when it has one."""
+    folder = os.path.dirname(os.path.abspath(outputs.markdown))
+    parts = [
+        "# ResNet-50 v1.5 on MXNet: results\n",
+        "Measured results of this workflow beside the published numbers of NVIDIA's "
+        f"recipe: **reference = {REFERENCE_HARDWARE}, {REFERENCE_SETUP_TEXT}**. A measured "
+        "point gets reference values and measured/reference ratios only when it is the "
+        f"reference's experiment: on GPUs, {REFERENCE_SETUP_TEXT} (for accuracy also "
+        f"{REFERENCE_TASK_TEXT}), same GPU count, dtype and batch. Accuracies are in "
+        "percent; GPUs = CPU means the run or benchmark ran on the CPU; image (px) is the "
+        "input size.\n",
+    ]
+    measured_on = sorted({_machine_line(machine) for machine in machines})
+    if measured_on:
+        lines = "\n".join(f"- {machine}" for machine in measured_on)
+        parts.append(f"Benchmarks measured on:\n\n{lines}\n")
+    parts += [
+        section.markdown(tables[name], notes[name], reference[name])
+        for name, section in SECTIONS.items()
+    ]
+    parts.append("## Graphs\n")
+    for key, title in GRAPH_TITLES.items():
+        path = os.path.relpath(os.path.abspath(getattr(outputs, key)), folder)
+        parts.append(f"### {title}\n\n![{title}]({path})\n")
+        if graph_notes[key]:
+            parts.append(graph_notes[key] + "\n")
+    return "\n".join(parts)

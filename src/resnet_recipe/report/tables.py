@@ -1,0 +1,276 @@
+"""The report's tables, built from what inputs.py read: accuracy per run, training
+throughput (with FP16 speedup and weak scaling) and inference per benchmark point, each
+beside the reference point of the same experiment; and the per-epoch metrics of all runs.
+
+Each table's columns are listed once below as (column, Markdown header, formatter): the
+CSVs hold every column unformatted, report.md shows them formatted.
+"""
+
+import numpy as np
+import pandas as pd
+
+from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.report.experiment import (
+    ACCURACY_KEYS,
+    INFERENCE_KEYS,
+    REFERENCE_HARDWARE,
+    REFERENCE_INFERENCE_HARDWARE,
+    REFERENCE_SETUP,
+    REFERENCE_TASK,
+    TRAINING_KEYS,
+    device_label,
+    setup_suffix,
+)
+from resnet_recipe.report.inputs import LATENCY_STATISTICS
+
+# The per-epoch metrics (fields of metrics.jsonl) that the graphs draw.
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1")
+
+
+def _number(digits):
+    return lambda value: f"{value:.{digits}f}"
+
+
+def _ratio(value):
+    return f"{value:.3f}"
+
+
+def _hours(value):
+    """3.00 and 22.90 h, but 0.0833 h for a demo run of five minutes."""
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3g}"
+
+
+def _text(value):
+    return str(value)
+
+
+# The network column shows in report.md only when some row is not ResNet-50 v1.5 (see
+# _shown_columns in markdown.py).
+NETWORK_COLUMN = ("network", "network", _text)
+IMAGE_COLUMN = ("image_size", "image (px)", _text)
+ACCURACY_COLUMNS = [
+    ("run", "run", _text),
+    ("device", "GPUs", _text),
+    ("dtype", "dtype", _text),
+    NETWORK_COLUMN,
+    IMAGE_COLUMN,
+    ("classes", "classes", _text),
+    ("epochs", "epochs", _text),
+    ("top1_percent", "top-1 (%)", _number(2)),
+    ("top5_percent", "top-5 (%)", _number(2)),
+    ("training_time_h", "wall time (h)", _hours),
+    ("reference_top1_percent", "reference top-1 (%)", _number(2)),
+    ("top1_ratio", "top-1 measured/reference", _ratio),
+    ("reference_training_time_h", "reference wall time (h)", _hours),
+    ("training_time_ratio", "wall time measured/reference", _ratio),
+]
+TRAINING_COLUMNS = [
+    ("device", "GPUs", _text),
+    ("dtype", "dtype", _text),
+    NETWORK_COLUMN,
+    IMAGE_COLUMN,
+    ("batch_per_device", "batch per GPU", _text),
+    ("global_batch", "global batch", _text),
+    ("input", "input", _text),
+    ("images_per_s", "images/s", _number(1)),
+    ("fp16_speedup", "FP16 speedup", _number(2)),
+    ("speedup_fp32_batch", "vs FP32 batch", _text),
+    ("weak_scaling", "weak scaling", _number(2)),
+    ("reference_images_per_s", "reference images/s", _number(1)),
+    ("images_per_s_ratio", "images/s measured/reference", _ratio),
+    ("reference_fp16_speedup", "reference FP16 speedup", _number(2)),
+    ("reference_weak_scaling", "reference weak scaling", _number(2)),
+]
+INFERENCE_COLUMNS = [
+    ("dtype", "dtype", _text),
+    ("device", "device", _text),
+    NETWORK_COLUMN,
+    IMAGE_COLUMN,
+    ("batch_size", "batch", _text),
+    ("input", "input", _text),
+    ("images_per_s", "images/s", _number(1)),
+    *[(f"latency_{s}_ms", f"latency {s} (ms)", _number(2)) for s in LATENCY_STATISTICS],
+    ("reference_images_per_s", "reference images/s", _number(1)),
+    ("images_per_s_ratio", "images/s measured/reference", _ratio),
+]
+# The columns of the reference points that no measured row matched, listed apart.
+ACCURACY_REFERENCE_COLUMNS = [
+    ("gpus", "GPUs", _text),
+    ("dtype", "dtype", _text),
+    ("top1", "reference top-1 (%)", _number(2)),
+    ("training_time_h", "reference wall time (h)", _hours),
+]
+TRAINING_REFERENCE_COLUMNS = [
+    ("gpus", "GPUs", _text),
+    ("dtype", "dtype", _text),
+    ("batch_per_device", "batch per GPU", _text),
+    ("img_per_s", "reference images/s", _number(1)),
+]
+INFERENCE_REFERENCE_COLUMNS = [
+    ("dtype", "dtype", _text),
+    ("batch_size", "batch", _text),
+    ("img_per_s", "reference images/s", _number(1)),
+]
+
+
+def accuracy_table(runs, scores, reference):
+    """One row per run that has a training report or a score: GPUs, dtype, setup, top-1 and
+    top-5 (percent, from the score), wall time (hours, from the training report), and the
+    reference of the same experiment at the same GPU count and dtype with ratios."""
+    columns = ["run", "gpus", "dtype", *REFERENCE_SETUP, *REFERENCE_TASK]
+    trained = pd.DataFrame(
+        [
+            {**run["report"], **run["setup"], "training_time_h": run["report"]["train_seconds"]}
+            for run in runs
+        ],
+        columns=[*columns, "training_time_h"],
+    )
+    trained["training_time_h"] /= 3600.0
+    scored = pd.DataFrame(
+        [
+            {
+                "run": s["run"],
+                "score_dtype": s["dtype"],
+                "top1_percent": 100.0 * s["top1"],
+                "top5_percent": 100.0 * s["top5"],
+            }
+            for s in scores
+        ],
+        columns=["run", "score_dtype", "top1_percent", "top5_percent"],
+    )
+    table = trained.merge(scored, on="run", how="outer", sort=False)
+    # A score without its training report still knows the precision it was scored in.
+    table["dtype"] = table["dtype"].fillna(table.pop("score_dtype"))
+    table = table.astype({name: "Int64" for name in ("gpus", "image_size", *REFERENCE_TASK)})
+    table.insert(2, "device", table["gpus"].map(device_label))
+
+    ref = reference.rename(
+        columns={"top1": "reference_top1_percent", "training_time_h": "reference_training_time_h"}
+    )[[*ACCURACY_KEYS, "reference_top1_percent", "reference_training_time_h"]]
+    table = table.merge(ref, on=ACCURACY_KEYS, how="left")
+    table["top1_ratio"] = table["top1_percent"] / table["reference_top1_percent"]
+    table["training_time_ratio"] = table["training_time_h"] / table["reference_training_time_h"]
+    table["reference_hardware"] = _hardware_where(table["reference_top1_percent"])
+    table = table[_csv_columns(ACCURACY_COLUMNS)]
+    return table.sort_values(["dtype", "gpus", "run"], ignore_index=True)
+
+
+def add_speedup_and_scaling(points):
+    """Add the FP16 speedup and weak scaling columns to training throughput points
+    (columns dtype, gpus, batch_per_device, images_per_s, network, image_size); points
+    are only set against points of the same network and image size.
+
+    fp16_speedup (float16 rows only) = float16 images/s / float32 images/s at the same GPU
+    count. The float32 point has the same batch per GPU when that was measured, otherwise
+    the largest float32 batch at that GPU count, as the original README compared FP16 at
+    batch 208 with FP32 at batch 96; speedup_fp32_batch names the batch used.
+
+    weak_scaling = images/s at N GPUs / images/s at 1 GPU of the same dtype and batch per
+    GPU (1.0 on the 1-GPU row; none on CPU rows, which have no 1-GPU baseline).
+    """
+    points = points.reset_index(drop=True).copy()
+    fp32 = points[points["dtype"] == "float32"]
+    speedup, fp32_batch = [], []
+    for row in points.itertuples():
+        same_gpus = fp32[
+            (fp32["gpus"] == row.gpus)
+            & (fp32["network"] == row.network)
+            & (fp32["image_size"] == row.image_size)
+        ]
+        if row.dtype != "float16" or same_gpus.empty:
+            speedup.append(np.nan)
+            fp32_batch.append(pd.NA)
+            continue
+        same_batch = same_gpus[same_gpus["batch_per_device"] == row.batch_per_device]
+        if same_batch.empty:
+            same_batch = same_gpus.nlargest(1, "batch_per_device")
+        base = same_batch.iloc[0]
+        speedup.append(row.images_per_s / base["images_per_s"])
+        fp32_batch.append(base["batch_per_device"])
+    points["fp16_speedup"] = speedup
+    points["speedup_fp32_batch"] = pd.array(fp32_batch, dtype="Int64")
+
+    series = ["dtype", "batch_per_device", *REFERENCE_SETUP]
+    one_gpu = points.loc[points["gpus"] == 1, [*series, "images_per_s"]]
+    one_gpu = one_gpu.rename(columns={"images_per_s": "one_gpu_images_per_s"})
+    with_base = points.merge(one_gpu, on=series, how="left")
+    scaling = with_base["images_per_s"] / with_base["one_gpu_images_per_s"]
+    points["weak_scaling"] = scaling.where(with_base["gpus"] >= 1).to_numpy()
+    return points
+
+
+def training_throughput_table(bench, reference):
+    """One row per training benchmark point with speedup, weak scaling and the reference
+    of the same experiment at the same GPU count, dtype and batch per GPU (with its own
+    speedup and scaling)."""
+    measured = add_speedup_and_scaling(bench.drop(columns="result"))
+    measured.insert(2, "device", measured["gpus"].map(device_label))
+    ref = add_speedup_and_scaling(
+        reference.rename(columns={"img_per_s": "images_per_s"})[[*TRAINING_KEYS, "images_per_s"]]
+    )
+    ref = ref.rename(
+        columns={
+            "images_per_s": "reference_images_per_s",
+            "fp16_speedup": "reference_fp16_speedup",
+            "weak_scaling": "reference_weak_scaling",
+        }
+    ).drop(columns="speedup_fp32_batch")
+    table = measured.merge(ref, on=TRAINING_KEYS, how="left")
+    table["images_per_s_ratio"] = table["images_per_s"] / table["reference_images_per_s"]
+    table["reference_hardware"] = _hardware_where(table["reference_images_per_s"])
+    table = table[_csv_columns(TRAINING_COLUMNS)].astype(
+        {"gpus": "Int64", "batch_per_device": "Int64"}
+    )
+    order = ["dtype", *REFERENCE_SETUP, "batch_per_device", "gpus"]
+    return table.sort_values(order, ignore_index=True)
+
+
+def inference_table(bench, reference):
+    """One row per inference benchmark point with the reference (one V100) of the same
+    experiment at the same dtype and batch size and the measured/reference ratio."""
+    measured = bench.drop(columns="result")
+    measured.insert(2, "device", measured["gpus"].map(device_label))
+    ref = reference.rename(columns={"img_per_s": "reference_images_per_s"})
+    table = measured.merge(
+        ref[[*INFERENCE_KEYS, "reference_images_per_s"]], on=INFERENCE_KEYS, how="left"
+    )
+    table["images_per_s_ratio"] = table["images_per_s"] / table["reference_images_per_s"]
+    table["reference_hardware"] = _hardware_where(
+        table["reference_images_per_s"], hardware=REFERENCE_INFERENCE_HARDWARE
+    )
+    table = table[_csv_columns(INFERENCE_COLUMNS)].astype({"gpus": "Int64", "batch_size": "Int64"})
+    order = ["dtype", *REFERENCE_SETUP, "gpus", "batch_size"]
+    return table.sort_values(order, ignore_index=True)
+
+
+def _csv_columns(markdown_columns):
+    """A table's CSV columns: the GPU count, its Markdown columns, the reference hardware."""
+    names = [name for name, _, _ in markdown_columns if name != "gpus"]
+    return ["gpus", *names, "reference_hardware"]
+
+
+def _hardware_where(reference_values, hardware=REFERENCE_HARDWARE):
+    return reference_values.notna().map({True: hardware, False: ""})
+
+
+def epoch_metrics(runs):
+    """Per-epoch metrics of all runs in one long table, accuracies in percent, with the
+    legend label of each run (name, dtype, GPUs and, when not the reference's, setup)."""
+    rows = []
+    for run in runs:
+        report, setup = run["report"], run["setup"]
+        label = f"{report['run']} ({report['dtype']}, {device_label(report['gpus'])}"
+        label += setup_suffix(setup["network"], setup["image_size"]) + ")"
+        for epoch in run["epochs"]:
+            rows.append({"run": report["run"], "label": label, **epoch})
+    table = pd.DataFrame(rows, columns=["run", "label", *EPOCH_COLUMNS])
+    for name in EPOCH_COLUMNS:
+        table[name] = pd.to_numeric(table[name], errors="coerce")
+    table["train_top1"] *= 100.0
+    table["val_top1"] *= 100.0
+    return table
+
+
+def write_csv(path, table):
+    with atomic_open(path) as handle:
+        table.to_csv(handle, index=False, float_format="%.7g")

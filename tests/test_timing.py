@@ -1,0 +1,47 @@
+"""Timing: what is timed and what is not (the first iteration, the warmup epochs), and
+that every timed interval waits for the device."""
+
+from types import SimpleNamespace
+
+import mxnet as mx
+import pytest
+
+from resnet_recipe import pipelines, timing
+
+
+def test_epoch_throughput_leaves_out_the_warmup_epochs():
+    rates, mean = timing.epoch_throughput([10.0, 1.0, 2.0], 100, warmup_epochs=1)
+    assert rates == [10.0, 100.0, 50.0]
+    assert mean == pytest.approx(200 / 3)  # 200 images in 3 s: the harmonic mean
+    assert timing.epoch_throughput([10.0, 1.0, 2.0], 100, 0)[1] == pytest.approx(300 / 13)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        timing.epoch_throughput([1.0, 1.0], 100, warmup_epochs=2)
+
+
+def test_the_first_iteration_is_never_timed_even_without_warmup_epochs():
+    events = []
+    batches = pipelines.Batches(lambda: ["batch"], 3, [mx.cpu()])
+
+    def clock():
+        events.append("clock")
+        return float(len(events))
+
+    seconds = timing.time_training_epochs(
+        lambda batch, iteration: events.append(iteration), batches, 2, clock
+    )
+    # One untimed iteration, then each epoch's iterations between two clock readings.
+    assert events == [0, "clock", 1, 2, 3, "clock", "clock", 4, 5, 6, "clock"]
+    assert len(seconds) == 2
+
+
+def test_time_forward_waits_for_every_output():
+    waited = []
+
+    class Output:
+        def wait_to_read(self):
+            waited.append(True)
+
+    batches = pipelines.Batches(lambda: [SimpleNamespace(data=None)], 5, [mx.cpu()])
+    seconds, total = timing.time_forward(lambda data: Output(), batches)
+    assert len(seconds) == len(waited) == 5
+    assert sum(seconds) <= total
