@@ -1,6 +1,6 @@
 """Images/s of onnxruntime (CPU) against MXNet (CPU) on the same network and batches.
 
-Both engines run the inference benchmark's own loop (throughput.time_forward: each batch
+Both engines run the inference benchmark's own loop (timing.time_forward: each batch
 timed from asking the pipeline for it to its output being ready) over the same synthetic
 batches: MXNet the network as bench_infer builds it (network.build, hybridized), onnxruntime
 that very network exported by onnx_export.export_network and driven through
@@ -20,25 +20,23 @@ import tempfile
 import mxnet as mx
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import network, onnx_export, onnx_inference, pipelines, throughput
+from resnet_recipe import network, onnx_export, onnx_inference, pipelines, timing
+from resnet_recipe.settings import InputPipeline, Network
 
 CLASSES = 10
 
 
 def images_per_s(forward, batches, batch):
-    _seconds, total = throughput.time_forward(forward, batches)
+    _seconds, total = timing.time_forward(forward, batches)
     return len(batches) * batch / total
 
 
 def measure(batch, args, rec, idx, folder):
     """{engine: [images/s per round]} at one batch size."""
-    settings = {
-        **pipelines.DEFAULT_SETTINGS,
-        "backend": "synthetic",
-        "image_size": args.image_size,
-        "val_resize": args.image_size,
-    }
-    net_settings = {"depth": args.depth, "version": "1.5", "zero_init_last_gamma": False}
+    settings = InputPipeline(
+        backend="synthetic", image_size=args.image_size, val_resize=args.image_size
+    )
+    net_settings = Network(depth=args.depth)
     mx.random.seed(0)
     net = network.build(net_settings, CLASSES, [mx.cpu()])
     model_path = os.path.join(folder, f"b{batch}.onnx")
@@ -50,7 +48,13 @@ def measure(batch, args, rec, idx, folder):
         ),
     }
     batches = pipelines.val_batches(
-        rec, idx, [mx.cpu()], batch, settings, iterations=args.iterations, num_classes=CLASSES
+        rec,
+        idx,
+        [mx.cpu()],
+        batch_per_device=batch,
+        settings=settings,
+        iterations=args.iterations,
+        num_classes=CLASSES,
     )
     for forward in engines.values():
         for _ in range(args.warmup):

@@ -14,7 +14,9 @@ import test_evaluation
 from conftest import copy_workflow, planned_jobs, run_snakemake, write_config
 from test_training import TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import cli, network, onnx_export, onnx_inference
+from resnet_recipe import cli, network, onnx_export, onnx_inference, results
+from resnet_recipe.settings import BenchInfer, Onnx, Score
+from resnet_recipe.throughput import BenchSetup
 
 # The scoring tests' tiny trained run (2 epochs of three noisy colours, ResNet-18 at 16 px).
 tiny_run = test_evaluation.trained_run
@@ -35,6 +37,7 @@ PARITY_KEYS = {
     "max_abs_logit_difference",
     "max_abs_logit",
     "logit_tolerance",
+    "provenance",
 }
 PARITY_IMAGES = 300
 
@@ -67,12 +70,11 @@ def parity(tiny_run, exported, val, path, **overrides):
     arguments = {
         "model_path": str(exported[0]),
         "run_dir": str(tiny_run.run_dir),
-        "epoch": None,
         "val_rec": val.rec,
         "val_idx": val.idx,
-        "batch_size": 16,
+        "score_settings": Score(epoch=None, batch_size=16),
         "pipeline_settings": TINY_PIPELINE,
-        "logit_tolerance": LOGIT_TOLERANCE,
+        "onnx_settings": Onnx(logit_tolerance=LOGIT_TOLERANCE),
         "threads": 2,
         "run": "tiny",
         **overrides,
@@ -85,9 +87,10 @@ def test_the_metadata_round_trips(exported):
     assert metadata == onnx_export.read_metadata(str(path))
     assert metadata["input_name"] == "data" and metadata["output_name"] == "logits"
     assert metadata["layout"] == "NCHW" and metadata["dtype"] == "float32"
-    assert metadata["image_size"] == TINY_PIPELINE["image_size"]
-    assert metadata["resize_shorter"] == TINY_PIPELINE["val_resize"]
-    assert metadata["mean"] == TINY_PIPELINE["mean"] and metadata["std"] == TINY_PIPELINE["std"]
+    assert metadata["image_size"] == TINY_PIPELINE.image_size
+    assert metadata["resize_shorter"] == TINY_PIPELINE.val_resize
+    assert metadata["mean"] == list(TINY_PIPELINE.mean)
+    assert metadata["std"] == list(TINY_PIPELINE.std)
     assert metadata["class_labels"] == ["colour0", "colour1", "colour2"]
     assert metadata["epoch"] == 2 and metadata["trained_dtype"] == "float32"
     assert metadata["network"] == "resnet18_v1.5" and metadata["run"] == "tiny"
@@ -97,7 +100,7 @@ def test_the_graph_takes_one_float32_nchw_input_of_any_batch(exported):
     model = onnx.load(str(exported[0]))
     onnx.checker.check_model(model, full_check=True)
     (data,), (logits,) = model.graph.input, model.graph.output
-    size = TINY_PIPELINE["image_size"]
+    size = TINY_PIPELINE.image_size
 
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -111,7 +114,7 @@ def test_the_graph_takes_one_float32_nchw_input_of_any_batch(exported):
 def test_onnxruntime_gives_mxnets_logits_for_any_batch_size(tiny_run, exported):
     net = network.load_for_inference(str(tiny_run.run_dir / "model"), 2, [mx.cpu()])
     session = onnxruntime.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])
-    size = TINY_PIPELINE["image_size"]
+    size = TINY_PIPELINE.image_size
     for batch in (1, 5):
         data = np.random.default_rng(batch).normal(size=(batch, 3, size, size)).astype("float32")
         (logits,) = session.run(None, {"data": data})
@@ -121,7 +124,7 @@ def test_onnxruntime_gives_mxnets_logits_for_any_batch_size(tiny_run, exported):
 def test_both_engines_agree_on_the_validation_images(tiny_run, exported, parity_val, tmp_path):
     path = tmp_path / "parity.json"
     result = parity(tiny_run, exported, parity_val, path)
-    assert json.loads(path.read_text()) == result
+    assert results.read(str(path), results.ONNX_PARITY) == result
     assert set(result) == PARITY_KEYS
     assert result["images"] == PARITY_IMAGES
     assert result["same_prediction_fraction"] >= 0.999
@@ -148,7 +151,7 @@ def test_a_logit_difference_above_the_tolerance_fails(
 ):
     path = tmp_path / "parity.json"
     with pytest.raises(ValueError, match=r"model\.onnx.*onnx\.logit_tolerance"):
-        parity(tiny_run, exported, parity_val, path, logit_tolerance=1e-12)
+        parity(tiny_run, exported, parity_val, path, onnx_settings=Onnx(logit_tolerance=1e-12))
     assert not path.exists()
 
 
@@ -170,7 +173,7 @@ def test_a_missing_checkpoint_names_the_file(tiny_run, tmp_path):
 def test_weights_of_another_network_name_the_checkpoint(tiny_run):
     prefix = str(tiny_run.run_dir / "model")
     with pytest.raises(ValueError, match=r"model-0002\.params.*stage1_block0_conv2_weight"):
-        onnx_export.float32_network({**TINY_NETWORK, "depth": 50}, 3, prefix, 2)
+        onnx_export.float32_network(TINY_NETWORK.replace(depth=50), 3, prefix, 2)
     with pytest.raises(ValueError, match=r"model-0002\.params: fc_weight has shape"):
         onnx_export.float32_network(TINY_NETWORK, 4, prefix, 2)
 
@@ -205,7 +208,7 @@ def test_a_missing_or_foreign_model_is_named(tiny_run, exported, parity_val, tmp
 
 
 def test_a_pipeline_unlike_the_models_input_is_refused(tiny_run, exported, parity_val, tmp_path):
-    pipeline = {**TINY_PIPELINE, "image_size": 12, "val_resize": 12}
+    pipeline = TINY_PIPELINE.replace(image_size=12, val_resize=12)
     with pytest.raises(
         ValueError, match=r"model\.onnx: its metadata image_size is 16.*input\.image_size"
     ):
@@ -216,19 +219,20 @@ def test_onnxruntime_inference_point(tiny_rec, tmp_path):
     classes = tmp_path / "classes.tsv"
     classes.write_text("".join(f"{label}\tc{label}\n" for label in range(3)))
     path = tmp_path / "b4.json"
-    bench = {"data": "dali", "iterations": 3, "warmup_iterations": 1, "gpus": 0}
-    point = onnx_inference.bench_infer_onnxruntime(
-        str(path),
+    setup = BenchSetup(
         rec=tiny_rec.rec,
         idx=tiny_rec.idx,
         classes_tsv=str(classes),
-        batch_size=4,
-        bench_settings=bench,
-        network_settings=TINY_NETWORK,
-        pipeline_settings=TINY_PIPELINE,
-        threads=1,
+        network=TINY_NETWORK,
+        pipeline=TINY_PIPELINE,
+        lock_dir=str(tmp_path / "locks"),
     )
-    assert json.loads(path.read_text()) == point
+    bench = BenchInfer(data="dali", iterations=3, warmup_iterations=1, gpus=0)
+    point = onnx_inference.bench_infer_onnxruntime(
+        str(path), setup, batch_size=4, bench_settings=bench, threads=1
+    )
+    assert results.read(str(path), results.BENCH_INFER_ENGINE) == point
+    assert "settings_digest" in point["provenance"]
     assert point["engine"] == "onnxruntime" and point["kind"] == "infer"
     assert (point["dtype"], point["batch_size"], point["iterations"]) == ("float32", 4, 3)
     assert point["images_per_s"] == pytest.approx(3 * 4 / point["timed_seconds"])

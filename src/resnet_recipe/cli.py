@@ -378,24 +378,26 @@ def _add_onnx(stages):
     p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
     p.add_argument("--out", required=True, help="JSON file for the result")
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the final one)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--logit-tolerance", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=sections.Score().batch_size)
+    p.add_argument("--logit-tolerance", type=float, default=sections.Onnx().logit_tolerance)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="onnxruntime threads")
 
     def score(args):
         from resnet_recipe.evaluation import read_run_report
         from resnet_recipe.onnx_inference import score_onnx
 
+        report_path = os.path.join(args.run_dir, "report.json")
         score_onnx(
             args.out,
             model_path=args.model,
             run_dir=args.run_dir,
-            epoch=args.epoch,
             val_rec=args.val_rec,
             val_idx=_index_of(args.val_rec),
-            batch_size=args.batch_size,
-            pipeline_settings=read_run_report(args.run_dir)["pipeline"],
-            logit_tolerance=args.logit_tolerance,
+            score_settings=sections.Score(epoch=args.epoch, batch_size=args.batch_size),
+            pipeline_settings=sections.InputPipeline.from_config(
+                read_run_report(args.run_dir)["pipeline"], f"{report_path}: pipeline"
+            ),
+            onnx_settings=sections.Onnx(logit_tolerance=args.logit_tolerance),
             threads=args.threads,
             run=os.path.basename(os.path.normpath(args.run_dir)),
         )

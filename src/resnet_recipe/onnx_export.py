@@ -3,6 +3,7 @@ Triton, with the input it expects written into the model's metadata.
 
     export_run(path, run_dir=..., epoch=None, classes_tsv=...)   a training run's checkpoint
     export_network(net, path, pipeline_settings=, metadata=)     any Gluon ResNet of network.py
+                                                                 (settings.InputPipeline)
     read_metadata(path)                                          the metadata back, decoded
 
 Whatever dtype a run trained in, its checkpoint holds float32 weights (network.
@@ -28,6 +29,7 @@ import onnx
 from resnet_recipe import evaluation, network
 from resnet_recipe.atomic_files import atomic_path
 from resnet_recipe.listing import read_classes
+from resnet_recipe.settings import InputPipeline, Network
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +52,21 @@ def export_run(model_path, *, run_dir, epoch, classes_tsv):
     final one) to model_path, with the run's input settings and the class labels of
     classes_tsv in the metadata. Returns the metadata."""
     report = evaluation.read_run_report(run_dir)
-    missing = [key for key in ("classes", "network", "pipeline") if key not in report]
-    if missing:
-        raise ValueError(f"{os.path.join(run_dir, 'report.json')}: lacks {missing}")
+    where = os.path.join(run_dir, "report.json")
+    network_settings = Network.from_config(report["network"], f"{where}: network")
+    pipeline_settings = InputPipeline.from_config(report["pipeline"], f"{where}: pipeline")
     epoch = evaluation.chosen_epoch(run_dir, epoch)
     labels = class_labels(classes_tsv, report["classes"])
     prefix = os.path.join(run_dir, evaluation.MODEL_PREFIX)
-    net = float32_network(report["network"], report["classes"], prefix, epoch)
+    net = float32_network(network_settings, report["classes"], prefix, epoch)
     metadata = {
-        "run": report.get("run", os.path.basename(os.path.normpath(run_dir))),
+        "run": report["run"],
         "epoch": epoch,
         "trained_dtype": report["dtype"],
-        "network": f"resnet{report['network']['depth']}_v{report['network']['version']}",
+        "network": network_settings.model_name,
         "class_labels": labels,
     }
-    return export_network(net, model_path, pipeline_settings=report["pipeline"], metadata=metadata)
+    return export_network(net, model_path, pipeline_settings=pipeline_settings, metadata=metadata)
 
 
 def class_labels(classes_tsv, classes):
@@ -78,8 +80,9 @@ def class_labels(classes_tsv, classes):
 
 
 def float32_network(network_settings, classes, prefix, epoch):
-    """The network of `network_settings` in float32 NCHW on the CPU, with the weights of
-    checkpoint `prefix`-NNNN.params (NNNN = epoch), every one checked by name and shape."""
+    """The network of `network_settings` (settings.Network) in float32 NCHW on the CPU,
+    with the weights of checkpoint `prefix`-NNNN.params (NNNN = epoch), every one checked
+    by name and shape."""
     _, params_path = network.checkpoint_paths(prefix, epoch)
     if not os.path.isfile(params_path):
         raise FileNotFoundError(f"ONNX export: checkpoint {params_path} not found")
@@ -89,10 +92,10 @@ def float32_network(network_settings, classes, prefix, epoch):
     }
     net = network.initialize(
         network.resnet(
-            network_settings["depth"],
-            network_settings["version"],
+            network_settings.depth,
+            network_settings.version,
             classes,
-            network_settings["zero_init_last_gamma"],
+            network_settings.zero_init_last_gamma,
         ),
         [mx.cpu()],
     )
@@ -117,9 +120,9 @@ def float32_network(network_settings, classes, prefix, epoch):
 def export_network(net, model_path, *, pipeline_settings, metadata):
     """Export a float32 NCHW Gluon ResNet (initialised, on the CPU) to model_path, atomically,
     with `metadata` (values: text or JSON-able) and the input that the validation pipeline
-    of pipeline_settings (the config's `input` section) prepares added to it. Returns the
+    of pipeline_settings (settings.InputPipeline) prepares added to it. Returns the
     metadata as written, decoded."""
-    image_size = pipeline_settings["image_size"]
+    image_size = pipeline_settings.image_size
     symbol = network.inference_symbol(net)
     params = {name: param.data() for name, param in net.collect_params().items()}
     shape = (1, 3, image_size, image_size)
@@ -142,9 +145,9 @@ def export_network(net, model_path, *, pipeline_settings, metadata):
         "output_name": OUTPUT_NAME,
         "layout": LAYOUT,
         "image_size": image_size,
-        "resize_shorter": pipeline_settings["val_resize"],
-        "mean": pipeline_settings["mean"],
-        "std": pipeline_settings["std"],
+        "resize_shorter": pipeline_settings.val_resize,
+        "mean": list(pipeline_settings.mean),
+        "std": list(pipeline_settings.std),
         "dtype": "float32",
         "channel_order": "RGB",
         "preprocessing": PREPROCESSING,

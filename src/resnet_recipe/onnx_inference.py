@@ -1,7 +1,10 @@
 """onnxruntime inference of an exported model: parity with MXNet, and throughput.
 
-    score_onnx(path, model_path=, run_dir=, ...)    parity JSON of a run's model.onnx
-    bench_infer_onnxruntime(path, batch_size=, ...) one onnxruntime inference benchmark point
+    score_onnx(path, model_path=, run_dir=, ...)       parity JSON of a run's model.onnx
+    bench_infer_onnxruntime(path, setup, batch_size=, ...) one onnxruntime inference point
+
+Both results are written through results.write (contracts ONNX_PARITY and
+BENCH_INFER_ENGINE), with their provenance like every result.
 
 Parity: one pass of the validation pipeline that scores the run's MXNet checkpoint (float32,
 on the CPU) and its model.onnx (onnxruntime's CPU provider) on the very same batches, so the
@@ -26,9 +29,9 @@ import mxnet as mx
 import numpy as np
 import onnxruntime
 
-from resnet_recipe import evaluation, network, onnx_export, pipelines, throughput, training
-from resnet_recipe.atomic_files import write_json
+from resnet_recipe import evaluation, network, onnx_export, pipelines, results, timing
 from resnet_recipe.listing import read_classes
+from resnet_recipe.throughput import INFERENCE_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ class ComparedBatches:
         self.contexts = batches.contexts
         self.onnx_forward = onnx_forward
         self.mxnet_net = mxnet_net
-        self.top_k = min(training.TOP_K, classes)
+        self.top_k = min(evaluation.TOP_K, classes)
         self.images = 0
         self.same_predictions = 0
         self.mxnet_hits = {1: 0, self.top_k: 0}
@@ -101,7 +104,7 @@ class ComparedBatches:
         label = self._batch.label[:valid]
         for k in self.mxnet_hits:
             self.mxnet_hits[k] += int(
-                training.top_k_hits(mxnet_logits[:valid], label, k).asscalar()
+                evaluation.top_k_hits(mxnet_logits[:valid], label, k).asscalar()
             )
         onnx_values = onnx_logits.asnumpy()[:valid]
         mxnet_values = mxnet_logits.asnumpy()[:valid]
@@ -119,7 +122,7 @@ class ComparedBatches:
             "images": self.images,
             "onnxruntime": {
                 "top1": onnx_metrics["top1"],
-                "top5": onnx_metrics[f"top{training.TOP_K}"],
+                "top5": onnx_metrics[f"top{evaluation.TOP_K}"],
                 "loss": onnx_metrics["loss"],
                 "version": onnxruntime.__version__,
                 "provider": PROVIDER,
@@ -154,10 +157,11 @@ def checked_metadata(model_path, run_dir, epoch, pipeline_settings):
 def check_input_settings(model_path, metadata, pipeline_settings):
     """The pipeline must prepare images as the model's metadata says it was trained on."""
     for setting, key in CHECKED_INPUT.items():
-        if np.any(np.asarray(metadata[key]) != np.asarray(pipeline_settings[setting])):
+        value = getattr(pipeline_settings, setting)
+        if np.any(np.asarray(metadata[key]) != np.asarray(value)):
             raise ValueError(
                 f"{model_path}: its metadata {key} is {metadata[key]}, but input.{setting} is "
-                f"{pipeline_settings[setting]}: scoring would feed it differently prepared images"
+                f"{value}: scoring would feed it differently prepared images"
             )
 
 
@@ -166,33 +170,40 @@ def score_onnx(
     *,
     model_path,
     run_dir,
-    epoch,
     val_rec,
     val_idx,
-    batch_size,
+    score_settings,
     pipeline_settings,
-    logit_tolerance,
+    onnx_settings,
     threads,
     run,
 ):
-    """Parity of model_path (exported from run_dir's checkpoint of `epoch`, the config's
-    score.epoch; None: the final one) with MXNet on the validation records, into
-    result_path (see the module docstring). Fails when the largest logit difference is
-    above logit_tolerance."""
-    metadata, epoch = checked_metadata(model_path, run_dir, epoch, pipeline_settings)
+    """Parity of model_path (exported from run_dir's checkpoint of score_settings.epoch;
+    None: the final one) with MXNet on the validation records in batches of
+    score_settings.batch_size, into result_path (see the module docstring). Fails when the
+    largest logit difference is above onnx_settings.logit_tolerance. score_settings:
+    settings.Score; pipeline_settings: settings.InputPipeline; onnx_settings: settings.Onnx."""
+    metadata, epoch = checked_metadata(model_path, run_dir, score_settings.epoch, pipeline_settings)
     classes = len(metadata["class_labels"])
     prefix = os.path.join(run_dir, evaluation.MODEL_PREFIX)
     mxnet_net = network.load_for_inference(prefix, epoch, [mx.cpu()])
     mxnet_net.hybridize(static_alloc=True, static_shape=True)
+    batch_size = score_settings.batch_size
     batches = pipelines.val_batches(
-        val_rec, val_idx, [mx.cpu()], batch_size, pipeline_settings, num_classes=classes
+        val_rec,
+        val_idx,
+        [mx.cpu()],
+        batch_per_device=batch_size,
+        settings=pipeline_settings,
+        num_classes=classes,
     )
     session = open_session(model_path, threads)
     compared = ComparedBatches(batches, OnnxruntimeForward(session), mxnet_net, classes)
     log.info(
         "%s vs MXNet: %d batches of %d, %d threads", model_path, len(batches), batch_size, threads
     )
-    metrics = training.evaluate(compared.forward, compared, classes)
+    metrics = evaluation.evaluate(compared.forward, compared, classes)
+    tolerance = onnx_settings.logit_tolerance
     result = {
         "run": run,
         "model": model_path,
@@ -200,7 +211,7 @@ def score_onnx(
         "batch_size": batch_size,
         "classes": classes,
         **compared.summary(metrics),
-        "logit_tolerance": logit_tolerance,
+        "logit_tolerance": tolerance,
     }
     log.info(
         "%s: same prediction on %.4f of %d images, largest logit difference %.3g; top-1 "
@@ -212,14 +223,19 @@ def score_onnx(
         result["onnxruntime"]["top1"],
         result["mxnet"]["top1"],
     )
-    if result["max_abs_logit_difference"] > logit_tolerance:
+    if result["max_abs_logit_difference"] > tolerance:
         raise ValueError(
             f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
-            f"{result['max_abs_logit_difference']:.3g}, above onnx.logit_tolerance "
-            f"{logit_tolerance}"
+            f"{result['max_abs_logit_difference']:.3g}, above onnx.logit_tolerance {tolerance}"
         )
-    write_json(result_path, result)
-    return result
+    made_with = {
+        "run": run,
+        "epoch": epoch,
+        "batch_size": batch_size,
+        "pipeline": pipeline_settings.to_config(),
+        "onnx": onnx_settings.to_config(),
+    }
+    return results.write(result_path, results.ONNX_PARITY, result, made_with)
 
 
 def initialised_model(network_settings, classes, pipeline_settings, threads):
@@ -228,7 +244,7 @@ def initialised_model(network_settings, classes, pipeline_settings, threads):
     net = network.build(network_settings, classes, [mx.cpu()])
     with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
         model_path = os.path.join(folder, "model.onnx")
-        metadata = {"weights": throughput.INFERENCE_WEIGHTS}
+        metadata = {"weights": INFERENCE_WEIGHTS}
         onnx_export.export_network(
             net, model_path, pipeline_settings=pipeline_settings, metadata=metadata
         )
@@ -236,34 +252,30 @@ def initialised_model(network_settings, classes, pipeline_settings, threads):
 
 
 def bench_infer_onnxruntime(
-    result_path,
-    *,
-    rec,
-    idx,
-    classes_tsv,
-    batch_size,
-    bench_settings,
-    network_settings,
-    pipeline_settings,
-    threads,
-    clock=time.perf_counter,
+    result_path, setup, *, batch_size, bench_settings, threads, clock=time.perf_counter
 ):
     """onnxruntime CPU inference throughput and per-batch latency of one batch size, in
     float32, into result_path: the point of throughput.bench_infer with the engine
-    `onnxruntime`. bench_settings: the config's benchmark.infer (data, iterations,
-    warmup_iterations; its gpus is not used: onnxruntime runs on the CPU here)."""
-    iterations = bench_settings["iterations"]
-    warmup_iterations = bench_settings["warmup_iterations"]
-    input_settings, data = throughput.benchmark_input(pipeline_settings, bench_settings["data"])
-    classes = len(read_classes(classes_tsv))
-    forward = initialised_model(network_settings, classes, input_settings, threads)
+    `onnxruntime`. setup: a throughput.BenchSetup of the validation split; bench_settings:
+    settings.BenchInfer (its gpus is not used: onnxruntime runs on the CPU here)."""
+    bench = bench_settings
+    input_settings, data = setup.input(bench.data)
+    classes = len(read_classes(setup.classes_tsv))
+    forward = initialised_model(setup.network, classes, input_settings, threads)
     batches = pipelines.val_batches(
-        rec, idx, [mx.cpu()], batch_size, input_settings, iterations=iterations, num_classes=classes
+        setup.rec,
+        setup.idx,
+        [mx.cpu()],
+        batch_per_device=batch_size,
+        settings=input_settings,
+        iterations=bench.iterations,
+        num_classes=classes,
     )
-    for _ in range(warmup_iterations):
+    for _ in range(bench.warmup_iterations):
         forward(next(iter(batches))[0].data)  # a new iterator continues the stream
-    seconds, total_seconds = throughput.time_forward(forward, batches, clock)
-    machine, versions = throughput.machine_and_versions()
+    seconds, total_seconds = timing.time_forward(forward, batches, clock)
+    recorded = setup.recorded(input_settings, data)
+    recorded["versions"]["onnxruntime"] = onnxruntime.__version__
     result = {
         "kind": "infer",
         "engine": ENGINE,
@@ -273,22 +285,23 @@ def bench_infer_onnxruntime(
         "gpus": 0,
         "device": str(mx.cpu()),
         "batch_size": batch_size,
-        "data": data,
-        "input_backend": input_settings["backend"],
-        "image_size": input_settings["image_size"],
-        "weights": throughput.INFERENCE_WEIGHTS,
-        "iterations": iterations,
-        "warmup_iterations": warmup_iterations,
+        "weights": INFERENCE_WEIGHTS,
+        "iterations": bench.iterations,
+        "warmup_iterations": bench.warmup_iterations,
         "timed_seconds": total_seconds,
-        "images_per_s": iterations * batch_size / total_seconds,
-        "latency_ms": throughput.latency_summary(seconds),
-        "network": network_settings,
-        "machine": machine,
-        "versions": {**versions, "onnxruntime": onnxruntime.__version__},
+        "images_per_s": bench.iterations * batch_size / total_seconds,
+        "latency_ms": timing.latency_summary(seconds),
+        **recorded,
     }
-    write_json(result_path, result)
+    made_with = {
+        "point": {"engine": ENGINE, "batch_size": batch_size, "threads": threads},
+        "bench": bench.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_INFER_ENGINE, result, made_with)
     log.info(
         "onnxruntime b%d, %d threads, %s data: %.1f images/s over %d iterations after %d warmup",
-        *(batch_size, threads, data, result["images_per_s"], iterations, warmup_iterations),
+        *(batch_size, threads, data, result["images_per_s"], bench.iterations),
+        bench.warmup_iterations,
     )
     return result

@@ -7,11 +7,12 @@ starts (its stage script, or the command line) and read by name everywhere after
     Score          score
     BenchTrain     benchmark.train, without its points
     BenchInfer     benchmark.infer, without its batch sizes
+    Onnx           onnx
 
     run = TrainingRun.from_config(mapping, "training.runs.cpu_fp32")
     run.batch_per_device
 
-Every default is the original recipe's (NVIDIA's ResNet50 v1.5 for MXNet on a DGX-1); the
+Every default but onnx's is the original recipe's (NVIDIA's ResNet50 v1.5 for MXNet on a DGX-1); the
 config schema carries the same values as its defaults, and a test keeps the two equal.
 from_config stops at a value of the wrong type or an unknown key with a message that names
 the option (`training.runs.x.lr_per_256`). A number written as text in exponent form
@@ -215,3 +216,13 @@ class BenchInfer(Section):
     iterations: int = 100
     warmup_iterations: int = 20
     gpus: int = 1
+
+
+@dataclass(frozen=True)
+class Onnx(Section):
+    """ONNX export and parity (no counterpart in the original recipe, which exports nothing):
+    the largest logit difference onnxruntime may show against MXNet, and whether onnxruntime
+    inference points are measured."""
+
+    logit_tolerance: float = 0.001
+    benchmark: bool = True

@@ -29,6 +29,7 @@ rule export_onnx:
         "../envs/resnet-recipe.yaml"
     params:
         epoch=config["score"]["epoch"],
+        code=get_code_digest("export_onnx.py"),
     script:
         "../scripts/export_onnx.py"
 
@@ -50,10 +51,10 @@ rule score_onnx:
     # onnxruntime and the MXNet reference both run on the CPU.
     threads: get_threads(0)
     params:
-        epoch=config["score"]["epoch"],
-        batch_size=config["score"]["batch_size"],
-        pipeline=config["input"],
-        logit_tolerance=config["onnx"]["logit_tolerance"],
+        score=config["score"],
+        pipeline=get_tracked_input_settings(),
+        onnx={"logit_tolerance": config["onnx"]["logit_tolerance"]},
+        code=get_code_digest("score_onnx.py"),
     script:
         "../scripts/score_onnx.py"
 
@@ -78,5 +79,7 @@ rule bench_infer_onnx:
         },
         network=config["network"],
         pipeline=config["input"],
+        lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_infer_onnx.py"),
     script:
         "../scripts/bench_infer_onnx.py"

@@ -2,12 +2,13 @@
 
 from resnet_recipe.onnx_export import export_run
 from resnet_recipe.progress import run_logged
+from resnet_recipe.settings import Score
 
 run_logged(
     snakemake.log[0],
     export_run,
     model_path=snakemake.output.onnx,
     run_dir=snakemake.input.model,
-    epoch=snakemake.params.epoch,
+    epoch=Score.from_config({"epoch": snakemake.params.epoch}, "score").epoch,
     classes_tsv=snakemake.input.classes,
 )

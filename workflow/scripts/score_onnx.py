@@ -2,19 +2,21 @@
 
 from resnet_recipe.onnx_inference import score_onnx
 from resnet_recipe.progress import run_logged
+from resnet_recipe.settings import InputPipeline, Onnx, Score
 
+# dali_threads changes the speed, not the result: from the config, not a param (common.smk).
+pipeline = {**snakemake.params.pipeline, "dali_threads": snakemake.config["input"]["dali_threads"]}
 run_logged(
     snakemake.log[0],
     score_onnx,
     result_path=snakemake.output.parity,
     model_path=snakemake.input.onnx,
     run_dir=snakemake.input.model,
-    epoch=snakemake.params.epoch,
     val_rec=snakemake.input.val_rec,
     val_idx=snakemake.input.val_idx,
-    batch_size=snakemake.params.batch_size,
-    pipeline_settings=snakemake.params.pipeline,
-    logit_tolerance=snakemake.params.logit_tolerance,
+    score_settings=Score.from_config(snakemake.params.score, "score"),
+    pipeline_settings=InputPipeline.from_config(pipeline, "input"),
+    onnx_settings=Onnx.from_config(snakemake.params.onnx, "onnx"),
     threads=snakemake.threads,
     run=snakemake.wildcards.run,
 )
