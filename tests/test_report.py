@@ -152,11 +152,16 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
     )
 
 
-def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50):
-    """An inference point as throughput.bench_infer writes it."""
+def write_bench_infer(
+    root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50, engine=None
+):
+    """An inference point as throughput.bench_infer writes it; with an engine (onnxruntime),
+    as onnx_inference.bench_infer_onnxruntime writes it."""
+    folder = root / "bench_infer" / dtype if engine is None else root / "bench_infer_onnx"
     return write_json(
-        root / "bench_infer" / dtype / f"b{batch}.json",
+        folder / f"b{batch}.json",
         {
+            **({} if engine is None else {"engine": engine, "threads": 2}),
             "kind": "infer",
             "dtype": dtype,
             "gpus": gpus,
@@ -174,6 +179,30 @@ def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, 
             "network": network(depth),
             "machine": machine(gpus),
             "versions": VERSIONS,
+        },
+    )
+
+
+def write_parity(root, run, mxnet_top1, onnxruntime_top1, same, difference, images=500):
+    """results/onnx/{run}/parity.json as onnx_inference.score_onnx writes it."""
+    engines = {
+        "onnxruntime": {"top1": onnxruntime_top1, "top5": 1.0, "loss": 1.0, "version": "1.19.2"},
+        "mxnet": {"top1": mxnet_top1, "top5": 1.0, "dtype": "float32", "device": "cpu(0)"},
+    }
+    return write_json(
+        root / "onnx" / run / "parity.json",
+        {
+            "run": run,
+            "model": f"results/onnx/{run}/model.onnx",
+            "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 90},
+            "batch_size": 64,
+            "classes": 10,
+            "images": images,
+            **engines,
+            "same_prediction_fraction": same,
+            "max_abs_logit_difference": difference,
+            "max_abs_logit": 12.0,
+            "logit_tolerance": 0.001,
         },
     )
 
@@ -325,6 +354,56 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
     assert set(table["device"]) == {"1 GPU"}
+
+
+def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
+    root = tmp_path / "results"
+    mxnet_points = {("float32", 1): 250.0, ("float32", 8): 800.0}
+    inputs = write_results(root, bench_train={}, bench_infer=mxnet_points)
+    parities = [
+        write_parity(root, "fp32_1gpu", 0.75, 0.7498, same=0.9996, difference=3.1e-6),
+        write_parity(root, "cpu_fp32", 0.9, 0.9, same=1.0, difference=1.2e-6),
+    ]
+    onnx_points = [
+        write_bench_infer(root, "float32", batch, ips, gpus=0, engine="onnxruntime")
+        for batch, ips in ((1, 90.0), (8, 300.0))
+    ]
+    outputs = report.ReportOutputs.in_folder(str(root / "report"))
+    report.build_report(
+        **inputs,
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+        onnx_parity_files=parities,
+        bench_infer_onnx_files=onnx_points,
+    )
+    onnx = pd.read_csv(outputs.onnx_csv)
+    assert list(onnx["run"]) == ["cpu_fp32", "fp32_1gpu"]
+    fp32 = row(onnx, run="fp32_1gpu")
+    # MXNet's top-1 is the run's score (75 %), onnxruntime's the parity pass's.
+    assert fp32["mxnet_top1_percent"] == pytest.approx(75.0)
+    assert fp32["mxnet_float32_top1_percent"] == pytest.approx(75.0)
+    assert fp32["onnxruntime_top1_percent"] == pytest.approx(74.98)
+    assert fp32["same_prediction_fraction"] == pytest.approx(0.9996)
+    assert fp32["max_abs_logit_difference"] == pytest.approx(3.1e-6)
+    assert fp32["dtype"] == "float32"
+    # The onnxruntime points sit beside MXNet's, never matched with the (MXNet) reference.
+    inference = pd.read_csv(outputs.inference_csv)
+    assert len(inference) == 4
+    assert set(inference["engine"]) == {"mxnet", "onnxruntime"}
+    onnxruntime_b8 = row(inference, engine="onnxruntime", batch_size=8)
+    assert onnxruntime_b8["device"] == "CPU" and onnxruntime_b8["images_per_s"] == 300.0
+    assert math.isnan(onnxruntime_b8["reference_images_per_s"])
+    mxnet_b8 = row(inference, engine="mxnet", batch_size=8)
+    assert mxnet_b8["reference_images_per_s"] == pytest.approx(824)
+    text = open(outputs.markdown).read()
+    assert "## Deployment: ONNX export in onnxruntime" in text
+    assert (
+        "| fp32_1gpu | float32 | 500 | 75.00 | 75.00 | 74.98 | 100.00 | 0.9996 | 3.1e-06 |" in text
+    )
+    assert "Run fp16_8gpu has no ONNX parity result." in text
+    # The engine column shows once a point is not MXNet's.
+    assert "| float32 | CPU | 224 | 8 | onnxruntime | dali-cpu | 300.0 |" in text
+    assert "| float32 | 1 GPU | 224 | 8 | mxnet | dali-gpu | 800.0 |" in text
 
 
 def test_markdown_has_every_table_reference_label_and_graph(full_report):
@@ -654,6 +733,10 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
         | {("float32", 0, 16): 20.0},
         bench_infer={p: ips for p, ips in BENCH_INFER.items() if p[0] == "float32" and p[1] != 3},
     )
+    for run in config["training"]["runs"]:
+        write_parity(workdir / "results", run, 0.9, 0.9, same=1.0, difference=1e-6)
+    for batch in config["benchmark"]["infer"]["batch_sizes"]["float32"]:
+        write_bench_infer(workdir / "results", "float32", batch, 50.0, gpus=0, engine="onnxruntime")
     # Only the report rule may run: the fixture results stand in for everything upstream.
     args = ["results/report/report.md", "--configfile", "report-test.yaml"]
     args += ["--allowed-rules", "report"]
@@ -696,12 +779,14 @@ HTML_CATEGORIES = {
         "Table": {"inference_throughput.csv"},
         "Graphs": {"inference_throughput.png", "inference_latency.png"},
     },
+    "Deployment": {"Table": {"onnx_parity.csv"}},
 }
 HTML_CAPTIONS = {
     "report.md": "summary.rst",
     "accuracy.csv": "accuracy.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
+    "onnx_parity.csv": "onnx_parity.rst",
     "training_loss.png": "training_loss.rst",
     "training_top1.png": "training_top1.rst",
     "validation_top1.png": "validation_top1.rst",

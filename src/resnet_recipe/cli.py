@@ -40,6 +40,10 @@ def _add_report(stages):
     p.add_argument("--scores", nargs="*", default=[], metavar="JSON", help="score results")
     p.add_argument("--bench-train", nargs="*", default=[], metavar="JSON")
     p.add_argument("--bench-infer", nargs="*", default=[], metavar="JSON")
+    p.add_argument("--onnx-parity", nargs="*", default=[], metavar="JSON", help="ONNX parity")
+    p.add_argument(
+        "--bench-infer-onnx", nargs="*", default=[], metavar="JSON", help="onnxruntime points"
+    )
     p.add_argument("--reference", required=True, metavar="DIR", help="folder of the reference CSVs")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
 
@@ -53,6 +57,8 @@ def _add_report(stages):
             args.bench_infer,
             **reference_files(args.reference),
             outputs=ReportOutputs.in_folder(args.out),
+            onnx_parity_files=args.onnx_parity,
+            bench_infer_onnx_files=args.bench_infer_onnx,
         )
         return 0
 

@@ -3,20 +3,6 @@
 # results/onnx/{run}/, the folder to ship.
 
 
-# What rule all asks of this file: model.onnx and parity.json of every run, and with
-# onnx.benchmark the onnxruntime inference points at benchmark.infer's float32 batch sizes.
-ONNX_OUTPUTS = expand(
-    "results/onnx/{run}/{file}", run=TRAIN_RUNS, file=["model.onnx", "parity.json"]
-) + expand(
-    "results/bench_infer_onnx/b{batch}.json",
-    batch=(
-        config["benchmark"]["infer"]["batch_sizes"].get("float32", [])
-        if config["onnx"]["benchmark"]
-        else []
-    ),
-)
-
-
 rule export_onnx:
     input:
         model="results/train/{run}",

@@ -5,7 +5,13 @@ import os
 from dataclasses import dataclass, fields
 
 from resnet_recipe.atomic_files import atomic_open
-from resnet_recipe.report.inputs import read_bench, read_references, read_runs, read_scores
+from resnet_recipe.report.inputs import (
+    read_bench,
+    read_parities,
+    read_references,
+    read_runs,
+    read_scores,
+)
 from resnet_recipe.report.markdown import report_markdown
 from resnet_recipe.report.notes import table_notes
 from resnet_recipe.report.plots import plot_graphs
@@ -13,6 +19,7 @@ from resnet_recipe.report.tables import (
     accuracy_table,
     epoch_metrics,
     inference_table,
+    onnx_table,
     training_throughput_table,
     write_csv,
 )
@@ -28,6 +35,7 @@ class ReportOutputs:
     accuracy_csv: str
     training_csv: str
     inference_csv: str
+    onnx_csv: str
     training_loss_png: str
     training_top1_png: str
     validation_top1_png: str
@@ -42,6 +50,7 @@ class ReportOutputs:
             "accuracy_csv": "accuracy.csv",
             "training_csv": "training_throughput.csv",
             "inference_csv": "inference_throughput.csv",
+            "onnx_csv": "onnx_parity.csv",
         }
         return cls(
             **{
@@ -60,13 +69,17 @@ def build_report(
     reference_training,
     reference_inference,
     outputs,
+    onnx_parity_files=(),
+    bench_infer_onnx_files=(),
 ):
     """Read every given result file and the reference CSVs, write the tables, graphs and
-    report.md to `outputs` (a ReportOutputs). Any of the result lists may be empty."""
+    report.md to `outputs` (a ReportOutputs). Any of the result lists may be empty;
+    onnxruntime's inference points join MXNet's in the inference table and graphs."""
     runs = read_runs(run_dirs)
     scores = read_scores(score_files)
+    parities = read_parities(onnx_parity_files)
     bench_train = read_bench(bench_train_files, "train")
-    bench_infer = read_bench(bench_infer_files, "infer")
+    bench_infer = read_bench(bench_infer_files, "infer", bench_infer_onnx_files)
     reference = read_references(reference_accuracy, reference_training, reference_inference)
     log.info(
         "report from %d runs, %d scores, %d training and %d inference benchmark points",
@@ -79,10 +92,12 @@ def build_report(
         "accuracy": accuracy_table(runs, scores, reference["accuracy"]),
         "training": training_throughput_table(bench_train, reference["training"]),
         "inference": inference_table(bench_infer, reference["inference"]),
+        "onnx": onnx_table(scores, parities),
     }
     write_csv(outputs.accuracy_csv, tables["accuracy"])
     write_csv(outputs.training_csv, tables["training"])
     write_csv(outputs.inference_csv, tables["inference"])
+    write_csv(outputs.onnx_csv, tables["onnx"])
     graph_notes = plot_graphs(epoch_metrics(runs), tables, reference, outputs)
     machines = [result["machine"] for result in bench_train["result"]]
     machines += [result["machine"] for result in bench_infer["result"]]

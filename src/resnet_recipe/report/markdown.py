@@ -16,12 +16,15 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     TRAINING_KEYS,
 )
+from resnet_recipe.report.inputs import MXNET_ENGINE
 from resnet_recipe.report.tables import (
     ACCURACY_COLUMNS,
     ACCURACY_REFERENCE_COLUMNS,
+    ENGINE_COLUMN,
     INFERENCE_COLUMNS,
     INFERENCE_REFERENCE_COLUMNS,
     NETWORK_COLUMN,
+    ONNX_COLUMNS,
     TRAINING_COLUMNS,
     TRAINING_REFERENCE_COLUMNS,
 )
@@ -42,11 +45,13 @@ def markdown_table(table, columns):
 
 def _shown_columns(table, columns):
     """The Markdown columns of a table, without the network when every row has the
-    reference's (the report's title names it)."""
-    networks = set(table["network"].dropna())
-    if networks <= {REFERENCE_SETUP["network"]}:
-        return [column for column in columns if column != NETWORK_COLUMN]
-    return columns
+    reference's (the report's title names it), nor the engine when every row is MXNet's."""
+    hidden = []
+    if set(table["network"].dropna()) <= {REFERENCE_SETUP["network"]}:
+        hidden.append(NETWORK_COLUMN)
+    if "engine" in table and set(table["engine"].dropna()) <= {MXNET_ENGINE}:
+        hidden.append(ENGINE_COLUMN)
+    return [column for column in columns if column not in hidden]
 
 
 def _unmatched_reference(reference, table, keys):
@@ -140,6 +145,26 @@ SECTIONS = {
 }
 
 
+ONNX_SECTION = (
+    "## Deployment: ONNX export in onnxruntime\n\n"
+    "Each run's checkpoint exported to model.onnx (float32, NCHW) and run by onnxruntime "
+    "(CPU) beside MXNet (float32, CPU) on the same validation batches. MXNet top-1 is the "
+    "run's score (in the dtype it trained in); same prediction is the fraction of images "
+    "on which both engines predict the same class; the largest logit difference is over "
+    "all images and classes.\n"
+)
+
+
+def onnx_markdown(table, notes):
+    """The ONNX section of report.md: both engines' accuracy per run and their agreement."""
+    parts = [ONNX_SECTION]
+    if not table.empty:
+        parts.append(markdown_table(table, ONNX_COLUMNS) + "\n")
+    if notes:
+        parts.append("**Notes:**\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+    return "\n".join(parts)
+
+
 GRAPH_TITLES = {
     "training_loss_png": "Training loss",
     "training_top1_png": "Training top-1",
@@ -173,6 +198,7 @@ def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
         section.markdown(tables[name], notes[name], reference[name])
         for name, section in SECTIONS.items()
     ]
+    parts.append(onnx_markdown(tables["onnx"], notes["onnx"]))
     parts.append("## Graphs\n")
     for key, title in GRAPH_TITLES.items():
         path = os.path.relpath(os.path.abspath(getattr(outputs, key)), folder)
