@@ -358,8 +358,10 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
 
 def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
     root = tmp_path / "results"
-    mxnet_points = {("float32", 1): 250.0, ("float32", 8): 800.0}
+    mxnet_points = {("float32", 8): 800.0}
     inputs = write_results(root, bench_train={}, bench_infer=mxnet_points)
+    # MXNet on the CPU at a batch onnxruntime also ran: two points, one per engine.
+    inputs["bench_infer_files"].append(write_bench_infer(root, "float32", 1, 40.0, gpus=0))
     parities = [
         write_parity(root, "fp32_1gpu", 0.75, 0.7498, same=0.9996, difference=3.1e-6),
         write_parity(root, "cpu_fp32", 0.9, 0.9, same=1.0, difference=1.2e-6),
@@ -390,10 +392,12 @@ def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
     inference = pd.read_csv(outputs.inference_csv)
     assert len(inference) == 4
     assert set(inference["engine"]) == {"mxnet", "onnxruntime"}
+    assert row(inference, engine="mxnet", gpus=0, batch_size=1)["images_per_s"] == 40.0
+    assert row(inference, engine="onnxruntime", batch_size=1)["images_per_s"] == 90.0
     onnxruntime_b8 = row(inference, engine="onnxruntime", batch_size=8)
     assert onnxruntime_b8["device"] == "CPU" and onnxruntime_b8["images_per_s"] == 300.0
     assert math.isnan(onnxruntime_b8["reference_images_per_s"])
-    mxnet_b8 = row(inference, engine="mxnet", batch_size=8)
+    mxnet_b8 = row(inference, engine="mxnet", gpus=1, batch_size=8)
     assert mxnet_b8["reference_images_per_s"] == pytest.approx(824)
     text = open(outputs.markdown).read()
     assert "## Deployment: ONNX export in onnxruntime" in text

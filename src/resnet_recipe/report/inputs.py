@@ -113,7 +113,7 @@ def read_bench(paths, kind, engine_paths=()):
     columns = [*BENCH_COLUMNS[kind], "input", *REFERENCE_SETUP, "images_per_s"]
     if kind == "infer":
         columns += [f"latency_{s}_ms" for s in LATENCY_STATISTICS]
-    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP, *BENCH_COLUMNS[kind][4:]]
+    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP, *(["engine"] if kind == "infer" else [])]
     what = "training" if kind == "train" else "inference"
     _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)
     table = pd.DataFrame(rows, columns=columns)
