@@ -162,15 +162,26 @@ def test_presentation_settings_rerun_nothing(finished):
     config = tiny_config()
     config["training"]["defaults"]["log_interval"] = 3
     config["training"]["runs"][RUN]["log_interval"] = 7
+    config["training"]["defaults"]["max_overflows_at_min_loss_scale"] = 5
     config["data"]["pack_threads"] = 1
     assert plan_after(finished, config) == {}
 
 
-def test_dali_threads_rerun_only_the_benchmarks(finished):
-    """Thread counts change no trained model or score, but they are what a benchmark
-    measures."""
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("dali_threads", 1),
+        ("dali_val_threads", 1),
+        ("prefetch_queue_depth", 3),
+        ("nvjpeg_padding_mb", 16),
+    ],
+)
+def test_dali_speed_settings_rerun_only_the_benchmarks(finished, setting, value):
+    """Thread counts, prefetch depth and decoder memory change no trained model or
+    score, but they are what a benchmark measures."""
     config = tiny_config()
-    config["input"]["dali_threads"] = 1
+    assert config["input"][setting] != value
+    config["input"][setting] = value
     expected = {"bench_train": 1, "bench_infer": 1, "bench_summary": 1, "report": 1, "all": 1}
     assert plan_after(finished, config) == {**expected, **ONNX_POINT}
 

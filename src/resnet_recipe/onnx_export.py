@@ -6,10 +6,11 @@ Triton, with the input it expects written into the model's metadata.
                                                                  (settings.InputPipeline)
     read_metadata(path)                                          the metadata back, decoded
 
-Whatever dtype a run trained in, its checkpoint holds float32 weights (network.
-export_checkpoint), so the export rebuilds the float32 NCHW network from the run's network
-settings, loads those weights into it and exports that graph: MXNet's exporter takes NCHW
-convolution and BatchNorm on axis 1 only and no float16 graph.
+Whatever dtype and layout a run trained in, its checkpoint holds the float32 NCHW weights
+(network.export_checkpoint), so the export loads them into the float32 NCHW network of the
+run's network settings and exports that graph: MXNet's exporter takes NCHW convolution and
+BatchNorm on axis 1 only and no float16 graph. A network in memory, in any layout and
+dtype, is exported through its float32 NCHW twin in the same way.
 
 The graph has one input, `data` (float32, batch x 3 x size x size, any batch size), and one
 output, `logits` (float32, batch x classes, before any softmax). Its weights are constant
@@ -29,6 +30,7 @@ import onnx
 from resnet_recipe import evaluation, network
 from resnet_recipe.atomic_files import atomic_path
 from resnet_recipe.listing import read_classes
+from resnet_recipe.precision import float32_parameters
 from resnet_recipe.settings import InputPipeline, Network
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,20 @@ def export_run(model_path, *, run_dir, epoch, classes_tsv):
     pipeline_settings = InputPipeline.from_config(report["pipeline"], f"{where}: pipeline")
     epoch = evaluation.chosen_epoch(run_dir, epoch)
     labels = class_labels(classes_tsv, report["classes"])
-    prefix = os.path.join(run_dir, evaluation.MODEL_PREFIX)
-    net = float32_network(network_settings, report["classes"], prefix, epoch)
+    # A checkpoint holds the float32 NCHW network whatever the run trained in
+    # (network.export_checkpoint): loaded as that, with every weight checked by name.
+    net = network.load_for_inference(
+        os.path.join(run_dir, evaluation.MODEL_PREFIX),
+        epoch,
+        [mx.cpu()],
+        "float32",
+        network_settings.replace(layout={"float32": LAYOUT}),
+    )
     metadata = {
         "run": report["run"],
         "epoch": epoch,
         "trained_dtype": report["dtype"],
+        "trained_layout": network_settings.layout_for(report["dtype"]),
         "network": network_settings.model_name,
         "class_labels": labels,
     }
@@ -79,50 +89,28 @@ def class_labels(classes_tsv, classes):
     return sorted(by_synset, key=by_synset.get)
 
 
-def float32_network(network_settings, classes, prefix, epoch):
-    """The network of `network_settings` (settings.Network) in float32 NCHW on the CPU,
-    with the weights of checkpoint `prefix`-NNNN.params (NNNN = epoch), every one checked
-    by name and shape."""
-    _, params_path = network.checkpoint_paths(prefix, epoch)
-    if not os.path.isfile(params_path):
-        raise FileNotFoundError(f"ONNX export: checkpoint {params_path} not found")
-    saved = {
-        name.split(":", 1)[-1]: array.astype("float32")
-        for name, array in mx.nd.load(params_path).items()
-    }
-    net = network.initialize(
-        network.resnet(
-            network_settings.depth,
-            network_settings.version,
-            classes,
-            network_settings.zero_init_last_gamma,
-        ),
+def float32_nchw(net):
+    """The float32 NCHW twin, on the CPU, of a Gluon ResNet of network.py in any layout and
+    dtype: its weights in float32 (BatchNorm statistics averaged over its devices) and in
+    NCHW order, the stem without NHWC's 4th (zero padding) input channel."""
+    twin = network.initialize(
+        network.resnet(net.depth, net.version, net.classes, layout=network.Layout(LAYOUT)),
         [mx.cpu()],
     )
-    params = net.collect_params()
-    missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
-    if missing or extra:
-        raise ValueError(
-            f"{params_path} does not fit the network of the run's settings {network_settings}: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}"
-        )
-    for name, param in params.items():
-        if saved[name].shape != param.shape:
-            raise ValueError(
-                f"{params_path}: {name} has shape {saved[name].shape}, the network's is "
-                f"{param.shape}"
-            )
-        param.set_data(saved[name])
-    return net
+    arrays = network.arrays_in_layout(float32_parameters(net), net.layout.name, LAYOUT)
+    for name, param in twin.collect_params().items():
+        param.set_data(arrays[name])
+    return twin
 
 
 def export_network(net, model_path, *, pipeline_settings, metadata):
-    """Export a float32 NCHW Gluon ResNet (initialised, on the CPU) to model_path, atomically,
-    with `metadata` (values: text or JSON-able) and the input that the validation pipeline
-    of pipeline_settings (settings.InputPipeline) prepares added to it. Returns the
-    metadata as written, decoded."""
+    """Export an initialised Gluon ResNet of network.py, in any layout and dtype, as its
+    float32 NCHW twin (float32_nchw) to model_path, atomically, with `metadata` (values:
+    text or JSON-able) and the input that the validation pipeline of pipeline_settings
+    (settings.InputPipeline) prepares added to it. Returns the metadata as written,
+    decoded."""
     image_size = pipeline_settings.image_size
+    net = float32_nchw(net)
     symbol = network.inference_symbol(net)
     params = {name: param.data() for name, param in net.collect_params().items()}
     shape = (1, 3, image_size, image_size)

@@ -13,11 +13,16 @@ same evaluate() as MXNet scoring; for each real image (never the padding of a la
 it also counts whether both engines predict the same class, and keeps the largest absolute
 difference between their logits. A difference above the tolerance fails the job.
 
-Throughput: measured exactly like the MXNet inference point (throughput.bench_infer): a
-freshly initialised network of the configured settings, exported to ONNX; untimed warmup
-batches, then each batch timed from asking the validation pipeline for it to its logits
-being returned by onnxruntime, whose run() is synchronous. The input tensor is copied from
-DALI's output into numpy on the way, which counts in the timing as data loading does.
+Throughput: measured by the MXNet inference point's own code (throughput.time_inference,
+see throughput's docstring) on a freshly initialised float32 NCHW network of the configured
+settings, exported to ONNX: epochs of batches whose ends are not waited for, each epoch's
+first batch left out, the harmonic mean after the warmup epochs; then a pass that times
+each batch from asking the validation pipeline for it to its logits. An onnxruntime run()
+returns only when its outputs are ready, so in the first measurement each batch ends
+finished as well: there is no queue of unwaited work to overlap with the next batch's
+loading, as MXNet's asynchronous engine has. The input tensor is copied from DALI's output
+into numpy and the logits back into an NDArray on the way; both count in the timing, as
+data loading does.
 """
 
 import logging
@@ -29,7 +34,7 @@ import mxnet as mx
 import numpy as np
 import onnxruntime
 
-from resnet_recipe import evaluation, network, onnx_export, pipelines, results, timing
+from resnet_recipe import evaluation, network, onnx_export, pipelines, results, throughput
 from resnet_recipe.listing import read_classes
 from resnet_recipe.throughput import INFERENCE_WEIGHTS
 
@@ -179,8 +184,9 @@ def score_onnx(
     run,
 ):
     """Parity of model_path (exported from run_dir's checkpoint of score_settings.epoch;
-    None: the final one) with MXNet on the validation records in batches of
-    score_settings.batch_size, into result_path (see the module docstring). Fails when the
+    None: the final one) with MXNet on the validation records in batches of score_settings'
+    float32 batch size (both engines run float32), into result_path (see the module
+    docstring). Fails when the
     largest logit difference is above onnx_settings.logit_tolerance. score_settings:
     settings.Score; pipeline_settings: settings.InputPipeline; onnx_settings: settings.Onnx."""
     metadata, epoch = checked_metadata(model_path, run_dir, score_settings.epoch, pipeline_settings)
@@ -188,7 +194,7 @@ def score_onnx(
     prefix = os.path.join(run_dir, evaluation.MODEL_PREFIX)
     mxnet_net = network.load_for_inference(prefix, epoch, [mx.cpu()])
     mxnet_net.hybridize(static_alloc=True, static_shape=True)
-    batch_size = score_settings.batch_size
+    batch_size = score_settings.batch_size_of("float32")
     batches = pipelines.val_batches(
         val_rec,
         val_idx,
@@ -241,7 +247,15 @@ def score_onnx(
 def initialised_model(network_settings, classes, pipeline_settings, threads):
     """OnnxruntimeForward of a freshly initialised network of network_settings, exported
     to ONNX like a trained run (throughput needs no trained weights)."""
-    net = network.build(network_settings, classes, [mx.cpu()])
+    net = network.initialize(
+        network.resnet(
+            network_settings.depth,
+            network_settings.version,
+            classes,
+            network_settings.zero_init_last_gamma,
+        ),
+        [mx.cpu()],
+    )
     with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
         model_path = os.path.join(folder, "model.onnx")
         metadata = {"weights": INFERENCE_WEIGHTS}
@@ -255,26 +269,26 @@ def bench_infer_onnxruntime(
     result_path, setup, *, batch_size, bench_settings, threads, clock=time.perf_counter
 ):
     """onnxruntime CPU inference throughput and per-batch latency of one batch size, in
-    float32, into result_path: the point of throughput.bench_infer with the engine
-    `onnxruntime`. setup: a throughput.BenchSetup of the validation split; bench_settings:
-    settings.BenchInfer (its gpus is not used: onnxruntime runs on the CPU here)."""
+    float32 NCHW, into result_path: the point of throughput.bench_infer, measured by its
+    own throughput.time_inference, with the engine `onnxruntime`. setup: a
+    throughput.BenchSetup of the validation split; bench_settings: settings.BenchInfer
+    (its gpus is not used: onnxruntime runs on the CPU here)."""
     bench = bench_settings
+    what = f"onnxruntime inference benchmark float32 b{batch_size}"
     input_settings, data = setup.input(bench.data)
     classes = len(read_classes(setup.classes_tsv))
     forward = initialised_model(setup.network, classes, input_settings, threads)
-    batches = pipelines.val_batches(
-        setup.rec,
-        setup.idx,
-        [mx.cpu()],
-        batch_per_device=batch_size,
-        settings=input_settings,
-        iterations=bench.iterations,
-        num_classes=classes,
+    stream = dict(batch_per_device=batch_size, settings=input_settings, num_classes=classes)
+    log.info(
+        "%s: %d epochs of %d batches (%d warmup epochs), then %d batches, %s data, %d threads",
+        *(what, bench.epochs, bench.iterations, bench.warmup_epochs),
+        *(bench.latency_iterations, input_settings.backend, threads),
     )
-    for _ in range(bench.warmup_iterations):
-        forward(next(iter(batches))[0].data)  # a new iterator continues the stream
-    seconds, total_seconds = timing.time_forward(forward, batches, clock)
-    recorded = setup.recorded(input_settings, data)
+    numbers = throughput.time_inference(
+        forward, setup.val_stream([mx.cpu()], stream), bench, batch_size, clock
+    )
+    recorded = setup.recorded(input_settings, data, "float32")
+    recorded["layout"] = onnx_export.LAYOUT  # the exported graph's, whatever the config's
     recorded["versions"]["onnxruntime"] = onnxruntime.__version__
     result = {
         "kind": "infer",
@@ -286,11 +300,7 @@ def bench_infer_onnxruntime(
         "device": str(mx.cpu()),
         "batch_size": batch_size,
         "weights": INFERENCE_WEIGHTS,
-        "iterations": bench.iterations,
-        "warmup_iterations": bench.warmup_iterations,
-        "timed_seconds": total_seconds,
-        "images_per_s": bench.iterations * batch_size / total_seconds,
-        "latency_ms": timing.latency_summary(seconds),
+        **numbers,
         **recorded,
     }
     made_with = {
@@ -299,9 +309,5 @@ def bench_infer_onnxruntime(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER_ENGINE, result, made_with)
-    log.info(
-        "onnxruntime b%d, %d threads, %s data: %.1f images/s over %d iterations after %d warmup",
-        *(batch_size, threads, data, result["images_per_s"], bench.iterations),
-        bench.warmup_iterations,
-    )
+    throughput.log_inference_point(what, result)
     return result

@@ -58,16 +58,21 @@ SCORE = Contract(
     "score result",
     ("run", "dtype", "top1", "top5", "loss", "images_per_s", "latency_ms.mean"),
 )
+# A benchmark point's images_per_s is measured as the original benchmark.py did (see
+# throughput.py); an inference point's latency_ms and latency_images_per_s come from a
+# separate pass that waits for every batch; a training point's val_images_per_s is the
+# original's val.total_ips of the validation pass after every epoch.
+BENCH_FIELDS = (*NETWORK_FIELDS, "layout", "image_size", "input_backend", "images_per_s", "machine")
 BENCH_TRAIN = Contract(
     "training benchmark point",
     ("kind", "dtype", "gpus", "batch_per_device", "global_batch")
-    + (*NETWORK_FIELDS, "image_size", "input_backend", "images_per_s", "machine"),
+    + (*BENCH_FIELDS, "val_images_per_s"),
     kind="train",
 )
 BENCH_INFER = Contract(
     "inference benchmark point",
     ("kind", "dtype", "gpus", "batch_size")
-    + (*NETWORK_FIELDS, "image_size", "input_backend", "images_per_s", "machine")
+    + (*BENCH_FIELDS, "epoch_images_per_s", "latency_images_per_s")
     + tuple(f"latency_ms.{key}" for key in LATENCY_KEYS),
     kind="infer",
 )

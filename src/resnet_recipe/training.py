@@ -5,12 +5,20 @@ checkpointed every epoch, resumable after a crash, exported in MXNet's checkpoin
 
 The per-epoch resumable state lives under `state_root` (see checkpoints.py), in a folder
 named after a digest of everything that shapes the result; the outputs in `out_dir` appear
-at the very end, all at once.
+at the very end, all at once. model-NNNN.params is exported every training.export_every
+epochs, as the original saved model-NNNN.params every epoch (fit.py L97-101, L139 at
+a8e1d1cd); the exports wait in the state folder until the end (checkpoints.py says why).
+
+A run that diverges stops with TrainingDiverged, leaving the last good epoch's state and
+no outputs: non-finite loss or gradients (no dynamic loss scale), or a dynamic loss scale
+that keeps overflowing at its floor. The check reads the device only where the loop waits
+for it anyway (log lines, the end of an epoch).
 """
 
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 
@@ -57,13 +65,8 @@ def train(
     state_root that was made with the same settings and data.
     """
     classes = len(read_classes(classes_tsv))
-    digest = checkpoints.settings_digest(
-        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
-        network_settings.to_config(),
-        pipeline_settings.to_config(),
-        record_identity(train_idx),
-        record_identity(val_idx),
-        classes,
+    digest = state_digest(
+        settings, network_settings, pipeline_settings, (train_idx, val_idx), classes
     )
     state_dir = checkpoints.run_state_dir(state_root, digest)
     train_records = pipelines.count_records(train_rec, train_idx)
@@ -76,7 +79,7 @@ def train(
             json.dumps(settings.to_config(), sort_keys=True),
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
-        loop = TrainingLoop(contexts, classes, train_records, settings, network_settings)
+        loop = TrainingLoop(contexts, classes, train_records, settings, network_settings, run)
         loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, contexts))
         if loop.epoch < settings.epochs:
             train_data, val_data = open_data(
@@ -87,22 +90,52 @@ def train(
                 first_epoch=loop.epoch,
                 train=(train_rec, train_idx),
                 val=(val_rec, val_idx),
+                layout=network_settings.layout_for(settings.dtype),
             )
         while loop.epoch < settings.epochs:
             loop.run_epoch(train_data, val_data)
+            # The export first: a crash between the two repeats the epoch and its export.
+            if exported_after(loop.epoch, settings):
+                checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
             checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
-        write_outputs(loop, out_dir, run, network_settings, pipeline_settings)
+        write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     return out_dir
 
 
-def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val):
+def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
+    """Digest of everything that shapes a run's result: its settings (not the presentation
+    ones), the network and input settings, the packed splits' indexes and the classes."""
+    return checkpoints.settings_digest(
+        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
+        network_settings.to_config(),
+        pipeline_settings.to_config(),
+        *(record_identity(idx) for idx in indexes),
+        classes,
+    )
+
+
+def exported_after(epoch, run):
+    """Whether model-NNNN.params of `epoch` is exported: every run.export_every epochs
+    (0: none) and always the last epoch."""
+    every = run.export_every
+    return epoch == run.epochs or (every > 0 and epoch % every == 0)
+
+
+class TrainingDiverged(RuntimeError):
+    """A run's loss or gradients stopped being finite (or a dynamic loss scale kept
+    overflowing at its floor): continuing would only produce a model of NaN."""
+
+
+def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val, layout):
     """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
-    pairs `train` and `val`. The training order is seeded by the run's seed and the epoch
-    it starts after, so a restarted run draws a fresh, reproducible order."""
+    pairs `train` and `val`, in the network's `layout`. The training order is seeded by the
+    run's seed and the epoch it starts after, so a restarted run draws a fresh, reproducible
+    order."""
     common = dict(
         batch_per_device=run.batch_per_device,
         settings=pipeline_settings,
         dtype=run.dtype,
+        layout=layout,
         num_classes=classes,
     )
     train_data = pipelines.train_batches(
@@ -121,7 +154,8 @@ class TrainingLoop:
     """Network, trainer, loss scaler and metrics of one run (settings: a
     settings.TrainingRun), advanced an epoch at a time."""
 
-    def __init__(self, contexts, classes, train_records, settings, network_settings):
+    def __init__(self, contexts, classes, train_records, settings, network_settings, run="run"):
+        self.run = run
         self.contexts = contexts
         self.classes = classes
         self.settings = settings
@@ -150,6 +184,8 @@ class TrainingLoop:
             self.iterations_per_epoch,
             self.dtype,
         )
+        # 1 while every gradient since the last check was finite (see check_finite).
+        self.finite_flag = mx.nd.ones(1, ctx=contexts[0])
 
     def restore(self, state):
         """Continue after the epoch saved in `state` (None: start afresh)."""
@@ -201,8 +237,9 @@ class TrainingLoop:
         )
 
     def train_one_epoch(self, train_data):
-        """SGD over one epoch. Metrics accumulate on the devices and reach the host only
-        at log lines and at the end, so the loop never waits for the GPU otherwise."""
+        """SGD over one epoch. Metrics and the finiteness check accumulate on the devices
+        and reach the host only at log lines and at the end, so the loop never waits for
+        the GPU otherwise."""
         loss_sum = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         correct = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
@@ -211,6 +248,7 @@ class TrainingLoop:
         last_logged_batch = 0
         lr = None
         skipped_before = self.loss_scaler.skipped_steps
+        self.finite_flag[:] = 1
         for batch_index, device_batches in enumerate(train_data, 1):
             outputs, losses = self.step(device_batches, first_iteration + batch_index - 1)
             lr = self.trainer.learning_rate
@@ -219,10 +257,14 @@ class TrainingLoop:
             ):
                 loss_sum[i] += loss.sum()
                 correct[i] += evaluation.top_k_hits(output, batch.label, 1)
+            if self.loss_scaler.dynamic:
+                # The dynamic scaler read the gradients on the host already.
+                self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
                 images = batch_index * self.global_batch
                 seen_loss = sum(value.asscalar() for value in loss_sum) / images
+                self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 batches = batch_index - last_logged_batch
                 rate = batches * self.global_batch / max(now - last_log, 1e-9)
                 last_log, last_logged_batch = now, batch_index
@@ -237,6 +279,68 @@ class TrainingLoop:
             "skipped_steps": self.loss_scaler.skipped_steps - skipped_before,
         }
 
+    def check_finite(self, loss, last_checked, batch_index, lr):
+        """Stop when the loss so far in the epoch, or a gradient since the last check, is
+        not finite (runs without a dynamic loss scale, whose skipped steps may have an
+        infinite loss). Reads the gradient flag, queued behind the loss the caller read."""
+        if self.loss_scaler.dynamic:
+            return
+        gradients_finite = bool(self.finite_flag.asscalar())
+        if math.isfinite(loss) and gradients_finite:
+            return
+        what = "loss" if not math.isfinite(loss) else "gradients"
+        cause = f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate"
+        if self.dtype == "float16" and what == "gradients":
+            # A finite loss with overflowing float16 gradients: their range, first.
+            scale = self.settings.loss_scale
+            remedy = (
+                "a smaller static scale or dynamic scaling keeps them in range"
+                if scale != "none"
+                else "dynamic loss scaling skips such steps"
+            )
+            cause = f"training.loss_scale ({scale}): float16 gradients overflowed; {remedy}"
+        message = self.diverged_message(
+            f"the {what} became inf or NaN", last_checked + 1, batch_index, lr, cause
+        )
+        raise TrainingDiverged(message)
+
+    def check_loss_scale(self, batch_index, lr):
+        """Stop when a dynamic loss scale has overflowed at its floor for
+        training.max_overflows_at_min_loss_scale steps in a row."""
+        limit = self.settings.max_overflows_at_min_loss_scale
+        if self.loss_scaler.overflows_at_min < limit:
+            return
+        what = (
+            f"the gradients overflowed {limit} steps in a row at the smallest loss scale "
+            f"({self.loss_scaler.min_scale:g})"
+        )
+        cause = (
+            f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate "
+            "(the loss scale cannot go lower)"
+        )
+        raise TrainingDiverged(self.diverged_message(what, batch_index, batch_index, lr, cause))
+
+    def diverged_message(self, what, first_batch, last_batch, lr, cause):
+        """The error of a run that diverged in batches first_batch..last_batch (1-based)
+        of the current epoch."""
+        offset = (self.epoch - 1) * self.iterations_per_epoch - 1
+        where = (
+            f"iteration {last_batch}"
+            if first_batch == last_batch
+            else (f"iterations {first_batch} to {last_batch}")
+        )
+        kept = (
+            f"the resumable state of epoch {self.epoch - 1} stays on disk"
+            if self.epoch > 1
+            else "no epoch finished, so there is no resumable state"
+        )
+        return (
+            f"run {self.run} diverged in epoch {self.epoch}/{self.settings.epochs}: {what} in "
+            f"{where} of {self.iterations_per_epoch} (global iterations from 0: "
+            f"{offset + first_batch} to {offset + last_batch}), learning rate {lr:.6g}. "
+            f"Most likely at fault: {cause}. No outputs were written; {kept}."
+        )
+
     def step(self, device_batches, iteration):
         """Forward and backward on every device, then one optimizer update at the learning
         rate of global `iteration`. Returns the per-device outputs and per-image losses,
@@ -250,7 +354,9 @@ class TrainingLoop:
             ]
             scaled = [loss * scale for loss in losses] if scale != 1 else losses
         autograd.backward(scaled)
-        recipe.update_parameters(self.trainer, iteration, self.global_batch, self.loss_scaler)
+        recipe.update_parameters(
+            self.trainer, iteration, self.global_batch, self.loss_scaler, self.finite_flag
+        )
         return outputs, losses
 
     def log_progress(self, batch_index, rate, loss, lr, seconds):
@@ -272,12 +378,13 @@ class TrainingLoop:
         )
 
 
-def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
-    """The run's declared outputs, all appearing at once: the model in MXNet's checkpoint
-    format (float32 weights), metrics.jsonl (one line per epoch) and report.json."""
+def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings):
+    """The run's declared outputs, all appearing at once: the exported models in MXNet's
+    checkpoint format (float32 weights; linked from the state folder), metrics.jsonl (one
+    line per epoch) and report.json."""
     final = loop.history[-1]
     report = {
-        "run": run,
+        "run": loop.run,
         "gpus": loop.settings.gpus,
         "devices": [str(ctx) for ctx in loop.contexts],
         "dtype": loop.dtype,
@@ -294,14 +401,25 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
         "pipeline": pipeline_settings.to_config(),
         "machine": devices.describe_machine(),
     }
+    if loop.epoch not in checkpoints.exported_epochs(state_dir):
+        # The state was finished before its last export was written (or lost it).
+        checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
+    wanted = [e for e in range(1, loop.epoch + 1) if exported_after(e, loop.settings)]
+    missing = sorted(set(wanted) - set(checkpoints.exported_epochs(state_dir)))
+    if missing:
+        log.warning(
+            "run %s: no export of epochs %s in %s (made with another export_every); the "
+            "run folder leaves them out",
+            *(loop.run, missing, state_dir),
+        )
     with atomic_directory(out_dir) as folder:
-        network.export_checkpoint(loop.net, os.path.join(folder, "model"), loop.epoch, loop.trainer)
+        checkpoints.link_exports(state_dir, sorted(set(wanted) - set(missing)), folder)
         results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
         made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
         results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
         "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
-        run,
+        loop.run,
         loop.epoch,
         report["val_top1"],
         report["val_top5"],

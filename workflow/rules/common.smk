@@ -42,12 +42,18 @@ SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
 
 
-# Settings that change what a job logs or how fast it runs, never what it computes, are kept
-# out of the params, so that changing them reruns nothing; the stage scripts read them from
-# snakemake.config. (DALI's pipelines give the same batches for any number of threads;
-# the benchmarks, whose result is speed, keep dali_threads as a param.)
-UNTRACKED_RUN_SETTINGS = ("log_interval",)
-UNTRACKED_INPUT_SETTINGS = ("dali_threads",)
+# Settings that change what a job logs, how fast it runs or how much memory it reserves,
+# never what it computes, are kept out of the params, so that changing them reruns
+# nothing; the stage scripts read every setting from snakemake.config. (DALI's pipelines
+# give the same batches for any number of threads and any prefetch depth; the benchmarks,
+# whose result is speed, keep them as params.)
+UNTRACKED_RUN_SETTINGS = ("log_interval", "max_overflows_at_min_loss_scale")
+UNTRACKED_INPUT_SETTINGS = (
+    "dali_threads",
+    "dali_val_threads",
+    "prefetch_queue_depth",
+    "nvjpeg_padding_mb",
+)
 
 
 def get_run_settings(run):

@@ -31,6 +31,8 @@ rule bench_train:
     input:
         rec="results/records/train.rec",
         idx="results/records/train.idx",
+        val_rec="results/records/val.rec",
+        val_idx="results/records/val.idx",
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",

@@ -14,6 +14,7 @@ accuracy_csv             | accuracy.csv             | accuracy.rst              
 training_csv             | training_throughput.csv  | training_throughput.rst        | Training throughput | Table
 inference_csv            | inference_throughput.csv | inference_throughput.rst       | Inference           | Table
 onnx_csv                 | onnx_parity.csv          | onnx_parity.rst                | Deployment          | Table
+provenance_csv           | provenance.csv           | provenance.rst                 | Provenance          | Table
 training_loss_png        | training_loss.png        | training_loss.rst              | Accuracy            | Per-epoch curves
 training_top1_png        | training_top1.png        | training_top1.rst              | Accuracy            | Per-epoch curves
 validation_top1_png      | validation_top1.png      | validation_top1.rst            | Accuracy            | Per-epoch curves

@@ -4,8 +4,9 @@ from resnet_recipe.onnx_inference import score_onnx
 from resnet_recipe.progress import run_logged
 from resnet_recipe.settings import InputPipeline, Onnx, Score
 
-# dali_threads changes the speed, not the result: from the config, not a param (common.smk).
-pipeline = {**snakemake.params.pipeline, "dali_threads": snakemake.config["input"]["dali_threads"]}
+# Settings come from the config; the rule's params are the rerun triggers, which leave out
+# what only changes speed (common.smk).
+config = snakemake.config
 run_logged(
     snakemake.log[0],
     score_onnx,
@@ -14,9 +15,9 @@ run_logged(
     run_dir=snakemake.input.model,
     val_rec=snakemake.input.val_rec,
     val_idx=snakemake.input.val_idx,
-    score_settings=Score.from_config(snakemake.params.score, "score"),
-    pipeline_settings=InputPipeline.from_config(pipeline, "input"),
-    onnx_settings=Onnx.from_config(snakemake.params.onnx, "onnx"),
+    score_settings=Score.from_config(config["score"], "score"),
+    pipeline_settings=InputPipeline.from_config(config["input"], "input"),
+    onnx_settings=Onnx.from_config(config["onnx"], "onnx"),
     threads=snakemake.threads,
     run=snakemake.wildcards.run,
 )

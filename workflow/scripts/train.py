@@ -4,12 +4,11 @@ from resnet_recipe.progress import run_logged
 from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
+# Settings come from the config; the rule's params are the rerun triggers, which leave out
+# what only changes logging or speed (common.smk).
+config = snakemake.config
 run = snakemake.wildcards.run
-# log_interval and dali_threads change the log and the speed, not the model: they come from
-# the config, not from params, so that changing them reruns nothing (common.smk).
-training = snakemake.config["training"]
-log_interval = {**training["defaults"], **training["runs"][run]}["log_interval"]
-pipeline = {**snakemake.params.pipeline, "dali_threads": snakemake.config["input"]["dali_threads"]}
+run_settings = {**config["training"]["defaults"], **config["training"]["runs"][run]}
 run_logged(
     snakemake.log[0],
     train,
@@ -20,11 +19,9 @@ run_logged(
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
     state_root=snakemake.params.state_root,
-    settings=TrainingRun.from_config(
-        {**snakemake.params.settings, "log_interval": log_interval}, f"training.runs.{run}"
-    ),
-    network_settings=Network.from_config(snakemake.params.network, "network"),
-    pipeline_settings=InputPipeline.from_config(pipeline, "input"),
+    settings=TrainingRun.from_config(run_settings, f"training.runs.{run}"),
+    network_settings=Network.from_config(config["network"], "network"),
+    pipeline_settings=InputPipeline.from_config(config["input"], "input"),
     lock_dir=snakemake.params.lock_dir,
     run=run,
 )
