@@ -28,7 +28,7 @@ from conftest import (
     write_config,
 )
 
-from resnet_recipe import devices, provenance
+from resnet_recipe import devices, onnx_export, provenance
 from resnet_recipe.code_digest import stage_modules
 from resnet_recipe.demo_data import write_demo_tree
 
@@ -340,6 +340,27 @@ def test_every_result_records_its_provenance(finished):
     report = json.loads(points[0].read_text())
     made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
     assert report["provenance"]["settings_digest"] == provenance.settings_digest(made_with)
+
+
+def test_the_run_is_exported_and_both_engines_are_reported(finished):
+    """The finished run's model.onnx, its parity with MXNet, the onnxruntime point with
+    every field of the MXNet point beside it, and the report showing both engines."""
+    model = finished / f"results/onnx/{RUN}/model.onnx"
+    metadata = onnx_export.read_metadata(str(model))
+    assert metadata["class_labels"] == [f"digit{d}" for d in range(10)]
+    assert (metadata["run"], metadata["layout"], metadata["image_size"]) == (RUN, "NCHW", 16)
+    parity = json.loads((finished / f"results/onnx/{RUN}/parity.json").read_text())
+    assert parity["same_prediction_fraction"] >= 0.999
+    assert parity["max_abs_logit_difference"] <= tiny_config()["onnx"]["logit_tolerance"]
+    mxnet_point = json.loads((finished / "results/bench_infer/float32/b4.json").read_text())
+    onnx_point = json.loads((finished / "results/bench_infer_onnx/b4.json").read_text())
+    assert set(onnx_point) == set(mxnet_point) | {"engine", "provider", "threads"}
+    assert onnx_point["engine"] == "onnxruntime"
+    report = (finished / "results/report/report.md").read_text()
+    assert "## Deployment: ONNX export in onnxruntime" in report
+    onnxruntime_top1 = f"{100 * parity['onnxruntime']['top1']:.2f}"
+    assert f"| {RUN} | float32 | {parity['images']} |" in report and onnxruntime_top1 in report
+    assert "| 4 | onnxruntime |" in report
 
 
 def test_a_killed_training_resumes_through_snakemake(tmp_path):
