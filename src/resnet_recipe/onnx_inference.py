@@ -219,21 +219,7 @@ def score_onnx(
         **compared.summary(metrics),
         "logit_tolerance": tolerance,
     }
-    log.info(
-        "%s: same prediction on %.4f of %d images, largest logit difference %.3g; top-1 "
-        "onnxruntime %.4f, MXNet %.4f",
-        model_path,
-        result["same_prediction_fraction"],
-        result["images"],
-        result["max_abs_logit_difference"],
-        result["onnxruntime"]["top1"],
-        result["mxnet"]["top1"],
-    )
-    if result["max_abs_logit_difference"] > tolerance:
-        raise ValueError(
-            f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
-            f"{result['max_abs_logit_difference']:.3g}, above onnx.logit_tolerance {tolerance}"
-        )
+    check_agreement(model_path, result)
     made_with = {
         "run": run,
         "epoch": epoch,
@@ -244,18 +230,28 @@ def score_onnx(
     return results.write(result_path, results.ONNX_PARITY, result, made_with)
 
 
+def check_agreement(model_path, result):
+    """Log how far the engines agree in a parity result; stop when their logits differ by
+    more than its logit_tolerance."""
+    difference, tolerance = result["max_abs_logit_difference"], result["logit_tolerance"]
+    log.info(
+        "%s: same prediction on %.4f of %d images, largest logit difference %.3g; top-1 "
+        "onnxruntime %.4f, MXNet %.4f",
+        *(model_path, result["same_prediction_fraction"], result["images"], difference),
+        *(result["onnxruntime"]["top1"], result["mxnet"]["top1"]),
+    )
+    if difference > tolerance:
+        raise ValueError(
+            f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
+            f"{difference:.3g}, above onnx.logit_tolerance {tolerance}"
+        )
+
+
 def initialised_model(network_settings, classes, pipeline_settings, threads):
     """OnnxruntimeForward of a freshly initialised network of network_settings, exported
     to ONNX like a trained run (throughput needs no trained weights)."""
-    net = network.initialize(
-        network.resnet(
-            network_settings.depth,
-            network_settings.version,
-            classes,
-            network_settings.zero_init_last_gamma,
-        ),
-        [mx.cpu()],
-    )
+    nchw = network_settings.replace(layout={"float32": onnx_export.LAYOUT})
+    net = network.build(nchw, classes, [mx.cpu()])
     with tempfile.TemporaryDirectory(prefix="onnx-bench-") as folder:
         model_path = os.path.join(folder, "model.onnx")
         metadata = {"weights": INFERENCE_WEIGHTS}

@@ -89,10 +89,7 @@ def build_report(
     reference = read_references(reference_accuracy, reference_training, reference_inference)
     log.info(
         "report from %d runs, %d scores, %d training and %d inference benchmark points",
-        len(runs),
-        len(scores),
-        len(bench_train),
-        len(bench_infer),
+        *(len(runs), len(scores), len(bench_train), len(bench_infer)),
     )
     accuracy, setting_names = add_setting_columns(
         accuracy_table(runs, scores, reference["accuracy"]), runs
@@ -105,11 +102,7 @@ def build_report(
     }
     provenance = provenance_table(runs, scores, bench_train, bench_infer, parities)
     tables = mark_origins(tables, runs, scores, bench_train, bench_infer, parities)
-    write_csv(outputs.accuracy_csv, tables["accuracy"])
-    write_csv(outputs.training_csv, tables["training"])
-    write_csv(outputs.inference_csv, tables["inference"])
-    write_csv(outputs.onnx_csv, tables["onnx"])
-    write_csv(outputs.provenance_csv, provenance)
+    write_tables(outputs, tables, provenance)
     graph_notes = plot_graphs(epoch_metrics(runs), tables, reference, outputs)
     machines = [result["machine"] for result in bench_train["result"]]
     machines += [result["machine"] for result in bench_infer["result"]]
@@ -133,3 +126,12 @@ def build_report(
     with atomic_open(outputs.markdown) as handle:
         handle.write(markdown)
     log.info("wrote %s and the tables and graphs beside it", outputs.markdown)
+
+
+def write_tables(outputs, tables, provenance):
+    """The CSV of every table (tables by section name) and of the provenance table."""
+    write_csv(outputs.accuracy_csv, tables["accuracy"])
+    write_csv(outputs.training_csv, tables["training"])
+    write_csv(outputs.inference_csv, tables["inference"])
+    write_csv(outputs.onnx_csv, tables["onnx"])
+    write_csv(outputs.provenance_csv, provenance)
