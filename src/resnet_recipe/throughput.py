@@ -3,6 +3,7 @@ report shape.
 
     bench_train(path, dtype=, gpus=, batch_per_device=, ...)  -> one training point's JSON
     bench_infer(path, dtype=, batch_size=, ...)                -> one inference point's JSON
+    time_inference(forward, batches_of, bench, batch_size)     -> its numbers, of any engine
     summarize(train_files, infer_files, train_path, infer_path) -> benchmark.py-shaped JSON
 
 Nothing is computed or logged for metrics inside a timed loop, and the first iterations,
