@@ -28,7 +28,7 @@ from conftest import (
     write_config,
 )
 
-from resnet_recipe import devices, provenance
+from resnet_recipe import devices, onnx_export, provenance
 from resnet_recipe.code_digest import stage_modules
 from resnet_recipe.demo_data import write_demo_tree
 
@@ -44,9 +44,15 @@ REPACK_AND_DOWNSTREAM = {
     "bench_train": 1,
     "bench_infer": 1,
     "bench_summary": 1,
+    "export_onnx": 1,
+    "score_onnx": 1,
+    "bench_infer_onnx": 1,
     "report": 1,
     "all": 1,
 }
+# The ONNX jobs of the run (export and parity) and the onnxruntime inference point.
+RUN_ONNX = {"export_onnx": 1, "score_onnx": 1}
+ONNX_POINT = {"bench_infer_onnx": 1}
 
 
 def tiny_config():
@@ -97,13 +103,14 @@ def test_a_comment_or_key_order_changes_nothing(finished):
 def test_one_runs_batch_size_reruns_that_run_and_the_report(finished):
     config = tiny_config()
     config["training"]["runs"][RUN]["batch_per_device"] = 16
-    assert plan_after(finished, config) == {"train": 1, "score": 1, "report": 1, "all": 1}
+    expected = {"train": 1, "score": 1, **RUN_ONNX, "report": 1, "all": 1}
+    assert plan_after(finished, config) == expected
 
 
 def test_a_new_benchmark_batch_size_is_one_new_job(finished):
     config = tiny_config()
     config["benchmark"]["infer"]["batch_sizes"]["float32"].append(2)
-    expected = {"bench_infer": 1, "bench_summary": 1, "report": 1, "all": 1}
+    expected = {"bench_infer": 1, "bench_summary": 1, **ONNX_POINT, "report": 1, "all": 1}
     assert plan_after(finished, config) == expected
     config = tiny_config()
     config["benchmark"]["train"]["points"]["float32"]["batch_sizes"].append(4)
@@ -125,6 +132,7 @@ def test_a_training_default_reruns_every_run_and_the_training_benchmarks(finishe
         "score": 1,
         "bench_train": 1,
         "bench_summary": 1,
+        **RUN_ONNX,
         "report": 1,
         "all": 1,
     }
@@ -137,6 +145,8 @@ def test_a_network_or_input_setting_reruns_training_scoring_and_benchmarks(finis
         "bench_train": 1,
         "bench_infer": 1,
         "bench_summary": 1,
+        **RUN_ONNX,
+        **ONNX_POINT,
         "report": 1,
         "all": 1,
     }
@@ -173,7 +183,7 @@ def test_dali_speed_settings_rerun_only_the_benchmarks(finished, setting, value)
     assert config["input"][setting] != value
     config["input"][setting] = value
     expected = {"bench_train": 1, "bench_infer": 1, "bench_summary": 1, "report": 1, "all": 1}
-    assert plan_after(finished, config) == expected
+    assert plan_after(finished, config) == {**expected, **ONNX_POINT}
 
 
 @contextlib.contextmanager
@@ -227,6 +237,8 @@ def test_editing_the_network_reruns_training_scoring_and_benchmarks(finished):
         "bench_train": 1,
         "bench_infer": 1,
         "bench_summary": 1,
+        **RUN_ONNX,
+        **ONNX_POINT,
         "report": 1,
         "all": 1,
     }
@@ -278,13 +290,15 @@ def test_an_edited_raw_image_reruns_its_split_and_what_follows(finished):
         "score": 1,
         "bench_train": 1,
         "bench_summary": 1,
+        **RUN_ONNX,
         "report": 1,
         "all": 1,
     }
 
 
 def test_every_result_records_its_provenance(finished):
-    """Training report, score, benchmark points and summaries: the code's commit, the
+    """Training report, score, benchmark points and summaries, ONNX parity and onnxruntime
+    points: the code's commit, the
     versions, MXNet's build, the machine and a digest of the settings."""
     head = subprocess.run(
         ["git", "-C", str(finished), "rev-parse", "HEAD"],
@@ -297,6 +311,8 @@ def test_every_result_records_its_provenance(finished):
         finished / f"results/score/{RUN}.json",
         *sorted((finished / "results/bench_train").rglob("*.json")),
         *sorted((finished / "results/bench_infer").rglob("*.json")),
+        finished / f"results/onnx/{RUN}/parity.json",
+        *sorted((finished / "results/bench_infer_onnx").rglob("*.json")),
     ]
     sections = {path: json.loads(path.read_text())["provenance"] for path in points}
     # A benchmark summary holds one entry per dtype, each with its provenance.
@@ -304,7 +320,7 @@ def test_every_result_records_its_provenance(finished):
         summary = json.loads((finished / f"results/bench_summary/{kind}.json").read_text())
         assert list(summary) == ["float32"]
         sections[f"{kind} summary"] = summary["float32"]["provenance"]
-    assert len(sections) == 6
+    assert len(sections) == 8
     for where, found in sections.items():
         assert set(found) == {"code", "versions", "mxnet_features", "machine", "settings_digest"}
         assert found["code"] == {
@@ -324,6 +340,27 @@ def test_every_result_records_its_provenance(finished):
     report = json.loads(points[0].read_text())
     made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
     assert report["provenance"]["settings_digest"] == provenance.settings_digest(made_with)
+
+
+def test_the_run_is_exported_and_both_engines_are_reported(finished):
+    """The finished run's model.onnx, its parity with MXNet, the onnxruntime point with
+    every field of the MXNet point beside it, and the report showing both engines."""
+    model = finished / f"results/onnx/{RUN}/model.onnx"
+    metadata = onnx_export.read_metadata(str(model))
+    assert metadata["class_labels"] == [f"digit{d}" for d in range(10)]
+    assert (metadata["run"], metadata["layout"], metadata["image_size"]) == (RUN, "NCHW", 16)
+    parity = json.loads((finished / f"results/onnx/{RUN}/parity.json").read_text())
+    assert parity["same_prediction_fraction"] >= 0.999
+    assert parity["max_abs_logit_difference"] <= tiny_config()["onnx"]["logit_tolerance"]
+    mxnet_point = json.loads((finished / "results/bench_infer/float32/b4.json").read_text())
+    onnx_point = json.loads((finished / "results/bench_infer_onnx/b4.json").read_text())
+    assert set(onnx_point) == set(mxnet_point) | {"engine", "provider", "threads"}
+    assert onnx_point["engine"] == "onnxruntime"
+    report = (finished / "results/report/report.md").read_text()
+    assert "## Deployment: ONNX export in onnxruntime" in report
+    onnxruntime_top1 = f"{100 * parity['onnxruntime']['top1']:.2f}"
+    assert f"| {RUN} | float32 | {parity['images']} |" in report and onnxruntime_top1 in report
+    assert "| 4 | onnxruntime |" in report
 
 
 def test_a_killed_training_resumes_through_snakemake(finished, tmp_path):

@@ -178,14 +178,21 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
     )
 
 
+# What an onnxruntime inference point carries beside an MXNet point's fields and engine.
+ONNXRUNTIME_POINT = {"provider": "CPUExecutionProvider", "threads": 2}
+
+
 def write_bench_infer(
-    root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50, layout="NCHW"
+    root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50, layout="NCHW", engine=None
 ):
-    """An inference point as throughput.bench_infer writes it."""
+    """An inference point as throughput.bench_infer writes it; with an engine (onnxruntime),
+    as onnx_inference.bench_infer_onnxruntime writes it."""
+    folder = root / "bench_infer" / dtype if engine is None else root / "bench_infer_onnx"
     return write_result(
-        root / "bench_infer" / dtype / f"b{batch}.json",
-        results.BENCH_INFER,
+        folder / f"b{batch}.json",
+        results.BENCH_INFER if engine is None else results.BENCH_INFER_ENGINE,
         {
+            **({} if engine is None else {"engine": engine, **ONNXRUNTIME_POINT}),
             "kind": "infer",
             "dtype": dtype,
             "gpus": gpus,
@@ -207,7 +214,33 @@ def write_bench_infer(
             "machine": machine(gpus),
             "versions": VERSIONS,
         },
-        ("dtype", "gpus", "network", "image_size"),
+        ("dtype", "gpus", "network", "image_size", *(() if engine is None else ("engine",))),
+    )
+
+
+def write_parity(root, run, mxnet_top1, onnxruntime_top1, same, difference, images=500):
+    """results/onnx/{run}/parity.json as onnx_inference.score_onnx writes it."""
+    engines = {
+        "onnxruntime": {"top1": onnxruntime_top1, "top5": 1.0, "loss": 1.0, "version": "1.19.2"},
+        "mxnet": {"top1": mxnet_top1, "top5": 1.0, "dtype": "float32", "device": "cpu(0)"},
+    }
+    return write_result(
+        root / "onnx" / run / "parity.json",
+        results.ONNX_PARITY,
+        {
+            "run": run,
+            "model": f"results/onnx/{run}/model.onnx",
+            "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 90},
+            "batch_size": 64,
+            "classes": 10,
+            "images": images,
+            **engines,
+            "same_prediction_fraction": same,
+            "max_abs_logit_difference": difference,
+            "max_abs_logit": 12.0,
+            "logit_tolerance": 0.001,
+        },
+        ("run", "batch_size"),
     )
 
 
@@ -362,6 +395,65 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
     assert set(table["device"]) == {"1 GPU"}
+
+
+def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
+    root = tmp_path / "results"
+    mxnet_points = {("float32", 8): 800.0}
+    inputs = write_results(root, bench_train={}, bench_infer=mxnet_points)
+    # MXNet on the CPU at a batch onnxruntime also ran: two points, one per engine.
+    inputs["bench_infer_files"].append(write_bench_infer(root, "float32", 1, 40.0, gpus=0))
+    parities = [
+        write_parity(root, "fp32_1gpu", 0.75, 0.7498, same=0.9996, difference=3.1e-6),
+        write_parity(root, "cpu_fp32", 0.9, 0.9, same=1.0, difference=1.2e-6),
+    ]
+    onnx_points = [
+        write_bench_infer(root, "float32", batch, ips, gpus=0, engine="onnxruntime")
+        for batch, ips in ((1, 90.0), (8, 300.0))
+    ]
+    outputs = report.ReportOutputs.in_folder(str(root / "report"))
+    report.build_report(
+        **inputs,
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+        onnx_parity_files=parities,
+        bench_infer_onnx_files=onnx_points,
+    )
+    onnx = pd.read_csv(outputs.onnx_csv)
+    assert list(onnx["run"]) == ["cpu_fp32", "fp32_1gpu"]
+    fp32 = row(onnx, run="fp32_1gpu")
+    # MXNet's top-1 is the run's score (75 %), onnxruntime's the parity pass's.
+    assert fp32["mxnet_top1_percent"] == pytest.approx(75.0)
+    assert fp32["mxnet_float32_top1_percent"] == pytest.approx(75.0)
+    assert fp32["onnxruntime_top1_percent"] == pytest.approx(74.98)
+    assert fp32["same_prediction_fraction"] == pytest.approx(0.9996)
+    assert fp32["max_abs_logit_difference"] == pytest.approx(3.1e-6)
+    assert fp32["dtype"] == "float32"
+    # The onnxruntime points sit beside MXNet's, never matched with the (MXNet) reference.
+    inference = pd.read_csv(outputs.inference_csv)
+    assert len(inference) == 4
+    assert set(inference["engine"]) == {"mxnet", "onnxruntime"}
+    assert row(inference, engine="mxnet", gpus=0, batch_size=1)["images_per_s"] == 40.0
+    assert row(inference, engine="onnxruntime", batch_size=1)["images_per_s"] == 90.0
+    onnxruntime_b8 = row(inference, engine="onnxruntime", batch_size=8)
+    assert onnxruntime_b8["device"] == "CPU" and onnxruntime_b8["images_per_s"] == 300.0
+    assert math.isnan(onnxruntime_b8["reference_images_per_s"])
+    mxnet_b8 = row(inference, engine="mxnet", gpus=1, batch_size=8)
+    assert mxnet_b8["reference_images_per_s"] == pytest.approx(824)
+    text = open(outputs.markdown).read()
+    assert "## Deployment: ONNX export in onnxruntime" in text
+    assert (
+        "| fp32_1gpu | float32 | 500 | 75.00 | 75.00 | 74.98 | 100.00 | 0.9996 | 3.1e-06 |" in text
+    )
+    assert "Run fp16_8gpu has no ONNX parity result." in text
+    # The engine column shows once a point is not MXNet's.
+    assert "| float32 | CPU | 224 | 8 | onnxruntime | dali-cpu | NCHW | 300.0 | 270.0 |" in text
+    assert "| float32 | 1 GPU | 224 | 8 | mxnet | dali-gpu | NCHW | 800.0 | 720.0 |" in text
+    # Every parity result and onnxruntime point is in the Provenance table, named apart.
+    labels = set(pd.read_csv(outputs.provenance_csv)["result"])
+    assert {"ONNX parity fp32_1gpu", "ONNX parity cpu_fp32"} <= labels
+    assert "onnxruntime inference benchmark float32, CPU, batch 1" in labels
+    assert "inference benchmark float32, CPU, batch 1" in labels
 
 
 def test_markdown_has_every_table_reference_label_and_graph(full_report):
@@ -697,6 +789,10 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
         | {("float32", 0, 16): 20.0},
         bench_infer={p: ips for p, ips in BENCH_INFER.items() if p[0] == "float32" and p[1] != 3},
     )
+    for run in config["training"]["runs"]:
+        write_parity(workdir / "results", run, 0.9, 0.9, same=1.0, difference=1e-6)
+    for batch in config["benchmark"]["infer"]["batch_sizes"]["float32"]:
+        write_bench_infer(workdir / "results", "float32", batch, 50.0, gpus=0, engine="onnxruntime")
     # Only the report rule may run: the fixture results stand in for everything upstream.
     args = ["results/report/report.md", "--configfile", "report-test.yaml"]
     args += ["--allowed-rules", "report"]
@@ -739,6 +835,7 @@ HTML_CATEGORIES = {
         "Table": {"inference_throughput.csv"},
         "Graphs": {"inference_throughput.png", "inference_latency.png"},
     },
+    "Deployment": {"Table": {"onnx_parity.csv"}},
     "Provenance": {"Table": {"provenance.csv"}},
 }
 HTML_CAPTIONS = {
@@ -746,6 +843,7 @@ HTML_CAPTIONS = {
     "accuracy.csv": "accuracy.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
+    "onnx_parity.csv": "onnx_parity.rst",
     "provenance.csv": "provenance.rst",
     "training_loss.png": "training_loss.rst",
     "training_top1.png": "training_top1.rst",

@@ -22,6 +22,9 @@ def test_demo_plan_lists_every_stage(workflow_dir):
         "bench_train": train_points,
         "bench_infer": infer_points,
         "bench_summary": 1,
+        "export_onnx": len(demo["training"]["runs"]),
+        "score_onnx": len(demo["training"]["runs"]),
+        "bench_infer_onnx": len(demo["benchmark"]["infer"]["batch_sizes"]["float32"]),
         "report": 1,
         "all": 1,
     }

@@ -40,6 +40,10 @@ def _add_report(stages):
     p.add_argument("--scores", nargs="*", default=[], metavar="JSON", help="score results")
     p.add_argument("--bench-train", nargs="*", default=[], metavar="JSON")
     p.add_argument("--bench-infer", nargs="*", default=[], metavar="JSON")
+    p.add_argument("--onnx-parity", nargs="*", default=[], metavar="JSON", help="ONNX parity")
+    p.add_argument(
+        "--bench-infer-onnx", nargs="*", default=[], metavar="JSON", help="onnxruntime points"
+    )
     p.add_argument("--reference", required=True, metavar="DIR", help="folder of the reference CSVs")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
 
@@ -53,6 +57,8 @@ def _add_report(stages):
             args.bench_infer,
             **reference_files(args.reference),
             outputs=ReportOutputs.in_folder(args.out),
+            onnx_parity_files=args.onnx_parity,
+            bench_infer_onnx_files=args.bench_infer_onnx,
         )
         return 0
 
@@ -382,6 +388,61 @@ def _add_bench_infer(stages):
     p.set_defaults(run=run)
 
 
+def _add_onnx(stages):
+    p = stages.add_parser("export-onnx", help="a training run as a float32 NCHW model.onnx")
+    p.add_argument("run_dir", help="training run folder (report.json, model-NNNN.params)")
+    p.add_argument("out", help="model.onnx to write")
+    p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the final one)")
+
+    def export(args):
+        from resnet_recipe.onnx_export import export_run
+
+        export_run(args.out, run_dir=args.run_dir, epoch=args.epoch, classes_tsv=args.classes)
+        return 0
+
+    p.set_defaults(run=export)
+    p = stages.add_parser(
+        "score-onnx",
+        help="onnxruntime against MXNet on the validation set: top-1, top-5, same predictions",
+        description="Scores MODEL and the run's checkpoint it was exported from through the "
+        "validation pipeline of the run's own input settings (its report.json).",
+    )
+    p.add_argument("model", help="model.onnx written by export-onnx")
+    p.add_argument("run_dir", help="the training run folder it was exported from")
+    p.add_argument("--val-rec", required=True, help="validation .rec (its .idx beside it)")
+    p.add_argument("--out", required=True, help="JSON file for the result")
+    p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the final one)")
+    p.add_argument("--batch-size", type=int, default=sections.Score().batch_size_of("float32"))
+    p.add_argument("--logit-tolerance", type=float, default=sections.Onnx().logit_tolerance)
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="onnxruntime threads")
+
+    def score(args):
+        from resnet_recipe.evaluation import read_run_report
+        from resnet_recipe.onnx_inference import score_onnx
+
+        report_path = os.path.join(args.run_dir, "report.json")
+        score_onnx(
+            args.out,
+            model_path=args.model,
+            run_dir=args.run_dir,
+            val_rec=args.val_rec,
+            val_idx=_index_of(args.val_rec),
+            score_settings=sections.Score(
+                epoch=args.epoch, batch_size={"float32": args.batch_size}
+            ),
+            pipeline_settings=sections.InputPipeline.from_config(
+                read_run_report(args.run_dir)["pipeline"], f"{report_path}: pipeline"
+            ),
+            onnx_settings=sections.Onnx(logit_tolerance=args.logit_tolerance),
+            threads=args.threads,
+            run=os.path.basename(os.path.normpath(args.run_dir)),
+        )
+        return 0
+
+    p.set_defaults(run=score)
+
+
 STAGE_PARSERS = [
     _add_demo_data,
     _add_make_list,
@@ -390,6 +451,7 @@ STAGE_PARSERS = [
     _add_score,
     _add_bench_train,
     _add_bench_infer,
+    _add_onnx,
     _add_report,
     _add_compare,
 ]

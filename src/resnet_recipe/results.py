@@ -30,7 +30,7 @@ from resnet_recipe.settings import DTYPES
 LATENCY_PERCENTILES = (50, 90, 95, 99)
 LATENCY_KEYS = ("mean", *(f"p{p}" for p in LATENCY_PERCENTILES), "max")
 # Result fields that are fractions in [0, 1].
-FRACTIONS = ("top1", "top5", "val_top1", "val_top5")
+FRACTIONS = ("top1", "top5", "val_top1", "val_top5", "same_prediction_fraction")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,21 @@ BENCH_INFER = Contract(
     kind="infer",
 )
 BENCH_POINTS = {"train": BENCH_TRAIN, "infer": BENCH_INFER}
+# An inference point of another engine than MXNet (onnxruntime): the fields of an MXNet
+# point and the engine's name. MXNet points carry no engine field.
+BENCH_INFER_ENGINE = Contract(
+    "inference benchmark point of another engine",
+    (*BENCH_INFER.fields, "engine"),
+    kind="infer",
+)
+# A run's model.onnx scored by onnxruntime beside its MXNet checkpoint on the same batches.
+ONNX_PARITY = Contract(
+    "ONNX parity result",
+    ("run", "images", "same_prediction_fraction", "max_abs_logit_difference")
+    + tuple(
+        f"{engine}.{metric}" for engine in ("onnxruntime", "mxnet") for metric in ("top1", "top5")
+    ),
+)
 # The benchmark summary (the original benchmark.py report): one entry per dtype.
 BENCH_SUMMARY_ENTRY = Contract(
     "benchmark summary entry", ("model", "ngpus", "bs", "metric_keys", "metrics")

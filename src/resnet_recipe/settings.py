@@ -7,6 +7,7 @@ starts (its stage script, or the command line) and read by name everywhere after
     Score          score
     BenchTrain     benchmark.train, without its points
     BenchInfer     benchmark.infer, without its batch sizes
+    Onnx           onnx
 
     run = TrainingRun.from_config(mapping, "training.runs.cpu_fp32")
     run.batch_per_device
@@ -14,8 +15,9 @@ starts (its stage script, or the command line) and read by name everywhere after
 The defaults are the original recipe's (NVIDIA's ResNet50 v1.5 for MXNet, first release,
 DeepLearningExamples commit a8e1d1cd, MxNet/Classification/RN50v1.5/) wherever it had one;
 the comments name its file and line. The few settings the original did not have, or where
-this project departs from it, say so. The config schema carries the same values as its
-defaults, and a test keeps the two equal.
+this project departs from it, say so (onnx has no counterpart in the original, which exports
+nothing). The config schema carries the same values as its defaults, and a test keeps the
+two equal.
 from_config stops at a value of the wrong type or an unknown key with a message that names
 the option (`training.runs.x.lr_per_256`). A number written as text in exponent form
 (`1e-3`, which YAML 1.1 and the command line hand over as text) is the number it says.
@@ -303,3 +305,13 @@ class BenchInfer(Section):
     warmup_epochs: int = 4
     latency_iterations: int = 100
     gpus: int = 1
+
+
+@dataclass(frozen=True)
+class Onnx(Section):
+    """ONNX export and parity (no counterpart in the original recipe, which exports nothing):
+    the largest logit difference onnxruntime may show against MXNet, and whether onnxruntime
+    inference points are measured."""
+
+    logit_tolerance: float = 0.001
+    benchmark: bool = True

@@ -3,6 +3,7 @@ report shape.
 
     bench_train(path, dtype=, gpus=, batch_per_device=, ...)  -> one training point's JSON
     bench_infer(path, dtype=, batch_size=, ...)                -> one inference point's JSON
+    time_inference(forward, batches_of, bench, batch_size)     -> its numbers, of any engine
     summarize(train_files, infer_files, train_path, infer_path) -> benchmark.py-shaped JSON
 
 Nothing is computed or logged for metrics inside a timed loop, and the first iterations,
@@ -93,6 +94,13 @@ class BenchSetup:
     def made_with(self, input_settings):
         """The setup's settings a benchmark point's provenance digests."""
         return {"network": self.network.to_config(), "pipeline": input_settings.to_config()}
+
+    def val_stream(self, contexts, stream):
+        """batches_of(iterations): validation batches of the split on `contexts`, `stream`
+        the other arguments of pipelines.val_batches."""
+        return lambda iterations: pipelines.val_batches(
+            self.rec, self.idx, contexts, iterations=iterations, **stream
+        )
 
     def recorded(self, input_settings, data, dtype):
         """What every benchmark point records of its setup beside its own numbers."""
@@ -263,54 +271,6 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
     bench = bench_settings
     what = f"inference benchmark {dtype} b{batch_size}"
     input_settings, data = setup.input(bench.data)
-    device, batch_seconds, latencies = _time_inference(
-        setup, bench, input_settings, dtype, batch_size, what, clock
-    )
-    epoch_rates, images_per_s = timing.epoch_throughput(
-        batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
-    )
-    latency = timing.latency_summary(latencies)
-    result = {
-        "kind": "infer",
-        "dtype": dtype,
-        "gpus": bench.gpus,
-        "device": device,
-        "batch_size": batch_size,
-        "weights": INFERENCE_WEIGHTS,
-        "iterations": bench.iterations,
-        "epochs": bench.epochs,
-        "warmup_epochs": bench.warmup_epochs,
-        # Throughput: batches not waited for, first batch of each epoch left out.
-        "throughput_method": THROUGHPUT_METHOD,
-        "epoch_batch_seconds": batch_seconds,
-        "epoch_images_per_s": epoch_rates,
-        "images_per_s": images_per_s,
-        # Latency: a separate pass waiting for every batch.
-        "latency_method": LATENCY_METHOD,
-        "latency_iterations": bench.latency_iterations,
-        "latency_ms": latency,
-        # The later versions' val.ips: the batch over the mean waited latency (810bcf3
-        # fit.py L296-299).
-        "latency_images_per_s": batch_size / (latency["mean"] / 1000),
-        **setup.recorded(input_settings, data, dtype),
-    }
-    made_with = {
-        "point": {"dtype": dtype, "batch_size": batch_size},
-        "bench": bench.to_config(),
-        **setup.made_with(input_settings),
-    }
-    result = results.write(result_path, results.BENCH_INFER, result, made_with)
-    log.info(
-        "%s: %.1f images/s (unwaited), %.1f images/s waiting for each batch, latency mean "
-        "%.2f ms, p99 %.2f ms",
-        *(what, images_per_s, result["latency_images_per_s"], latency["mean"], latency["p99"]),
-    )
-    return result
-
-
-def _time_inference(setup, bench, input_settings, dtype, batch_size, what, clock):
-    """(device, per-epoch batch-end seconds of the unwaited passes, per-batch seconds of
-    the waited pass) of a freshly initialised network on one device."""
     classes = len(read_classes(setup.classes_tsv))
     with devices.acquire_gpus(bench.gpus, setup.lock_dir):
         contexts = devices.contexts(bench.gpus, 1)
@@ -329,22 +289,67 @@ def _time_inference(setup, bench, input_settings, dtype, batch_size, what, clock
             *(what, bench.epochs, bench.iterations, bench.warmup_epochs),
             *(bench.latency_iterations, input_settings.backend, contexts[0]),
         )
-        batch_seconds = timing.time_batch_ends(
-            run_forward(net),
-            pipelines.val_batches(
-                setup.rec, setup.idx, contexts, iterations=bench.iterations, **stream
-            ),
-            bench.epochs,
-            clock,
-        )
-        latencies, _ = timing.time_forward(
-            net,
-            pipelines.val_batches(
-                setup.rec, setup.idx, contexts, iterations=bench.latency_iterations, **stream
-            ),
-            clock,
-        )
-    return str(contexts[0]), batch_seconds, latencies
+        numbers = time_inference(net, setup.val_stream(contexts, stream), bench, batch_size, clock)
+    result = {
+        "kind": "infer",
+        "dtype": dtype,
+        "gpus": bench.gpus,
+        "device": str(contexts[0]),
+        "batch_size": batch_size,
+        "weights": INFERENCE_WEIGHTS,
+        **numbers,
+        **setup.recorded(input_settings, data, dtype),
+    }
+    made_with = {
+        "point": {"dtype": dtype, "batch_size": batch_size},
+        "bench": bench.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_INFER, result, made_with)
+    log_inference_point(what, result)
+    return result
+
+
+def time_inference(forward, batches_of, bench, batch_size, clock=time.perf_counter):
+    """An inference point's numbers (the module docstring says how they are measured) of
+    `forward` (an NDArray batch in, its output out) over the batches that
+    batches_of(iterations) gives: bench.epochs unwaited passes of bench.iterations batches,
+    then one waited pass of bench.latency_iterations."""
+    batch_seconds = timing.time_batch_ends(
+        run_forward(forward), batches_of(bench.iterations), bench.epochs, clock
+    )
+    latencies, _ = timing.time_forward(forward, batches_of(bench.latency_iterations), clock)
+    epoch_rates, images_per_s = timing.epoch_throughput(
+        batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
+    )
+    latency = timing.latency_summary(latencies)
+    return {
+        "iterations": bench.iterations,
+        "epochs": bench.epochs,
+        "warmup_epochs": bench.warmup_epochs,
+        # Throughput: batches not waited for, first batch of each epoch left out.
+        "throughput_method": THROUGHPUT_METHOD,
+        "epoch_batch_seconds": batch_seconds,
+        "epoch_images_per_s": epoch_rates,
+        "images_per_s": images_per_s,
+        # Latency: a separate pass waiting for every batch.
+        "latency_method": LATENCY_METHOD,
+        "latency_iterations": bench.latency_iterations,
+        "latency_ms": latency,
+        # The later versions' val.ips: the batch over the mean waited latency (810bcf3
+        # fit.py L296-299).
+        "latency_images_per_s": batch_size / (latency["mean"] / 1000),
+    }
+
+
+def log_inference_point(what, result):
+    latency = result["latency_ms"]
+    log.info(
+        "%s: %.1f images/s (unwaited), %.1f images/s waiting for each batch, latency mean "
+        "%.2f ms, p99 %.2f ms",
+        *(what, result["images_per_s"], result["latency_images_per_s"]),
+        *(latency["mean"], latency["p99"]),
+    )
 
 
 def model_name(network_settings):

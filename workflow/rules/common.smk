@@ -163,6 +163,19 @@ def get_bench_infer_results():
     ]
 
 
+def get_onnx_parity_results():
+    return expand("results/onnx/{run}/parity.json", run=TRAIN_RUNS)
+
+
+def get_bench_infer_onnx_results():
+    """onnxruntime inference points at benchmark.infer's float32 batch sizes, with
+    onnx.benchmark."""
+    if not config["onnx"]["benchmark"]:
+        return []
+    batches = config["benchmark"]["infer"]["batch_sizes"].get("float32", [])
+    return [f"results/bench_infer_onnx/b{batch}.json" for batch in batches]
+
+
 def get_score_results():
     return expand("results/score/{run}.json", run=TRAIN_RUNS)
 
@@ -173,4 +186,5 @@ def get_final_outputs():
         "results/bench_summary/train.json",
         "results/bench_summary/infer.json",
         *expand("results/records/{split}.rec", split=SPLITS),
+        *expand("results/onnx/{run}/model.onnx", run=TRAIN_RUNS),
     ]

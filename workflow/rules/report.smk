@@ -13,6 +13,7 @@ markdown                 | report.md                | summary.rst               
 accuracy_csv             | accuracy.csv             | accuracy.rst                   | Accuracy            | Table
 training_csv             | training_throughput.csv  | training_throughput.rst        | Training throughput | Table
 inference_csv            | inference_throughput.csv | inference_throughput.rst       | Inference           | Table
+onnx_csv                 | onnx_parity.csv          | onnx_parity.rst                | Deployment          | Table
 provenance_csv           | provenance.csv           | provenance.rst                 | Provenance          | Table
 training_loss_png        | training_loss.png        | training_loss.rst              | Accuracy            | Per-epoch curves
 training_top1_png        | training_top1.png        | training_top1.rst              | Accuracy            | Per-epoch curves
@@ -33,6 +34,8 @@ rule report:
         scores=get_score_results(),
         bench_train=get_bench_train_results(),
         bench_infer=get_bench_infer_results(),
+        onnx_parity=get_onnx_parity_results(),
+        bench_infer_onnx=get_bench_infer_onnx_results(),
         reference_accuracy="resources/reference/accuracy.csv",
         reference_training="resources/reference/training_throughput.csv",
         reference_inference="resources/reference/inference_throughput.csv",

@@ -14,4 +14,6 @@ run_logged(
     reference_training=snakemake.input.reference_training,
     reference_inference=snakemake.input.reference_inference,
     outputs=ReportOutputs(**dict(snakemake.output.items())),
+    onnx_parity_files=snakemake.input.onnx_parity,
+    bench_infer_onnx_files=snakemake.input.bench_infer_onnx,
 )

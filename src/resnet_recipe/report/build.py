@@ -6,7 +6,14 @@ from dataclasses import dataclass, fields
 
 from resnet_recipe.atomic_files import atomic_open
 from resnet_recipe.report.differences import differences
-from resnet_recipe.report.inputs import read_bench, read_references, read_runs, read_scores
+from resnet_recipe.report.inputs import (
+    MXNET_ENGINE,
+    read_bench,
+    read_parities,
+    read_references,
+    read_runs,
+    read_scores,
+)
 from resnet_recipe.report.markdown import report_markdown
 from resnet_recipe.report.notes import table_notes
 from resnet_recipe.report.origins import mark_origins, provenance_table
@@ -16,6 +23,7 @@ from resnet_recipe.report.tables import (
     accuracy_table,
     epoch_metrics,
     inference_table,
+    onnx_table,
     training_throughput_table,
     write_csv,
 )
@@ -31,6 +39,7 @@ class ReportOutputs:
     accuracy_csv: str
     training_csv: str
     inference_csv: str
+    onnx_csv: str
     provenance_csv: str
     training_loss_png: str
     training_top1_png: str
@@ -46,6 +55,7 @@ class ReportOutputs:
             "accuracy_csv": "accuracy.csv",
             "training_csv": "training_throughput.csv",
             "inference_csv": "inference_throughput.csv",
+            "onnx_csv": "onnx_parity.csv",
             "provenance_csv": "provenance.csv",
         }
         return cls(
@@ -65,20 +75,21 @@ def build_report(
     reference_training,
     reference_inference,
     outputs,
+    onnx_parity_files=(),
+    bench_infer_onnx_files=(),
 ):
     """Read every given result file and the reference CSVs, write the tables, graphs and
-    report.md to `outputs` (a ReportOutputs). Any of the result lists may be empty."""
+    report.md to `outputs` (a ReportOutputs). Any of the result lists may be empty;
+    onnxruntime's inference points join MXNet's in the inference table and graphs."""
     runs = read_runs(run_dirs)
     scores = read_scores(score_files)
+    parities = read_parities(onnx_parity_files)
     bench_train = read_bench(bench_train_files, "train")
-    bench_infer = read_bench(bench_infer_files, "infer")
+    bench_infer = read_bench(bench_infer_files, "infer", bench_infer_onnx_files)
     reference = read_references(reference_accuracy, reference_training, reference_inference)
     log.info(
         "report from %d runs, %d scores, %d training and %d inference benchmark points",
-        len(runs),
-        len(scores),
-        len(bench_train),
-        len(bench_infer),
+        *(len(runs), len(scores), len(bench_train), len(bench_infer)),
     )
     accuracy, setting_names = add_setting_columns(
         accuracy_table(runs, scores, reference["accuracy"]), runs
@@ -87,19 +98,19 @@ def build_report(
         "accuracy": accuracy,
         "training": training_throughput_table(bench_train, reference["training"]),
         "inference": inference_table(bench_infer, reference["inference"]),
+        "onnx": onnx_table(scores, parities),
     }
-    provenance = provenance_table(runs, scores, bench_train, bench_infer)
-    tables = mark_origins(tables, runs, scores, bench_train, bench_infer)
-    write_csv(outputs.accuracy_csv, tables["accuracy"])
-    write_csv(outputs.training_csv, tables["training"])
-    write_csv(outputs.inference_csv, tables["inference"])
-    write_csv(outputs.provenance_csv, provenance)
+    provenance = provenance_table(runs, scores, bench_train, bench_infer, parities)
+    tables = mark_origins(tables, runs, scores, bench_train, bench_infer, parities)
+    write_tables(outputs, tables, provenance)
     graph_notes = plot_graphs(epoch_metrics(runs), tables, reference, outputs)
     machines = [result["machine"] for result in bench_train["result"]]
     machines += [result["machine"] for result in bench_infer["result"]]
     notes = table_notes(runs, scores, tables)
+    # Other engines' points are never compared with the (MXNet) reference.
+    mxnet_infer = bench_infer.loc[bench_infer["engine"] == MXNET_ENGINE, "result"]
     differing = differences(
-        [run["report"] for run in runs], list(bench_train["result"]), list(bench_infer["result"])
+        [run["report"] for run in runs], list(bench_train["result"]), list(mxnet_infer)
     )
     markdown = report_markdown(
         tables,
@@ -115,3 +126,12 @@ def build_report(
     with atomic_open(outputs.markdown) as handle:
         handle.write(markdown)
     log.info("wrote %s and the tables and graphs beside it", outputs.markdown)
+
+
+def write_tables(outputs, tables, provenance):
+    """The CSV of every table (tables by section name) and of the provenance table."""
+    write_csv(outputs.accuracy_csv, tables["accuracy"])
+    write_csv(outputs.training_csv, tables["training"])
+    write_csv(outputs.inference_csv, tables["inference"])
+    write_csv(outputs.onnx_csv, tables["onnx"])
+    write_csv(outputs.provenance_csv, provenance)

@@ -17,8 +17,10 @@ LATENCY_STATISTICS = tuple(key for key in results.LATENCY_KEYS if key != "max")
 # A benchmark point's fields that its table row takes as they are, by kind.
 BENCH_COLUMNS = {
     "train": ("dtype", "gpus", "batch_per_device", "global_batch"),
-    "infer": ("dtype", "gpus", "batch_size"),
+    "infer": ("dtype", "gpus", "batch_size", "engine"),
 }
+# The engine of an inference point that names none: MXNet's own points.
+MXNET_ENGINE = "mxnet"
 
 # Reference table: (file name, columns it must have, the experiment it measured, added to
 # it as constant columns: inference ran on one V100).
@@ -87,15 +89,20 @@ def read_run(run_dir):
     return {"report": report, "epochs": epochs, "setup": setup}
 
 
-def read_bench(paths, kind):
+def read_bench(paths, kind, engine_paths=()):
     """Benchmark points of `kind` ("train" or "infer") as a table, one row per file: the
     fields of BENCH_COLUMNS, the network name, the image size, the input pipeline
     ("input": dali-gpu, dali-cpu or synthetic) and the layout; training adds the validation
     images/s, inference the images/s and one latency column per statistic of its waited
-    pass. The result column holds each whole JSON."""
+    pass, and its engine (mxnet for MXNet's points, which name none). engine_paths:
+    inference points of other engines (onnxruntime), listed beside MXNet's. The result
+    column holds each whole JSON."""
     points = [results.read(path, results.BENCH_POINTS[kind]) for path in paths]
+    points += [results.read(path, results.BENCH_INFER_ENGINE) for path in engine_paths]
+    paths = [*paths, *engine_paths]
     rows = []
     for point in points:
+        point = {"engine": MXNET_ENGINE, **point} if kind == "infer" else point
         row = {name: point[name] for name in BENCH_COLUMNS[kind]}
         row["input"] = point["input_backend"]
         row["network"] = network_name(point["network"])
@@ -113,12 +120,20 @@ def read_bench(paths, kind):
         columns.append("val_images_per_s")
     if kind == "infer":
         columns += ["latency_images_per_s", *(f"latency_{s}_ms" for s in LATENCY_STATISTICS)]
-    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP]
+    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP, *(["engine"] if kind == "infer" else [])]
     what = "training" if kind == "train" else "inference"
     _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)
     table = pd.DataFrame(rows, columns=columns)
     table["result"] = points
     return table
+
+
+def read_parities(paths):
+    """ONNX parity results (onnxruntime beside MXNet on a run's validation set), one per
+    run name."""
+    parities = [results.read(path, results.ONNX_PARITY) for path in paths]
+    _check_unique("ONNX parity result", [(parity["run"],) for parity in parities], paths)
+    return parities
 
 
 def read_reference(path, key):

@@ -16,6 +16,7 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     TRAINING_KEYS,
 )
+from resnet_recipe.report.inputs import MXNET_ENGINE
 from resnet_recipe.report.origins import (
     ORIGIN_NOTE,
     PROVENANCE_COLUMNS,
@@ -25,9 +26,11 @@ from resnet_recipe.report.setting_columns import with_setting_columns
 from resnet_recipe.report.tables import (
     ACCURACY_COLUMNS,
     ACCURACY_REFERENCE_COLUMNS,
+    ENGINE_COLUMN,
     INFERENCE_COLUMNS,
     INFERENCE_REFERENCE_COLUMNS,
     NETWORK_COLUMN,
+    ONNX_COLUMNS,
     TRAINING_COLUMNS,
     TRAINING_REFERENCE_COLUMNS,
 )
@@ -48,11 +51,13 @@ def markdown_table(table, columns):
 
 def _shown_columns(table, columns):
     """The Markdown columns of a table, without the network when every row has the
-    reference's (the report's title names it)."""
-    networks = set(table["network"].dropna())
-    if networks <= {REFERENCE_SETUP["network"]}:
-        return [column for column in columns if column != NETWORK_COLUMN]
-    return columns
+    reference's (the report's title names it), nor the engine when every row is MXNet's."""
+    hidden = []
+    if set(table["network"].dropna()) <= {REFERENCE_SETUP["network"]}:
+        hidden.append(NETWORK_COLUMN)
+    if "engine" in table and set(table["engine"].dropna()) <= {MXNET_ENGINE}:
+        hidden.append(ENGINE_COLUMN)
+    return [column for column in columns if column not in hidden]
 
 
 def _unmatched_reference(reference, table, keys):
@@ -144,7 +149,10 @@ SECTIONS = {
             "batches not waited for, the mean interval between batch ends with each "
             "epoch's first batch left out, harmonic mean after the warmup epochs; the "
             "reference ratio uses it. Latency per batch and images/s (each batch waited) "
-            "from a separate pass that waits for every batch. "
+            "from a separate pass that waits for every batch. Points of the engine "
+            "onnxruntime (the network exported to ONNX, float32, CPU) are measured the same "
+            "way; an onnxruntime run returns only when its output is ready, so both of its "
+            "passes wait for every batch. "
             f"Reference columns: {REFERENCE_INFERENCE_HARDWARE}, same dtype and batch "
             "size; only for one-GPU points of the reference's experiment."
         ),
@@ -153,6 +161,28 @@ SECTIONS = {
         reference_columns=INFERENCE_REFERENCE_COLUMNS,
     ),
 }
+
+
+ONNX_SECTION = (
+    "## Deployment: ONNX export in onnxruntime\n\n"
+    "Each run's checkpoint exported to model.onnx (float32, NCHW) and run by onnxruntime "
+    "(CPU) beside MXNet (float32, CPU) on the same validation batches. MXNet top-1 is the "
+    "run's score (in the dtype it trained in); same prediction is the fraction of images "
+    "on which both engines predict the same class; the largest logit difference is over "
+    "all images and classes.\n"
+)
+
+
+def onnx_markdown(table, notes):
+    """The ONNX section of report.md: both engines' accuracy per run and their agreement."""
+    parts = [ONNX_SECTION]
+    marks = origin_columns(table)
+    notes = notes + [ORIGIN_NOTE] if marks else notes
+    if not table.empty:
+        parts.append(markdown_table(table, ONNX_COLUMNS + marks) + "\n")
+    if notes:
+        parts.append("**Notes:**\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+    return "\n".join(parts)
 
 
 GRAPH_TITLES = {
@@ -244,6 +274,7 @@ def report_markdown(
         _marked_section(name, tables[name], notes[name], reference[name], setting_names)
         for name in SECTIONS
     ]
+    parts.append(onnx_markdown(tables["onnx"], notes["onnx"]))
     parts.append(provenance_section(provenance))
     parts.append("## Graphs\n")
     for key, title in GRAPH_TITLES.items():

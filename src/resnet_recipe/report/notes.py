@@ -21,13 +21,28 @@ DIFFERENCE_WORDS = {
 
 
 def table_notes(runs, scores, tables):
-    """{table name: its sentences on what it lacks} for the accuracy, training and
-    inference tables."""
+    """{table name: its sentences on what it lacks} for the accuracy, training,
+    inference and ONNX tables."""
     return {
         "accuracy": accuracy_gaps(runs, scores, tables["accuracy"]),
         "training": training_gaps(tables["training"]),
         "inference": inference_gaps(tables["inference"]),
+        "onnx": onnx_gaps(runs, tables["onnx"]),
     }
+
+
+def onnx_gaps(runs, table):
+    """Sentences naming the runs without an ONNX parity result, and scores it lacks."""
+    if table.empty:
+        return ["No ONNX parity results were given, so there is no ONNX table."]
+    compared = set(table["run"])
+    notes = [
+        f"Run {run} has no ONNX parity result."
+        for run in sorted({run["report"]["run"] for run in runs} - compared)
+    ]
+    for run in table.loc[table["mxnet_top1_percent"].isna(), "run"]:
+        notes.append(f"Run {run} has no score file: its MXNet top-1 is missing.")
+    return notes
 
 
 def accuracy_gaps(runs, scores, table):

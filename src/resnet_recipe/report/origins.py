@@ -14,7 +14,7 @@ from collections import Counter
 import pandas as pd
 
 from resnet_recipe.report.experiment import device_label
-from resnet_recipe.report.inputs import BENCH_COLUMNS
+from resnet_recipe.report.inputs import BENCH_COLUMNS, MXNET_ENGINE
 from resnet_recipe.results import PROVENANCE
 
 ORIGIN_COLUMN = "origin"
@@ -58,9 +58,11 @@ PROVENANCE_COLUMNS = [
     ("gpu_driver", "driver", _text),
     (ORIGIN_COLUMN, "origin", _marked),
 ]
-# The key of a benchmark row in its table: the point's settings and its setup.
+# The key of a benchmark row in its table: the point's settings and its setup (and, for
+# inference, its engine).
 BENCH_KEYS = {
-    kind: [*columns[:3], "network", "image_size"] for kind, columns in BENCH_COLUMNS.items()
+    "train": [*BENCH_COLUMNS["train"][:3], "network", "image_size"],
+    "infer": [*BENCH_COLUMNS["infer"][:3], "network", "image_size", "engine"],
 }
 
 
@@ -91,16 +93,18 @@ def _bench_label(kind, row):
     device = device_label(row["gpus"])
     if kind == "train":
         return f"training benchmark {row['dtype']}, {device}, batch {row['batch_per_device']}"
-    return f"inference benchmark {row['dtype']}, {device}, batch {row['batch_size']}"
+    engine = "" if row["engine"] == MXNET_ENGINE else f"{row['engine']} "
+    return f"{engine}inference benchmark {row['dtype']}, {device}, batch {row['batch_size']}"
 
 
-def labelled_results(runs, scores, bench_train, bench_infer):
+def labelled_results(runs, scores, bench_train, bench_infer, parities=()):
     """(label, result) of every result file the report read: training reports, scores,
-    training and inference benchmark points."""
+    training and inference benchmark points, ONNX parity results."""
     labelled = [(f"training run {run['report']['run']}", run["report"]) for run in runs]
     labelled += [(f"score {score['run']}", score) for score in scores]
     for kind, bench in (("train", bench_train), ("infer", bench_infer)):
         labelled += [(_bench_label(kind, point), point["result"]) for _, point in bench.iterrows()]
+    labelled += [(f"ONNX parity {parity['run']}", parity) for parity in parities]
     return labelled
 
 
@@ -129,10 +133,10 @@ def origin(results, usual):
     return ", ".join(word for word, differs in words if differs)
 
 
-def provenance_table(runs, scores, bench_train, bench_infer):
-    """One row per result file (training reports, scores, benchmark points), with its
-    origin when its code or machine is not the most common one."""
-    labelled = labelled_results(runs, scores, bench_train, bench_infer)
+def provenance_table(runs, scores, bench_train, bench_infer, parities=()):
+    """One row per result file (training reports, scores, benchmark points, ONNX parity
+    results), with its origin when its code or machine is not the most common one."""
+    labelled = labelled_results(runs, scores, bench_train, bench_infer, parities)
     usual = usual_origin([result for _, result in labelled])
     rows = [
         {**provenance_row(label, result), ORIGIN_COLUMN: origin([result], usual)}
@@ -142,11 +146,12 @@ def provenance_table(runs, scores, bench_train, bench_infer):
     return pd.DataFrame(rows, columns=columns).astype({"gpu_count": "Int64"})
 
 
-def mark_origins(tables, runs, scores, bench_train, bench_infer):
-    """The accuracy, training and inference tables with an origin column: what the result
-    files behind each row (a run's report and score; a benchmark point) have that differs
-    from the report's usual origin; empty when nothing does."""
-    labelled = labelled_results(runs, scores, bench_train, bench_infer)
+def mark_origins(tables, runs, scores, bench_train, bench_infer, parities=()):
+    """The accuracy, training, inference and (when given) ONNX tables with an origin
+    column: what the result files behind each row (a run's report and score, and its
+    parity result; a benchmark point) have that differs from the report's usual origin;
+    empty when nothing does."""
+    labelled = labelled_results(runs, scores, bench_train, bench_infer, parities)
     usual = usual_origin([result for _, result in labelled])
     by_run = {}
     for result in [run["report"] for run in runs] + scores:
@@ -155,6 +160,13 @@ def mark_origins(tables, runs, scores, bench_train, bench_infer):
     accuracy = tables["accuracy"].copy()
     accuracy[ORIGIN_COLUMN] = [origin(by_run.get(run, []), usual) for run in accuracy["run"]]
     marked["accuracy"] = accuracy
+    if "onnx" in tables:
+        parity_of = {parity["run"]: parity for parity in parities}
+        onnx = tables["onnx"].copy()
+        onnx[ORIGIN_COLUMN] = [
+            origin([*by_run.get(run, []), parity_of[run]], usual) for run in onnx["run"]
+        ]
+        marked["onnx"] = onnx
     for kind, name, bench in (
         ("train", "training", bench_train),
         ("infer", "inference", bench_infer),

@@ -17,6 +17,7 @@ from resnet_recipe.report.experiment import (
     same_experiment,
     setup_suffix,
 )
+from resnet_recipe.report.inputs import MXNET_ENGINE
 
 DTYPE_COLORS = {"float16": "tab:blue", "float32": "tab:orange"}
 # Color by dtype, marker by series, so that series of one dtype stay apart in the legend.
@@ -229,7 +230,7 @@ def _batch_ticks(measured, reference):
 def plot_inference(inference, reference, quantity, path):
     """Inference images/s ("throughput", with the reference of the dtypes measured in the
     reference's experiment) or latency ("latency": mean, with a bar from p50 to p99)
-    against batch size on a log2 axis, per dtype, device and setup. Returns a note for
+    against batch size on a log2 axis, per dtype, device, setup and engine. Returns a note for
     report.md, or ''."""
     title = f"Inference {quantity} against batch size"
     if inference.empty:
@@ -266,14 +267,15 @@ def plot_inference(inference, reference, quantity, path):
 def _plot_inference_series(axes, inference, throughput):
     """The measured series of an inference graph: images/s, or the mean latency with a
     bar from p50 to p99 at each batch size."""
-    keys = ["dtype", "device", *REFERENCE_SETUP]
-    for number, ((dtype, device, network, image_size), points) in enumerate(
+    keys = ["dtype", "device", *REFERENCE_SETUP, "engine"]
+    for number, ((dtype, device, network, image_size, engine), points) in enumerate(
         inference.groupby(keys)
     ):
         points = points.sort_values("batch_size")
         batch = points["batch_size"].astype(float)
         color = DTYPE_COLORS[dtype]
         series = f"{dtype}, {device}{setup_suffix(network, image_size)}"
+        series += "" if engine == MXNET_ENGINE else f", {engine}"
         marker = SERIES_MARKERS[number % 8]
         if throughput:
             axes.plot(batch, points["images_per_s"], color=color, marker=marker, label=series)

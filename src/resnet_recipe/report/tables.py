@@ -1,6 +1,7 @@
 """The report's tables, built from what inputs.py read: accuracy per run, training
 throughput (with FP16 speedup and weak scaling) and inference per benchmark point, each
-beside the reference point of the same experiment; and the per-epoch metrics of all runs.
+beside the reference point of the same experiment; both engines' accuracy per run (MXNet
+and the run's ONNX export in onnxruntime); and the per-epoch metrics of all runs.
 
 Each table's columns are listed once below as (column, Markdown header, formatter): the
 CSVs hold every column unformatted, report.md shows them formatted.
@@ -21,7 +22,7 @@ from resnet_recipe.report.experiment import (
     device_label,
     setup_suffix,
 )
-from resnet_recipe.report.inputs import LATENCY_STATISTICS
+from resnet_recipe.report.inputs import LATENCY_STATISTICS, MXNET_ENGINE
 
 # The per-epoch metrics (fields of metrics.jsonl) that the graphs draw.
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1")
@@ -48,6 +49,8 @@ def _text(value):
 # _shown_columns in markdown.py).
 NETWORK_COLUMN = ("network", "network", _text)
 IMAGE_COLUMN = ("image_size", "image (px)", _text)
+# The engine column shows in report.md only when some point is not MXNet's.
+ENGINE_COLUMN = ("engine", "engine", _text)
 ACCURACY_COLUMNS = [
     ("run", "run", _text),
     ("device", "GPUs", _text),
@@ -89,6 +92,7 @@ INFERENCE_COLUMNS = [
     NETWORK_COLUMN,
     IMAGE_COLUMN,
     ("batch_size", "batch", _text),
+    ENGINE_COLUMN,
     ("input", "input", _text),
     ("layout", "layout", _text),
     ("images_per_s", "images/s (unwaited)", _number(1)),
@@ -96,6 +100,17 @@ INFERENCE_COLUMNS = [
     *[(f"latency_{s}_ms", f"latency {s} (ms, waited)", _number(2)) for s in LATENCY_STATISTICS],
     ("reference_images_per_s", "reference images/s", _number(1)),
     ("images_per_s_ratio", "images/s measured/reference", _ratio),
+]
+ONNX_COLUMNS = [
+    ("run", "run", _text),
+    ("dtype", "trained dtype", _text),
+    ("images", "images", _text),
+    ("mxnet_top1_percent", "MXNet top-1 (%)", _number(2)),
+    ("mxnet_float32_top1_percent", "MXNet float32 CPU top-1 (%)", _number(2)),
+    ("onnxruntime_top1_percent", "onnxruntime top-1 (%)", _number(2)),
+    ("onnxruntime_top5_percent", "onnxruntime top-5 (%)", _number(2)),
+    ("same_prediction_fraction", "same prediction (fraction)", _number(4)),
+    ("max_abs_logit_difference", "largest logit difference", lambda value: f"{value:.2g}"),
 ]
 # The columns of the reference points that no measured row matched, listed apart.
 ACCURACY_REFERENCE_COLUMNS = [
@@ -234,17 +249,42 @@ def inference_table(bench, reference):
     experiment at the same dtype and batch size and the measured/reference ratio."""
     measured = bench.drop(columns="result")
     measured.insert(2, "device", measured["gpus"].map(device_label))
+    # The reference measured MXNet: another engine's point is another experiment.
     ref = reference.rename(columns={"img_per_s": "reference_images_per_s"})
-    table = measured.merge(
-        ref[[*INFERENCE_KEYS, "reference_images_per_s"]], on=INFERENCE_KEYS, how="left"
-    )
+    ref = ref.assign(engine=MXNET_ENGINE)[[*INFERENCE_KEYS, "engine", "reference_images_per_s"]]
+    table = measured.merge(ref, on=[*INFERENCE_KEYS, "engine"], how="left")
     table["images_per_s_ratio"] = table["images_per_s"] / table["reference_images_per_s"]
     table["reference_hardware"] = _hardware_where(
         table["reference_images_per_s"], hardware=REFERENCE_INFERENCE_HARDWARE
     )
     table = table[_csv_columns(INFERENCE_COLUMNS)].astype({"gpus": "Int64", "batch_size": "Int64"})
-    order = ["dtype", *REFERENCE_SETUP, "gpus", "batch_size"]
+    order = ["dtype", *REFERENCE_SETUP, "gpus", "engine", "batch_size"]
     return table.sort_values(order, ignore_index=True)
+
+
+def onnx_table(scores, parities):
+    """One row per run with an ONNX parity result: MXNet's top-1 of the run's score (in the
+    dtype it trained in), and from the parity pass on the same validation batches MXNet's
+    float32 CPU top-1, onnxruntime's top-1 and top-5 (percent), the fraction of images on
+    which both engines predict the same class and the largest logit difference."""
+    score_top1 = {score["run"]: 100.0 * score["top1"] for score in scores}
+    score_dtype = {score["run"]: score["dtype"] for score in scores}
+    rows = [
+        {
+            "run": parity["run"],
+            "dtype": score_dtype.get(parity["run"]),
+            "images": parity["images"],
+            "mxnet_top1_percent": score_top1.get(parity["run"], np.nan),
+            "mxnet_float32_top1_percent": 100.0 * parity["mxnet"]["top1"],
+            "onnxruntime_top1_percent": 100.0 * parity["onnxruntime"]["top1"],
+            "onnxruntime_top5_percent": 100.0 * parity["onnxruntime"]["top5"],
+            "same_prediction_fraction": parity["same_prediction_fraction"],
+            "max_abs_logit_difference": parity["max_abs_logit_difference"],
+        }
+        for parity in parities
+    ]
+    table = pd.DataFrame(rows, columns=[name for name, _, _ in ONNX_COLUMNS])
+    return table.sort_values("run", ignore_index=True)
 
 
 def _csv_columns(markdown_columns):
