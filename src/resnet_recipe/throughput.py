@@ -82,6 +82,21 @@ class BenchSetup:
     val_rec: str | None = None
     val_idx: str | None = None
 
+    @classmethod
+    def of_rule(cls, inputs, params):
+        """The setup of a benchmark rule: its input files rec, idx, classes (and val_rec,
+        val_idx of a training point) and its params network, pipeline and lock_dir."""
+        return cls(
+            rec=inputs.rec,
+            idx=inputs.idx,
+            classes_tsv=inputs.classes,
+            network=Network.from_config(params.network, "network"),
+            pipeline=InputPipeline.from_config(params.pipeline, "input"),
+            lock_dir=params.lock_dir,
+            val_rec=getattr(inputs, "val_rec", None),
+            val_idx=getattr(inputs, "val_idx", None),
+        )
+
     def input(self, data):
         """(input settings, data label) of a benchmark: `data` dali keeps the config's
         input pipeline, synthetic switches it to random tensors on the device."""
