@@ -65,6 +65,12 @@ def load_latest(state_dir, net, trainer, contexts):
     return state
 
 
+def latest_epoch(state_dir):
+    """The newest complete epoch under state_dir, 0 when there is none."""
+    epochs = _epochs(state_dir)
+    return epochs[-1][0] if epochs else 0
+
+
 def _epochs(state_dir):
     """(epoch, folder) of every complete epoch folder, oldest first. Incomplete ones are
     temporary folders with another name, so they never match."""

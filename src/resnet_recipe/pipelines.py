@@ -71,6 +71,14 @@ class Stream:
     seed: int = 0
     iterations: int | None = None  # None: an epoch of the records
     num_classes: int | None = None  # labels of synthetic batches
+    # Global DALI shard of the first context and shards over all workers (None: one per
+    # context): a distributed worker reads only its part of the records.
+    first_shard: int = 0
+    total_shards: int | None = None
+
+    @property
+    def shards(self):
+        return self.total_shards or len(self.contexts)
 
 
 class Batches:
@@ -123,7 +131,7 @@ def val_batches(rec, idx, contexts, **stream):
 def _batches(stream):
     _check_settings(stream.settings, stream.dtype)
     records = count_records(stream.rec, stream.idx)
-    devices = len(stream.contexts)
+    devices = stream.shards
     if stream.settings.backend == "synthetic":
         if stream.num_classes is None:
             raise ValueError("input.backend synthetic needs num_classes to draw labels")
@@ -185,11 +193,12 @@ def placement(backend, context):
     return Placement("mixed" if backend == "dali-gpu" else "cpu", "gpu", context.device_id)
 
 
-def dali_pipeline(stream, shard_id):
-    """The unbuilt DALI pipeline of the context `shard_id` of the stream: it reads shard
-    `shard_id` of as many as the stream has contexts."""
+def dali_pipeline(stream, context_index):
+    """The unbuilt DALI pipeline of the context `context_index` of the stream: it reads
+    global shard first_shard + context_index of the stream's shards."""
     settings = stream.settings
-    where = placement(settings.backend, stream.contexts[shard_id])
+    where = placement(settings.backend, stream.contexts[context_index])
+    shard_id = stream.first_shard + context_index
     pipe = Pipeline(
         batch_size=stream.batch_per_device,
         num_threads=settings.dali_threads,
@@ -204,7 +213,7 @@ def dali_pipeline(stream, shard_id):
             path=[stream.rec],
             index_path=[stream.idx],
             shard_id=shard_id,
-            num_shards=len(stream.contexts),
+            num_shards=stream.shards,
             random_shuffle=training,
             # Validation: each pipeline keeps its shard and pads its last batch by repeating
             # the last sample, so every record is read once per epoch and the iterator can

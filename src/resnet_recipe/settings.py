@@ -7,6 +7,7 @@ starts (its stage script, or the command line) and read by name everywhere after
     Score          score
     BenchTrain     benchmark.train, without its points
     BenchInfer     benchmark.infer, without its batch sizes
+    Distributed    distributed
 
     run = TrainingRun.from_config(mapping, "training.runs.cpu_fp32")
     run.batch_per_device
@@ -152,6 +153,7 @@ class TrainingRun(Section):
     seed: int = 1
     log_interval: int = 50
     cpu_contexts: int = 1
+    nodes: int = 1
 
 
 # Settings that change how a run is watched, not what it computes: a change of these
@@ -188,6 +190,15 @@ class InputPipeline(Section):
     mean: tuple[float, ...] = (123.68, 116.28, 103.53)
     std: tuple[float, ...] = (58.395, 57.12, 57.375)
     dali_threads: int = 3
+
+
+@dataclass(frozen=True)
+class Distributed(Section):
+    """How the roles of a run over several nodes find each other (the config's
+    `distributed` section): ps-lite binds to `interface` and has no authentication."""
+
+    interface: str = "lo"
+    connect_timeout: float = 300
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from mxnet import autograd
 from resnet_recipe import (
     checkpoints,
     devices,
+    distributed,
     evaluation,
     network,
     pipelines,
@@ -30,7 +31,7 @@ from resnet_recipe import (
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
-from resnet_recipe.settings import PRESENTATION_SETTINGS
+from resnet_recipe.settings import PRESENTATION_SETTINGS, Distributed
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,23 @@ def train(
     pipeline_settings,
     lock_dir,
     run="run",
+    distributed_settings=None,
 ):
     """Train one run and write its model, metrics.jsonl and report.json into out_dir.
 
     settings: the run (settings.TrainingRun); network_settings: settings.Network;
     pipeline_settings: settings.InputPipeline. Resumes from the newest complete epoch under
-    state_root that was made with the same settings and data.
+    state_root that was made with the same settings and data. A run of settings.nodes
+    above 1 starts that many workers (distributed.py, distributed_settings: a
+    settings.Distributed) which come back here; the first of them writes the state and
+    the outputs.
     """
+    distributed_settings = distributed_settings or Distributed()
+    if settings.nodes > 1 and not distributed.is_worker():
+        # locals() here are exactly train()'s arguments.
+        job = distributed.job_of(**locals())
+        distributed.launch_training(job, settings.nodes, distributed_settings)
+        return out_dir
     classes = len(read_classes(classes_tsv))
     digest = checkpoints.settings_digest(
         {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
@@ -70,13 +81,24 @@ def train(
     with devices.acquire_gpus(settings.gpus, lock_dir):
         contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
         precision.require_dtype_supported(settings.dtype, contexts)
+        membership = distributed.join(settings.gpus)
+        if membership.workers != settings.nodes:
+            raise RuntimeError(
+                f"run {run} has nodes: {settings.nodes} but the kvstore has "
+                f"{membership.workers} workers"
+            )
         log.info(
             "run %s: %d classes, %d training images, contexts %s, settings %s, network %s",
             *(run, classes, train_records, contexts),
             json.dumps(settings.to_config(), sort_keys=True),
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
-        loop = TrainingLoop(contexts, classes, train_records, settings, network_settings)
+        loop = TrainingLoop(
+            contexts, classes, train_records, settings, network_settings, membership
+        )
+        # Every worker must resume after the same epoch, before any of them touches the
+        # kvstore's parameters (loading the optimizer state does).
+        membership.require_same("the epoch to resume after", checkpoints.latest_epoch(state_dir))
         loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, contexts))
         if loop.epoch < settings.epochs:
             train_data, val_data = open_data(
@@ -87,26 +109,41 @@ def train(
                 first_epoch=loop.epoch,
                 train=(train_rec, train_idx),
                 val=(val_rec, val_idx),
+                shards=distributed.shard_plan(membership, len(contexts)),
+                iterations=loop.iterations_per_epoch,
             )
         while loop.epoch < settings.epochs:
             loop.run_epoch(train_data, val_data)
-            checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
-        write_outputs(loop, out_dir, run, network_settings, pipeline_settings)
+            with membership.statistics_of_all_workers(loop.net):
+                if membership.writes_outputs:
+                    checkpoints.save_epoch(
+                        state_dir, loop.epoch, loop.net, loop.trainer, loop.state()
+                    )
+        with membership.statistics_of_all_workers(loop.net):
+            if membership.writes_outputs:
+                write_outputs(loop, out_dir, run, network_settings, pipeline_settings)
     return out_dir
 
 
-def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val):
+def open_data(
+    run, pipeline_settings, contexts, *, classes, first_epoch, train, val, shards, iterations
+):
     """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
     pairs `train` and `val`. The training order is seeded by the run's seed and the epoch
-    it starts after, so a restarted run draws a fresh, reproducible order."""
+    it starts after, so a restarted run draws a fresh, reproducible order. `shards`: this
+    worker's (first global shard, shards in all); `iterations` per training epoch, the
+    same on every worker whatever the size of its shard."""
+    first_shard, total_shards = shards
     common = dict(
         batch_per_device=run.batch_per_device,
         settings=pipeline_settings,
         dtype=run.dtype,
         num_classes=classes,
+        first_shard=first_shard,
+        total_shards=total_shards,
     )
     train_data = pipelines.train_batches(
-        *train, contexts, seed=run.seed * 1000 + first_epoch, **common
+        *train, contexts, seed=run.seed * 1000 + first_epoch, iterations=iterations, **common
     )
     return train_data, pipelines.val_batches(*val, contexts, **common)
 
@@ -121,18 +158,23 @@ class TrainingLoop:
     """Network, trainer, loss scaler and metrics of one run (settings: a
     settings.TrainingRun), advanced an epoch at a time."""
 
-    def __init__(self, contexts, classes, train_records, settings, network_settings):
+    def __init__(
+        self, contexts, classes, train_records, settings, network_settings, membership=None
+    ):
         self.contexts = contexts
         self.classes = classes
         self.settings = settings
         self.dtype = settings.dtype
-        self.global_batch = settings.batch_per_device * len(contexts)
+        self.membership = membership or distributed.Membership()
+        # Images of one iteration on this worker's devices, and over all workers.
+        self.local_batch = settings.batch_per_device * len(contexts)
+        self.global_batch = self.local_batch * self.membership.workers
         self.iterations_per_epoch = train_records // self.global_batch
         if self.iterations_per_epoch < 1:
             raise ValueError(
                 f"{train_records} training images are fewer than one global batch of "
                 f"{self.global_batch} ({settings.batch_per_device} per device x "
-                f"{len(contexts)} devices)"
+                f"{len(contexts)} devices x {self.membership.workers} workers)"
             )
         self.epoch = 0
         self.history = []  # one metrics dict per finished epoch
@@ -149,6 +191,7 @@ class TrainingLoop:
             self.global_batch,
             self.iterations_per_epoch,
             self.dtype,
+            kvstore=self.membership.kvstore,
         )
 
     def restore(self, state):
@@ -174,7 +217,7 @@ class TrainingLoop:
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
-        val_metrics = evaluation.evaluate(self.net, val_data, self.classes)
+        val_metrics = self.validate(val_data)
         epoch_seconds = time.monotonic() - started
         self.elapsed += epoch_seconds
         metrics = {
@@ -200,6 +243,19 @@ class TrainingLoop:
             format_duration(self.elapsed),
         )
 
+    def validate(self, val_data):
+        """evaluate() over this worker's validation shard, averaged over all workers'
+        images."""
+        if self.membership.workers == 1:
+            return evaluation.evaluate(self.net, val_data, self.classes)
+        counted = distributed.CountedBatches(val_data)
+        metrics = evaluation.evaluate(self.net, counted, self.classes)
+        names = sorted(metrics)
+        sums = self.membership.sum_over_workers(
+            "validation", [counted.images, *(metrics[name] * counted.images for name in names)]
+        )
+        return {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
+
     def train_one_epoch(self, train_data):
         """SGD over one epoch. Metrics accumulate on the devices and reach the host only
         at log lines and at the end, so the loop never waits for the GPU otherwise."""
@@ -221,16 +277,20 @@ class TrainingLoop:
                 correct[i] += evaluation.top_k_hits(output, batch.label, 1)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
-                images = batch_index * self.global_batch
+                images = batch_index * self.local_batch  # this worker's loss so far
                 seen_loss = sum(value.asscalar() for value in loss_sum) / images
                 batches = batch_index - last_logged_batch
                 rate = batches * self.global_batch / max(now - last_log, 1e-9)
                 last_log, last_logged_batch = now, batch_index
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
         images = self.iterations_per_epoch * self.global_batch
+        total_loss, total_correct = self.membership.sum_over_workers(
+            "training",
+            [sum(value.asscalar() for value in loss_sum), sum(v.asscalar() for v in correct)],
+        )
         return {
-            "train_loss": sum(value.asscalar() for value in loss_sum) / images,
-            "train_top1": sum(value.asscalar() for value in correct) / images,
+            "train_loss": total_loss / images,
+            "train_top1": total_correct / images,
             "lr": lr,
             "loss_scale": self.loss_scaler.scale,
             # Updates a dynamic loss scaler skipped for overflow (float16) this epoch.
@@ -279,6 +339,7 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
     report = {
         "run": run,
         "gpus": loop.settings.gpus,
+        "nodes": loop.membership.workers,
         "devices": [str(ctx) for ctx in loop.contexts],
         "dtype": loop.dtype,
         "batch_per_device": loop.settings.batch_per_device,
