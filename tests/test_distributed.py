@@ -146,12 +146,11 @@ def launcher_process(arguments, log_path):
     job_path.write_text(json.dumps(job))
     code = (
         "import json, sys\n"
-        "from resnet_recipe import distributed\n"
-        "from resnet_recipe.progress import setup_logging\n"
-        "setup_logging(sys.argv[2])\n"
+        "from resnet_recipe import distributed, progress, settings\n"
         "job = json.load(open(sys.argv[1]))\n"
-        "distributed.launch_training(job, job['settings']['nodes'], "
-        "distributed.sections.Distributed.from_config(job['distributed_settings'], 'd'))\n"
+        "progress.run_logged(sys.argv[2], distributed.launch_training, job=job, "
+        "workers=job['settings']['nodes'], distributed_settings="
+        "settings.Distributed.from_config(job['distributed_settings'], 'distributed'))\n"
     )
     return subprocess.Popen([sys.executable, "-c", code, str(job_path), str(log_path)])
 
@@ -163,35 +162,43 @@ def wait_for(condition, timeout, what):
         time.sleep(0.2)
 
 
-def test_killed_run_resumes_from_its_last_epoch(tiny_data, tmp_path):
+def test_a_worker_killed_mid_run_fails_the_job_and_the_run_resumes(tiny_data, tmp_path):
+    """SIGKILL of one worker after epoch 1 was saved: the launcher notices, stops every
+    other role and fails naming that worker (no role waits forever for the dead one);
+    running the same train() again resumes after the saved epoch."""
     arguments = train_arguments(tiny_data, tmp_path, nodes=2, epochs=3)
-    first = launcher_process(arguments, tmp_path / "first.log")
+    log_path = tmp_path / "first.log"
+    first = launcher_process(arguments, log_path)
     state = tmp_path / "state"
-
-    def epoch_saved():
-        return any(state.glob("*/epoch-0001"))
-
     try:
-        wait_for(epoch_saved, 300, "the state of epoch 1")
+        wait_for(lambda: any(state.glob("*/epoch-0001")), 300, "the state of epoch 1")
+        # Arguments are NUL-separated in /proc/PID/cmdline.
+        victim = role_processes(tmp_path, "resnet_recipe.distributed\0worker")[0]
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        assert first.wait(120) != 0
+        assert time.monotonic() - killed < 60, "the dead worker was not noticed in bounded time"
     finally:
-        first.send_signal(signal.SIGKILL)
+        first.kill()
         first.wait()
-    # SIGKILL of the launcher reaches every role (PR_SET_PDEATHSIG): none is left.
-    wait_for(lambda: not role_processes(tmp_path), 30, "the roles of the killed run to end")
+    assert "exited with status -9" in log_path.read_text()
+    wait_for(lambda: not role_processes(tmp_path), 30, "the other roles to end")
     assert not (tmp_path / "run").exists()
     saved = sorted(p.name for p in next(state.glob("*")).glob("epoch-*"))
 
-    training.train(**arguments)
-    log = (tmp_path / "first.log").read_text()
+    second_log = tmp_path / "second.log"
+    second = launcher_process(arguments, second_log)
+    assert second.wait(600) == 0
+    log = second_log.read_text()
+    assert f"resuming after epoch {int(saved[-1][-4:])}" in log
     assert "rank 0 of 2" in log and "rank 1 of 2" in log
     metrics = read_metrics(tmp_path / "run")
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
-    # Resumed, not restarted: epochs already saved keep their numbers from the first run.
-    assert saved and int(saved[-1][-4:]) < 3
 
 
-def role_processes(folder):
-    """Pids of processes whose command line names a job file under `folder`."""
+def role_processes(folder, role=""):
+    """Pids of the roles (scheduler, servers, workers) whose command line names a job
+    file under `folder` (and holds `role`)."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -199,7 +206,7 @@ def role_processes(folder):
                 command = handle.read().decode(errors="replace")
         except OSError:
             continue
-        if str(folder) in command and "resnet_recipe.distributed" in command:
+        if str(folder) in command and role in command:
             pids.append(int(pid))
     return pids
 

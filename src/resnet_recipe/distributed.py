@@ -40,7 +40,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from resnet_recipe import settings as sections
 
@@ -69,6 +69,8 @@ class Membership:
     rank: int = 0
     workers: int = 1
     kvstore: object = "device"
+    # {name: kvstore key} of the sums made so far (sum_array).
+    summed_keys: dict = field(default_factory=dict, repr=False)
 
     @property
     def writes_outputs(self):
@@ -88,7 +90,7 @@ class Membership:
         """The sum of a host NDArray over all workers, through a kvstore key of its own."""
         import mxnet as mx
 
-        keys = self.__dict__.setdefault("_metric_keys", {})
+        keys = self.summed_keys
         if name not in keys:
             keys[name] = METRIC_KEY_BASE + len(keys)
             self.kvstore.init(keys[name], mx.nd.zeros(array.shape, dtype=array.dtype))
@@ -229,9 +231,10 @@ def role_environment(role, workers, address, port, interface):
     }
 
 
-def server_command():
-    # Importing mxnet with DMLC_ROLE scheduler or server runs that role, then exits.
-    return [sys.executable, "-c", "import mxnet"]
+def server_command(job_path):
+    """Importing mxnet with DMLC_ROLE scheduler or server runs that role, then exits; the
+    job file, an argument the role ignores, shows in `ps` which run the process serves."""
+    return [sys.executable, "-c", "import mxnet", job_path]
 
 
 def worker_command(job_path):
@@ -253,8 +256,8 @@ def launch_local(job_path, workers, distributed_settings):
     def env(role, **extra):
         return {**role_environment(role, workers, address, port, interface), **extra}
 
-    roles = [("scheduler", server_command(), env("scheduler", OMP_NUM_THREADS="1"))]
-    roles += [(f"server {i}", server_command(), env("server")) for i in range(workers)]
+    roles = [("scheduler", server_command(job_path), env("scheduler", OMP_NUM_THREADS="1"))]
+    roles += [(f"server {i}", server_command(job_path), env("server")) for i in range(workers)]
     per_worker = str(max(1, threads // workers))
     roles += [
         (f"worker {i}", worker_command(job_path), env("worker", OMP_NUM_THREADS=per_worker))
@@ -293,7 +296,7 @@ def launch_slurm(job_path, workers, distributed_settings):
     )
     environment = role_environment("scheduler", workers, address, port, interface)
     roles = [
-        ("scheduler", server_command(), environment),
+        ("scheduler", server_command(job_path), environment),
         ("srun", srun, {**environment, "DMLC_ROLE": "node"}),
     ]
     supervise(roles, workers, distributed_settings.connect_timeout, f"{address}:{port}")
@@ -303,7 +306,7 @@ def run_node(job_path):
     """One node's share under srun: its server and its worker, on this node's address of
     DMLC_INTERFACE (the scheduler's variables came from the launcher)."""
     roles = [
-        ("server", server_command(), {**os.environ, "DMLC_ROLE": "server"}),
+        ("server", server_command(job_path), {**os.environ, "DMLC_ROLE": "server"}),
         ("worker", worker_command(job_path), {**os.environ, "DMLC_ROLE": "worker"}),
     ]
     # The launcher watches the connection deadline; here only failures matter.
