@@ -161,7 +161,7 @@ class TrainingRun(Section):
 PRESENTATION_SETTINGS = ("log_interval",)
 # What a training benchmark point sets itself; the rest of its run comes from the config's
 # training.defaults.
-BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts")
+BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts", "nodes")
 
 
 @dataclass(frozen=True)

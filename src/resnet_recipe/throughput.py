@@ -110,7 +110,7 @@ def bench_train(
     what = f"training benchmark {dtype} n{gpus} b{batch_per_device}"
     bench = bench_settings
     run = run_settings.replace(
-        gpus=gpus, batch_per_device=batch_per_device, dtype=dtype, cpu_contexts=1
+        gpus=gpus, batch_per_device=batch_per_device, dtype=dtype, cpu_contexts=1, nodes=1
     )
     input_settings, data = setup.input(bench.data)
     with devices.acquire_gpus(gpus, setup.lock_dir):
@@ -127,6 +127,8 @@ def bench_train(
         "kind": "train",
         "dtype": dtype,
         "gpus": gpus,
+        # A training benchmark point is one process on one node.
+        "nodes": 1,
         "devices": [str(ctx) for ctx in contexts],
         "batch_per_device": batch_per_device,
         "global_batch": global_batch,
