@@ -39,12 +39,12 @@ IDENTICAL = ["results/lists/", "results/records/", "results/train/cpu_fp32/model
 TIMINGS = {"epoch_seconds", "images_per_s", "latency_ms"}
 # With `=`, so that the targets after it are not read as more config files.
 TINY = "--configfile=tiny.yaml"
-# A run of two workers through the distributed kvstore: on the cluster, two srun tasks on
-# its one node (profiles/slurm asks one node per worker; the test profile asks one in all).
+# A run of two workers through MXNet's distributed kvstore: on the cluster two srun tasks
+# on its one node (profiles/slurm asks one node per worker, the test profile one in all).
 TWO_WORKERS = "two_workers"
 ONE_NODE_PROFILE = "profiles/slurm-one-node"
-# The two-worker run may differ between the launchers only by float32 rounding (the CPU
-# thread count of each worker differs).
+# The launchers may give the two-worker run different CPU thread counts per worker, which
+# may change float32 rounding and nothing more.
 RELATIVE_TOLERANCE = 1e-4
 
 
@@ -99,11 +99,8 @@ def slurm_jobs(run_id):
 def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     local = copy_workflow(tmp_path / "local")
     cluster = copy_workflow(tmp_path / "cluster")
-    config = tiny_demo_config()
-    config["training"]["runs"][TWO_WORKERS] = {"nodes": 2}
     for workdir in (local, cluster):
-        write_config(workdir / "tiny.yaml", config)
-    write_one_node_profile(cluster)
+        write_config(workdir / "tiny.yaml", tiny_demo_config())
     jobs = planned_jobs(local, TINY, *TARGETS)
     # The Snakefile's localrules run on the submit host; everything else is an sbatch job.
     submitted = sum(count for rule, count in jobs.items() if rule not in local_rules())
@@ -112,7 +109,7 @@ def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypa
     monkeypatch.setenv("SLURM_CONF", slurm_cluster)
     # The executor plugin reads $USER, which a root shell without login may lack.
     monkeypatch.setenv("USER", os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name)
-    process = run_snakemake(cluster, "--profile", ONE_NODE_PROFILE, TINY, "--verbose", *TARGETS)
+    process = run_snakemake(cluster, "--profile", "profiles/slurm", TINY, "--verbose", *TARGETS)
     log = process.stdout + process.stderr
 
     sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
@@ -129,24 +126,6 @@ def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypa
             assert (cluster / name).read_bytes() == (local / name).read_bytes(), name
     for name in ("results/train/cpu_fp32/metrics.jsonl", "results/score/cpu_fp32.json"):
         assert without_timings(cluster / name) == without_timings(local / name), name
-    # The two-worker run: srun started its roles on the cluster, the local launcher here.
-    train_log = (cluster / "logs" / "train" / f"{TWO_WORKERS}.log").read_text()
-    assert "srun --ntasks=2" in train_log and "rank 1 of 2" in train_log
-    two = f"results/train/{TWO_WORKERS}/metrics.jsonl"
-    for on_cluster, here in zip(
-        without_timings(cluster / two), without_timings(local / two), strict=True
-    ):
-        assert on_cluster == pytest.approx(here, rel=RELATIVE_TOLERANCE)
-
-
-def write_one_node_profile(workdir):
-    """profiles/slurm for a cluster of one node: the two-worker run asks for one node
-    and one CPU per task (the node has as few CPUs as this machine)."""
-    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["set-resources"]["train"].update(nodes=1, cpus_per_task=1)
-    folder = workdir / ONE_NODE_PROFILE
-    folder.mkdir()
-    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
 
 
 def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
@@ -173,3 +152,46 @@ def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
     assert (train["cpus_per_gpu"], train["mem_mb_per_cpu"]) == ("8", "4000")
     assert resources["results/bench_train/float32/n4_b32.json"]["gpu"] == "4"
     assert resources["results/train/cpu_fp32"]["gpu"] == "0"
+
+
+@pytest.mark.slow
+def test_two_workers_on_slurm_match_the_local_launcher(slurm_cluster, tmp_path, monkeypatch):
+    """A two-worker run through `--profile` and srun equals the local launcher's run."""
+    local = copy_workflow(tmp_path / "local")
+    cluster = copy_workflow(tmp_path / "cluster")
+    config = tiny_demo_config()
+    config["training"]["runs"] = {TWO_WORKERS: {"nodes": 2}}
+    for workdir in (local, cluster):
+        write_config(workdir / "tiny.yaml", config)
+    write_one_node_profile(cluster)
+    target = f"results/train/{TWO_WORKERS}"
+    run_snakemake(local, TINY, target)
+
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster)
+    monkeypatch.setenv("USER", os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name)
+    process = run_snakemake(cluster, "--profile", ONE_NODE_PROFILE, TINY, "--verbose", target)
+    log = process.stdout + process.stderr
+    (train_call,) = [
+        line for line in log.splitlines() if "sbatch call:" in line and "rule_train" in line
+    ]
+    assert "--nodes=1" in train_call and "--ntasks=2" in train_call
+    states = slurm_jobs(log.split("SLURM run ID: ", 1)[1].split()[0])
+    assert set(states.values()) == {"COMPLETED"}, states
+
+    train_log = (cluster / "logs" / "train" / f"{TWO_WORKERS}.log").read_text()
+    assert "srun --ntasks=2" in train_log and "rank 1 of 2" in train_log
+    metrics = f"{target}/metrics.jsonl"
+    for on_cluster, here in zip(
+        without_timings(cluster / metrics), without_timings(local / metrics), strict=True
+    ):
+        assert on_cluster == pytest.approx(here, rel=RELATIVE_TOLERANCE)
+
+
+def write_one_node_profile(workdir):
+    """profiles/slurm for a cluster of one node: the train job asks one node in all and
+    one CPU per task (the node has as few CPUs as this machine)."""
+    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["train"].update(nodes=1, cpus_per_task=1)
+    folder = workdir / ONE_NODE_PROFILE
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))

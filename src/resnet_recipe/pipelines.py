@@ -193,12 +193,12 @@ def placement(backend, context):
     return Placement("mixed" if backend == "dali-gpu" else "cpu", "gpu", context.device_id)
 
 
-def dali_pipeline(stream, context_index):
-    """The unbuilt DALI pipeline of the context `context_index` of the stream: it reads
-    global shard first_shard + context_index of the stream's shards."""
+def dali_pipeline(stream, shard_id):
+    """The unbuilt DALI pipeline of the context `shard_id` of the stream: it reads shard
+    first_shard + shard_id of the stream's shards (over all workers)."""
     settings = stream.settings
-    where = placement(settings.backend, stream.contexts[context_index])
-    shard_id = stream.first_shard + context_index
+    where = placement(settings.backend, stream.contexts[shard_id])
+    shard_id += stream.first_shard
     pipe = Pipeline(
         batch_size=stream.batch_per_device,
         num_threads=settings.dali_threads,
