@@ -96,6 +96,10 @@ class Membership:
             self.kvstore.init(keys[name], mx.nd.zeros(array.shape, dtype=array.dtype))
         total = mx.nd.zeros(array.shape, dtype=array.dtype)
         self.kvstore.pushpull(keys[name], array, out=total)
+        # Wait for the sum here: a worker that never reads it (it writes no outputs) could
+        # otherwise reach the kvstore's exit barrier with its push still queued in its
+        # engine, and the workers waiting for that push would wait forever.
+        total.wait_to_read()
         return total
 
     @contextlib.contextmanager
@@ -112,12 +116,16 @@ class Membership:
         statistics = {name: param for name, param in params.items() if param.grad_req == "null"}
         local_devices = len(next(iter(statistics.values())).list_data())
         (devices,) = self.sum_over_workers("devices", [local_devices])
-        own = {}
-        for name, param in statistics.items():
-            copies = param.list_data()
-            local = mx.nd.add_n(*(c.as_in_context(mx.cpu()).astype("float64") for c in copies))
-            own[name] = [c.copy() for c in copies]
-            param.set_data((self.sum_array(name, local) / devices).astype(copies[0].dtype))
+        # One push and pull for all statistics: every new kvstore key costs a barrier.
+        own = {name: [c.copy() for c in param.list_data()] for name, param in statistics.items()}
+        local = mx.nd.concat(*(_host_sum(copies).reshape(-1) for copies in own.values()), dim=0)
+        average = self.sum_array("BN statistics", local) / devices
+        offset = 0
+        for name, copies in own.items():
+            size = copies[0].size
+            values = average[offset : offset + size].reshape(copies[0].shape)
+            statistics[name].set_data(values.astype(copies[0].dtype))
+            offset += size
         try:
             yield
         finally:
@@ -135,6 +143,13 @@ class Membership:
                 f"the {int(count)} workers disagree on {what} (mean {mean:g}, this worker "
                 f"{value}): do all nodes see the same checkpoint folder?"
             )
+
+
+def _host_sum(copies):
+    """The float64 sum on the host of one parameter's copies on the devices."""
+    import mxnet as mx
+
+    return mx.nd.add_n(*(copy.as_in_context(mx.cpu()).astype("float64") for copy in copies))
 
 
 def is_worker():
@@ -305,9 +320,13 @@ def launch_slurm(job_path, workers, distributed_settings):
 def run_node(job_path):
     """One node's share under srun: its server and its worker, on this node's address of
     DMLC_INTERFACE (the scheduler's variables came from the launcher)."""
+    worker = {**os.environ, "DMLC_ROLE": "worker"}
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        # The CPUs SLURM gave this task, not those of the job's first node.
+        worker["OMP_NUM_THREADS"] = os.environ["SLURM_CPUS_PER_TASK"]
     roles = [
         ("server", server_command(job_path), {**os.environ, "DMLC_ROLE": "server"}),
-        ("worker", worker_command(job_path), {**os.environ, "DMLC_ROLE": "worker"}),
+        ("worker", worker_command(job_path), worker),
     ]
     # The launcher watches the connection deadline; here only failures matter.
     supervise(roles, 1, connect_timeout=None, scheduler=os.environ.get("DMLC_PS_ROOT_URI"))
