@@ -5,16 +5,12 @@ own devices through the same training loop; their gradients meet in MXNet's `dis
 (`dist_sync_device` on GPUs) kvstore, served by one parameter server per worker and
 coordinated by one scheduler. The roles find each other through the DMLC_* variables:
 
-    DMLC_ROLE            scheduler | server | worker
-    DMLC_PS_ROOT_URI     the scheduler's address; DMLC_PS_ROOT_PORT its TCP port
-    DMLC_NUM_WORKER, DMLC_NUM_SERVER
-    DMLC_INTERFACE       the network interface every role binds to and announces
-
-ps-lite has no authentication: whoever reaches these ports can join or feed gradients, so
-the roles bind to the interface the settings name (loopback by default), never to all.
-
-    launch_training(job)  the train job's side: start the roles, watch them, fail fast
-    join(gpus)            a worker's side: connect to the kvstore, learn rank and count
+DMLC_ROLE (scheduler, server, worker), DMLC_PS_ROOT_URI and DMLC_PS_ROOT_PORT (the
+scheduler's address and port), DMLC_NUM_WORKER, DMLC_NUM_SERVER and DMLC_INTERFACE (the
+interface every role binds to). ps-lite has no authentication: whoever reaches these ports
+can join or feed gradients, so the roles bind to the interface the settings name
+(loopback by default), never to all. launch_training() is the train job's side (start the
+roles, watch them, fail fast), join() a worker's (connect, learn rank and count).
 
 Without SLURM (launch_local) every role is a process on this machine. Inside a SLURM job
 (launch_slurm) the scheduler runs beside the job's script and `srun` starts one node agent
