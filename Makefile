@@ -3,7 +3,7 @@
 #   make test   build the environment if missing, run the test suite
 #
 # MXNET picks the MXNet build: cpu (default), cu102 (CUDA 10.2: V100, T4), cu112 (CUDA 11.2: A100).
-# No MXNet build supports Hopper (H100) GPUs.
+# No MXNet build on PyPI supports Hopper (H100) GPUs; NVIDIA's NGC MXNet containers 24.05/24.06 do.
 MXNET ?= cpu
 PYTHON ?= python3
 VENV := .venv

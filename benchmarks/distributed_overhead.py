@@ -1,5 +1,5 @@
 """Training images/s through MXNet's distributed kvstore (2 workers x 1 CPU context,
-launched on loopback by resnet_recipe.distributed) against one process over 2 CPU contexts
+launched on loopback by resnet_recipe.launcher) against one process over 2 CPU contexts
 (kvstore `device`), at the same global batch, on the same records.
 
 Both run training.train on the same synthetic-input run (the `synthetic` backend: fixed

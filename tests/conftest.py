@@ -45,7 +45,11 @@ def tiny_demo_config():
     config["benchmark"]["train"].update(iterations=2, epochs=2, warmup_epochs=1)
     config["benchmark"]["train"]["points"] = {"float32": {"gpus": [0], "batch_sizes": [8]}}
     config["benchmark"]["infer"].update(
-        iterations=3, warmup_iterations=1, batch_sizes={"float32": [8]}
+        iterations=3,
+        epochs=2,
+        warmup_epochs=1,
+        latency_iterations=2,
+        batch_sizes={"float32": [8]},
     )
     return config
 

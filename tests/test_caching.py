@@ -1,19 +1,25 @@
 """What reruns after a change, proven on a finished run of the whole workflow.
 
-One tiny but complete run (every stage, user-supplied raw folders) is made once for the
-module; each test then changes one thing and reads the dry-run plan.
+One tiny but complete run (every stage, user-supplied raw folders, its own copy of the
+package) is made once for the module; each test then changes one thing (a setting, an image,
+a module) and reads the dry-run plan.
 """
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import (
+    REPO,
     SNAKEMAKE,
     copy_workflow,
     planned_jobs,
@@ -22,11 +28,25 @@ from conftest import (
     write_config,
 )
 
+from resnet_recipe import devices, provenance
+from resnet_recipe.code_digest import stage_modules
 from resnet_recipe.demo_data import write_demo_tree
 
 pytestmark = pytest.mark.slow
 
 RUN = "cpu_fp32"
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+# The plan after a change to what the packed records hold.
+REPACK_AND_DOWNSTREAM = {
+    "pack_records": 2,
+    "train": 1,
+    "score": 1,
+    "bench_train": 1,
+    "bench_infer": 1,
+    "bench_summary": 1,
+    "report": 1,
+    "all": 1,
+}
 
 
 def tiny_config():
@@ -44,6 +64,11 @@ def tiny_config():
 def finished(tmp_path_factory):
     """A workflow copy whose every output has been made from the tiny config."""
     workdir = copy_workflow(tmp_path_factory.mktemp("cached") / "workflow")
+    # The workflow imports the package from <workdir>/src first: edits stay in this copy.
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    # A checkout of its own, so that results record a known commit.
+    for command in (["init", "-q"], ["add", "src"], ["commit", "-q", "-m", "package"]):
+        subprocess.run([*GIT, "-C", str(workdir), *command], check=True)
     write_demo_tree(workdir / "raw")
     write_config(workdir / "tiny.yaml", tiny_config())
     run_snakemake(workdir, "--configfile", "tiny.yaml", "--cores", "2")
@@ -89,8 +114,114 @@ def test_a_new_benchmark_batch_size_is_one_new_job(finished):
 def test_a_packing_setting_repacks_and_reruns_everything_downstream(finished):
     config = tiny_config()
     config["data"]["max_rejected_fraction"] = 0.02
+    assert plan_after(finished, config) == REPACK_AND_DOWNSTREAM
+
+
+def test_a_training_default_reruns_every_run_and_the_training_benchmarks(finished):
+    config = tiny_config()
+    config["training"]["defaults"]["lr_factor"] = 0.5
     assert plan_after(finished, config) == {
-        "pack_records": 2,
+        "train": 1,
+        "score": 1,
+        "bench_train": 1,
+        "bench_summary": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+
+def test_a_network_or_input_setting_reruns_training_scoring_and_benchmarks(finished):
+    expected = {
+        "train": 1,
+        "score": 1,
+        "bench_train": 1,
+        "bench_infer": 1,
+        "bench_summary": 1,
+        "report": 1,
+        "all": 1,
+    }
+    config = tiny_config()
+    config["network"]["zero_init_last_gamma"] = not config["network"]["zero_init_last_gamma"]
+    assert plan_after(finished, config) == expected
+    config = tiny_config()
+    config["input"]["min_random_area"] = 0.4
+    assert plan_after(finished, config) == expected
+
+
+def test_presentation_settings_rerun_nothing(finished):
+    config = tiny_config()
+    config["training"]["defaults"]["log_interval"] = 3
+    config["training"]["runs"][RUN]["log_interval"] = 7
+    config["training"]["defaults"]["max_overflows_at_min_loss_scale"] = 5
+    config["data"]["pack_threads"] = 1
+    assert plan_after(finished, config) == {}
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("dali_threads", 1),
+        ("dali_val_threads", 1),
+        ("prefetch_queue_depth", 3),
+        ("nvjpeg_padding_mb", 16),
+    ],
+)
+def test_dali_speed_settings_rerun_only_the_benchmarks(finished, setting, value):
+    """Thread counts, prefetch depth and decoder memory change no trained model or
+    score, but they are what a benchmark measures."""
+    config = tiny_config()
+    assert config["input"][setting] != value
+    config["input"][setting] = value
+    expected = {"bench_train": 1, "bench_infer": 1, "bench_summary": 1, "report": 1, "all": 1}
+    assert plan_after(finished, config) == expected
+
+
+@contextlib.contextmanager
+def edited(*paths):
+    """The files with a line appended for the block; then their text and modification
+    time as they were."""
+    originals = {path: (path.read_bytes(), path.stat()) for path in paths}
+    try:
+        for path, (text, _) in originals.items():
+            path.write_bytes(text + b"\n# an edit\n")
+        yield
+    finally:
+        for path, (text, stat) in originals.items():
+            path.write_bytes(text)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def package_modules(workdir):
+    """Files of the package copy, and {script name: files of the modules it imports}."""
+    package = workdir / "src"
+    used = {
+        script.name: {Path(file) for file in stage_modules(str(script), str(package)).values()}
+        for script in (workdir / "workflow/scripts").glob("*.py")
+    }
+    return set(package.rglob("*.py")), used
+
+
+def planned_after_editing(workdir, paths):
+    assert paths
+    with edited(*paths):
+        return planned_jobs(workdir, "--configfile", "tiny.yaml")
+
+
+def test_editing_code_only_the_report_uses_reruns_only_the_report(finished):
+    _, used = package_modules(finished)
+    others = set().union(*(files for script, files in used.items() if script != "report.py"))
+    report_only = used["report.py"] - others
+    assert planned_after_editing(finished, report_only) == {"report": 1, "all": 1}
+
+
+def test_editing_the_packing_code_repacks_and_reruns_what_follows(finished):
+    records = finished / "src/resnet_recipe/records.py"
+    assert planned_after_editing(finished, [records]) == REPACK_AND_DOWNSTREAM
+
+
+def test_editing_the_network_reruns_training_scoring_and_benchmarks(finished):
+    network = finished / "src/resnet_recipe/network.py"
+    assert planned_after_editing(finished, [network]) == {
         "train": 1,
         "score": 1,
         "bench_train": 1,
@@ -101,14 +232,44 @@ def test_a_packing_setting_repacks_and_reruns_everything_downstream(finished):
     }
 
 
+def test_editing_or_adding_code_no_stage_uses_reruns_nothing(finished):
+    everything, used = package_modules(finished)
+    unused = everything - set().union(*used.values())
+    assert finished / "src/resnet_recipe/cli.py" in unused
+    new_module = finished / "src/resnet_recipe/new_module.py"
+    new_module.write_text('"""A module no stage imports."""\n')
+    try:
+        assert planned_after_editing(finished, unused) == {}
+    finally:
+        new_module.unlink()
+
+
+def test_editing_a_stage_script_reruns_that_stage_and_what_follows(finished):
+    script = finished / "workflow/scripts/score.py"
+    assert planned_after_editing(finished, [script]) == {"score": 1, "report": 1, "all": 1}
+
+
+def test_a_checkout_that_leaves_the_text_unchanged_reruns_nothing(finished):
+    """New modification times on every file of the package, as a checkout of another
+    branch and back leaves them."""
+    later = time.time() + 3600
+    for path in (finished / "src").rglob("*.py"):
+        os.utime(path, (later, later))
+    assert planned_jobs(finished, "--configfile", "tiny.yaml") == {}
+
+
 def test_an_edited_raw_image_reruns_its_split_and_what_follows(finished):
+    """An image rewritten in place changes no folder: the rescan finds it."""
     image = next((finished / "raw/train/digit7").iterdir())
     stat = image.stat()
+    rescan = ("--configfile", "tiny.yaml", "--cores", "1", "rescan_raw_tree")
     try:
         os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        run_snakemake(finished, *rescan)
         plan = planned_jobs(finished, "--configfile", "tiny.yaml")
     finally:
         os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        run_snakemake(finished, *rescan)
     # val.lst and val.rec stay: the inference benchmark (val only) is not rerun.
     assert plan == {
         "make_list": 1,
@@ -120,6 +281,49 @@ def test_an_edited_raw_image_reruns_its_split_and_what_follows(finished):
         "report": 1,
         "all": 1,
     }
+
+
+def test_every_result_records_its_provenance(finished):
+    """Training report, score, benchmark points and summaries: the code's commit, the
+    versions, MXNet's build, the machine and a digest of the settings."""
+    head = subprocess.run(
+        ["git", "-C", str(finished), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    points = [
+        finished / f"results/train/{RUN}/report.json",
+        finished / f"results/score/{RUN}.json",
+        *sorted((finished / "results/bench_train").rglob("*.json")),
+        *sorted((finished / "results/bench_infer").rglob("*.json")),
+    ]
+    sections = {path: json.loads(path.read_text())["provenance"] for path in points}
+    # A benchmark summary holds one entry per dtype, each with its provenance.
+    for kind in ("train", "infer"):
+        summary = json.loads((finished / f"results/bench_summary/{kind}.json").read_text())
+        assert list(summary) == ["float32"]
+        sections[f"{kind} summary"] = summary["float32"]["provenance"]
+    assert len(sections) == 6
+    for where, found in sections.items():
+        assert set(found) == {"code", "versions", "mxnet_features", "machine", "settings_digest"}
+        assert found["code"] == {
+            "version": metadata.version("resnet-recipe"),
+            "git_commit": head,
+            "git_uncommitted_changes": False,
+        }, where
+        assert found["versions"] == devices.package_versions(), where
+        assert set(found["mxnet_features"]) == {"CUDA", "CUDNN", "NCCL", "MKLDNN", "DIST_KVSTORE"}
+        assert found["mxnet_features"]["CUDA"] is False
+        assert found["machine"]["hostname"] == socket.gethostname()
+        assert (found["machine"]["gpus"], found["machine"]["gpu_count"]) == ([], 0)
+        assert found["machine"]["gpu_driver"] is None
+        assert len(found["settings_digest"]) == 64
+    digests = {found["settings_digest"] for found in sections.values()}
+    assert len(digests) == len(sections), "two results with the same settings digest"
+    report = json.loads(points[0].read_text())
+    made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
+    assert report["provenance"]["settings_digest"] == provenance.settings_digest(made_with)
 
 
 def test_a_killed_training_resumes_through_snakemake(tmp_path):

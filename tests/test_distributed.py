@@ -13,7 +13,7 @@ import mxnet as mx
 import numpy
 import pytest
 
-from resnet_recipe import distributed, training
+from resnet_recipe import launcher, training
 from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
 
 TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
@@ -130,9 +130,11 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
     _, spread = two_runs
     state = spread.parent / "state"
     (digest,) = [p for p in state.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in digest.iterdir()) == ["epoch-0001", "epoch-0002"]
+    assert sorted(p.name for p in digest.iterdir()) == ["epoch-0001", "epoch-0002", "exports"]
+    assert sorted(p.name for p in (digest / "exports").iterdir()) == ["epoch-0001", "epoch-0002"]
     assert sorted(p.name for p in spread.iterdir()) == [
         "metrics.jsonl",
+        "model-0001.params",
         "model-0002.params",
         "model-symbol.json",
         "report.json",
@@ -142,14 +144,14 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
 def launcher_process(arguments, log_path):
     """A separate Python that runs train() with `arguments` (a JSON job), like a train
     job of the workflow, logging to log_path."""
-    job = distributed.job_of(**arguments)
+    job = launcher.job_of(**arguments)
     job_path = log_path.with_suffix(".json")
     job_path.write_text(json.dumps(job))
     code = (
         "import json, sys\n"
-        "from resnet_recipe import distributed, progress, settings\n"
+        "from resnet_recipe import launcher, progress, settings\n"
         "job = json.load(open(sys.argv[1]))\n"
-        "progress.run_logged(sys.argv[2], distributed.launch_training, job=job, "
+        "progress.run_logged(sys.argv[2], launcher.launch_training, job=job, "
         "workers=job['settings']['nodes'], distributed_settings="
         "settings.Distributed.from_config(job['distributed_settings'], 'distributed'))\n"
     )
@@ -174,7 +176,7 @@ def test_a_worker_killed_mid_run_fails_the_job_and_the_run_resumes(tiny_data, tm
     try:
         wait_for(lambda: any(state.glob("*/epoch-0001")), 300, "the state of epoch 1")
         # Arguments are NUL-separated in /proc/PID/cmdline.
-        victim = role_processes(tmp_path, "resnet_recipe.distributed\0worker")[0]
+        victim = role_processes(tmp_path, "resnet_recipe.launcher\0worker")[0]
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         assert first.wait(120) != 0
@@ -227,12 +229,12 @@ def test_a_failing_worker_fails_the_job_with_its_error(tiny_data, tmp_path, capl
 def test_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path, monkeypatch):
     """Workers that cannot reach the scheduler (here: a port nobody listens on) end the
     job after connect_timeout seconds instead of waiting forever."""
-    port = distributed.free_port("127.0.0.1")
-    worker = distributed.role_environment("worker", 1, "127.0.0.1", port, "lo")
+    port = launcher.free_port("127.0.0.1")
+    worker = launcher.role_environment("worker", 1, "127.0.0.1", port, "lo")
     code = "import mxnet; mxnet.kv.create('dist_sync')"
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="only 0 of 1 workers reached the scheduler"):
-        distributed.supervise(
+        launcher.supervise(
             [("worker 0", [sys.executable, "-c", code], worker)],
             1,
             connect_timeout=5,
@@ -243,8 +245,8 @@ def test_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path, monkey
 
 def test_unknown_interface_is_named():
     with pytest.raises(ValueError, match="distributed.interface 'nosuch0'"):
-        distributed.interface_address("nosuch0")
+        launcher.interface_address("nosuch0")
 
 
 def test_loopback_address():
-    assert distributed.interface_address("lo") == "127.0.0.1"
+    assert launcher.interface_address("lo") == "127.0.0.1"

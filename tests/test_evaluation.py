@@ -16,6 +16,7 @@ SCORE_KEYS = {
     "run",
     "checkpoint",
     "dtype",
+    "layout",
     "device",
     "images",
     "batch_size",
@@ -25,14 +26,28 @@ SCORE_KEYS = {
     "loss",
     "images_per_s",
     "latency_ms",
+    "provenance",
 }
 LATENCY_KEYS = {"mean", "p50", "p90", "p95", "p99", "max"}
 VAL_IMAGES = 19  # not a multiple of any batch size scored here but 19
 
 
+NHWC_NETWORK = TINY_NETWORK.replace(layout={"float16": "NHWC", "float32": "NHWC"})
+
+
 @pytest.fixture(scope="module")
 def trained_run(make_tiny_rec, tmp_path_factory):
     """A 2-epoch run on three noisy colours, validated on 19 images."""
+    return train_tiny_run(make_tiny_rec, tmp_path_factory, TINY_NETWORK)
+
+
+@pytest.fixture(scope="module")
+def nhwc_trained_run(make_tiny_rec, tmp_path_factory):
+    """The same run trained in NHWC (on the CPU: convolutions by transpose)."""
+    return train_tiny_run(make_tiny_rec, tmp_path_factory, NHWC_NETWORK)
+
+
+def train_tiny_run(make_tiny_rec, tmp_path_factory, network_settings):
     train = make_tiny_rec("train_colours", LABELS, noise=8)
     # Validation images drowned in noise: many are misclassified, so equal accuracies
     # below are not equal by being perfect (a constant guess still gets a third right).
@@ -50,13 +65,15 @@ def trained_run(make_tiny_rec, tmp_path_factory):
         out_dir=str(run_dir),
         state_root=str(folder / "state"),
         settings=TINY_SETTINGS.replace(epochs=2),
-        network_settings=TINY_NETWORK,
+        network_settings=network_settings,
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(folder / "locks"),
         run="tiny",
     )
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return SimpleNamespace(run_dir=run_dir, val=val, last=metrics[-1], lock_dir=folder / "locks")
+    return SimpleNamespace(
+        run_dir=run_dir, val=val, metrics=metrics, last=metrics[-1], lock_dir=folder / "locks"
+    )
 
 
 def score(trained_run, path, **overrides):
@@ -83,7 +100,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
         run_dir=str(trained_run.run_dir),
         val_rec=trained_run.val.rec,
         val_idx=trained_run.val.idx,
-        score_settings=Score(epoch=None, batch_size=8),
+        score_settings=Score(epoch=None, batch_size={"float16": 8, "float32": 8}),
         pipeline_settings=TINY_PIPELINE,
         lock_dir=str(trained_run.lock_dir),
         run="tiny",
@@ -94,6 +111,7 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
     assert set(result["latency_ms"]) == LATENCY_KEYS
     assert result["checkpoint"] == {"prefix": str(trained_run.run_dir / "model"), "epoch": 2}
     assert (result["run"], result["dtype"], result["device"]) == ("tiny", "float32", "cpu(0)")
+    assert result["layout"] == "NCHW"
     assert (result["images"], result["batch_size"], result["classes"]) == (VAL_IMAGES, 8, 3)
     # The exported checkpoint scores exactly what the training validated after epoch 2.
     assert result["top1"] == trained_run.last["val_top1"]
@@ -103,6 +121,33 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
     latency = result["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
     assert latency["p99"] <= latency["max"] and result["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("run_name", ["trained_run", "nhwc_trained_run"])
+def test_a_run_trained_in_one_layout_scores_the_same_in_either(request, tmp_path, run_name):
+    trained = request.getfixturevalue(run_name)
+    trained_in = "NHWC" if run_name == "nhwc_trained_run" else "NCHW"
+    # The training's own validation after epoch 2, in the layout it trained in ...
+    scored = evaluation.score_run(
+        str(tmp_path / "run.json"),
+        run_dir=str(trained.run_dir),
+        val_rec=trained.val.rec,
+        val_idx=trained.val.idx,
+        score_settings=Score(epoch=None, batch_size={"float16": 8, "float32": 8}),
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(trained.lock_dir),
+        run="tiny",
+    )
+    assert scored["layout"] == trained_in
+    assert scored["top1"] == trained.last["val_top1"]
+    assert scored["loss"] == pytest.approx(trained.last["val_loss"], rel=1e-4)
+    # ... is what the checkpoint scores in both layouts, and as its own (NCHW) graph.
+    for network_settings in (TINY_NETWORK, NHWC_NETWORK, None):
+        other = score(trained, tmp_path / "other.json", network_settings=network_settings)
+        assert other["layout"] == ("NHWC" if network_settings is NHWC_NETWORK else "NCHW")
+        assert (other["top1"], other["top5"]) == (scored["top1"], scored["top5"])
+        assert other["loss"] == pytest.approx(scored["loss"], rel=1e-4)
+    assert 0 < scored["top1"] < 1
 
 
 @pytest.mark.parametrize("batch_size", [5, 8])
@@ -129,9 +174,38 @@ def test_the_final_or_the_chosen_epoch_is_scored(tmp_path):
         evaluation.chosen_epoch(str(empty), None)
 
 
+def test_a_non_final_exported_epoch_is_scored(trained_run, tmp_path):
+    # The original saved model-NNNN.params every epoch (fit.py L139 at a8e1d1cd, save-period
+    # 1) and SCORE_*.sh take <prefix> <epoch>: training exports every epoch by default.
+    assert TINY_SETTINGS.export_every == 1
+    path = tmp_path / "epoch1.json"
+    result = evaluation.score_run(
+        str(path),
+        run_dir=str(trained_run.run_dir),
+        val_rec=trained_run.val.rec,
+        val_idx=trained_run.val.idx,
+        score_settings=Score(epoch=1, batch_size={"float16": 8, "float32": 8}),
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(trained_run.lock_dir),
+        run="tiny",
+    )
+    assert result["checkpoint"]["epoch"] == 1
+    # Epoch 1's export scores exactly what the training validated after epoch 1.
+    first = trained_run.metrics[0]
+    assert (result["top1"], result["top5"]) == (first["val_top1"], first["val_top5"])
+    assert result["loss"] == pytest.approx(first["val_loss"], rel=1e-4)
+    assert result["loss"] != pytest.approx(trained_run.last["val_loss"], rel=1e-4)
+
+
+def test_scoring_batch_defaults_are_the_original_score_scripts():
+    # original: examples/SCORE_FP16.sh L19 (-b 128), examples/SCORE_FP32.sh L19 (-b 64).
+    assert Score().batch_size_of("float16") == 128
+    assert Score().batch_size_of("float32") == 64
+
+
 def test_a_missing_epoch_names_the_file(trained_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="model-0001.params not found"):
-        score(trained_run, tmp_path / "score.json", epoch=1)
+    with pytest.raises(FileNotFoundError, match="model-0003.params not found"):
+        score(trained_run, tmp_path / "score.json", epoch=3)
 
 
 def test_float16_scoring_on_the_cpu_stops_with_the_reason(trained_run, tmp_path):

@@ -176,6 +176,9 @@ def test_tree_fingerprint_sees_every_edit_and_nothing_else(tmp_path):
     assert class_folders(tmp_path) == ["a", "b"]
     before = tree_fingerprint(tmp_path)
     assert tree_fingerprint(tmp_path) == before  # stable
+    (tmp_path / ".hidden" / "x").write_bytes(b"not listed")
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"not listed")
+    assert tree_fingerprint(tmp_path) == before  # what is not listed does not count
 
     image = tmp_path / "b" / "nested" / "2.JPEG"
     stat = image.stat()
@@ -188,3 +191,58 @@ def test_tree_fingerprint_sees_every_edit_and_nothing_else(tmp_path):
     assert len(set(states)) == len(states)
     (tmp_path / "a" / "4.JPEG").unlink()  # removed: back to the edited tree
     assert tree_fingerprint(tmp_path) == states[1]
+
+
+def test_folder_signature_sees_names_change_not_contents(tmp_path):
+    """An added, removed or renamed file (at any depth) changes its folder's mtime and so
+    the signature; a file rewritten in place does not."""
+    from resnet_recipe.listing import folder_signature
+
+    nested = tmp_path / "a" / "deeper"
+    nested.mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (nested / "1.JPEG").write_bytes(b"one")
+    signatures = [folder_signature(tmp_path)]
+    assert folder_signature(tmp_path) == signatures[0]
+
+    def changed(edit):
+        edit()
+        signatures.append(folder_signature(tmp_path))
+        return signatures[-1] != signatures[-2]
+
+    def later(path):
+        """Move a folder's mtime on, as a later edit would on a coarse clock."""
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    assert not changed(lambda: (nested / "1.JPEG").write_bytes(b"edited in place"))
+    assert changed(lambda: ((nested / "2.JPEG").write_bytes(b"two"), later(nested)))
+    assert changed(lambda: ((nested / "2.JPEG").rename(nested / "3.JPEG"), later(nested)))
+    assert changed(lambda: ((nested / "3.JPEG").unlink(), later(nested)))
+    assert changed(lambda: ((tmp_path / "b").rename(tmp_path / "c"), later(tmp_path)))
+    (tmp_path / ".hidden").mkdir()
+    signatures.append(folder_signature(tmp_path))
+    hidden = tmp_path / ".hidden"
+    assert not changed(lambda: ((hidden / "x").write_bytes(b"not listed"), later(hidden)))
+
+
+def test_cached_fingerprint_scans_again_only_when_told_or_when_folders_change(tmp_path):
+    from resnet_recipe.listing import cached_tree_fingerprint, tree_fingerprint
+
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    image = tree / "a" / "1.JPEG"
+    image.write_bytes(b"one")
+    cache = tmp_path / "cache" / "train.json"
+    first = cached_tree_fingerprint(tree, cache)
+    assert first == tree_fingerprint(tree)
+    stat = image.stat()
+    image.write_bytes(b"two")  # rewritten in place: the folders are unchanged
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert cached_tree_fingerprint(tree, cache) == first
+    rescanned = cached_tree_fingerprint(tree, cache, rescan=True)
+    assert rescanned == tree_fingerprint(tree) != first
+    assert cached_tree_fingerprint(tree, cache) == rescanned
+    (tree / "a" / "2.JPEG").write_bytes(b"new")
+    os.utime(tree / "a", ns=(0, 10**18))  # the folder's mtime moves
+    assert cached_tree_fingerprint(tree, cache) == tree_fingerprint(tree) != rescanned

@@ -188,3 +188,150 @@ def test_exported_symbol_takes_the_dtype_of_its_input():
         assert types["fc_weight"] == np.dtype(dtype)
         assert types["stem_bn_gamma"] == np.float32
         assert types["stage1_block0_bn0_running_var"] == np.float32
+
+
+# ---------------------------------------------------------------- layouts
+
+NHWC_ON_CPU = network.layout_on("NHWC", [mx.cpu()])
+# Parity tolerances in float32, as fractions of the largest output magnitude. Inference
+# (BN with running statistics): 1e-5; the layouts pool in another order. Training mode (BN
+# with batch statistics, on the CPU through other kernels: MKLDNN for axis 1, MXNet's own
+# for axis 3, whose rounding differences grow over ResNet-50's 53 BN layers): 1e-4, on
+# 64 px batches of 4 so that the last stage normalises 16 values per channel (with the 2
+# of a 32 px batch of 2 the variance is ill-conditioned and the kernels differ by 1e-3).
+PARITY_RTOL = 1e-5
+TRAINING_PARITY_RTOL = 1e-4
+
+
+def as_nhwc(batch):
+    """An NCHW batch as the NHWC network takes it: channels last, a 4th channel of zeros."""
+    nhwc = batch.transpose((0, 2, 3, 1))
+    return mx.nd.concat(nhwc, mx.nd.zeros((*nhwc.shape[:3], 1), ctx=batch.context), dim=3)
+
+
+def same_weights_in(layout, source, depth, **options):
+    """A network in `layout` holding the weights of `source` (another layout's network)."""
+    mx.random.seed(11)
+    net = network.initialize(network.resnet(depth, layout=layout, **options), [mx.cpu()])
+    arrays = {name: p.data() for name, p in source.collect_params().items()}
+    converted = network.arrays_in_layout(arrays, source.layout.name, layout.name)
+    for name, param in net.collect_params().items():
+        param.set_data(converted[name])
+    return net
+
+
+def assert_parity(nhwc_output, nchw_output, rtol=PARITY_RTOL):
+    nchw_output = nchw_output.asnumpy()
+    scale = np.abs(nchw_output).max()
+    np.testing.assert_allclose(nhwc_output.asnumpy(), nchw_output, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize(("depth", "version"), [(18, "1.5"), (50, "1.5"), (50, "1")])
+def test_nhwc_and_nchw_give_the_same_outputs_for_the_same_weights(depth, version):
+    nchw = initialized(depth, version=version, classes=5)
+    move_bn_statistics(nchw, tiny_batch(1))
+    nhwc = same_weights_in(NHWC_ON_CPU, nchw, depth, version=version, classes=5)
+    assert nhwc.collect_params()["stem_conv_weight"].shape == (64, 7, 7, 4)
+    x = tiny_batch(2)
+    assert_parity(nhwc(as_nhwc(x)), nchw(x))  # inference: BN running statistics
+    x = mx.nd.array(np.random.default_rng(2).normal(size=(4, 3, 64, 64)).astype("float32"))
+    with autograd.record():  # training: BN batch statistics (axis 3 against axis 1)
+        nhwc_output, nchw_output = nhwc(as_nhwc(x)), nchw(x)
+    assert_parity(nhwc_output, nchw_output, TRAINING_PARITY_RTOL)
+
+
+def test_the_gpu_nhwc_graph_uses_nhwc_convolution_bn_axis_3_and_nhwc_pooling():
+    # The GPU network (MXNet's own NHWC convolution, which has no CPU kernel) cannot run
+    # here; its graph is checked: ops, attributes, and every shape MXNet infers for it.
+    gpu_graph = network.resnet(50, classes=5, layout=network.Layout("NHWC")).forward(
+        mx.sym.var("data")
+    )
+    nodes = json.loads(gpu_graph.tojson())["nodes"]
+    ops = {node["op"] for node in nodes}
+    assert "transpose" not in ops
+    for node in nodes:
+        attrs = node.get("attrs", {})
+        if node["op"] in ("Convolution", "Pooling"):
+            assert attrs["layout"] == "NHWC", node["name"]
+        if node["op"] == "BatchNorm":
+            assert attrs["axis"] == "3", node["name"]
+    arg_shapes, out_shapes, _ = gpu_graph.infer_shape(data=(2, 224, 224, 4))
+    shapes = dict(zip(gpu_graph.list_arguments(), arg_shapes, strict=True))
+    cpu_net = network.resnet(50, classes=5, layout=NHWC_ON_CPU)
+    for name, param in cpu_net.collect_params().items():
+        if name in shapes:
+            assert shapes[name] == param.shape, name
+    assert shapes["stem_conv_weight"] == (64, 7, 7, 4)
+    assert out_shapes == [(2, 5)]
+
+
+def sgd_steps(net, batches, make_input):
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    for x, label in batches:
+        with autograd.record():
+            loss = loss_fn(net(make_input(x)), label)
+        loss.backward()
+        trainer.step(x.shape[0])
+
+
+@pytest.mark.filterwarnings("ignore:Cannot decide type:UserWarning")
+@pytest.mark.parametrize("trained_in", ["NCHW", "NHWC"])
+def test_a_model_trained_in_one_layout_exports_the_same_checkpoint_and_scores_in_either(
+    tmp_path, trained_in
+):
+    from resnet_recipe.settings import Network
+
+    rng = np.random.default_rng(3)
+    batches = [
+        (mx.nd.array(rng.normal(size=TINY).astype("float32")), mx.nd.array([0, 1]))
+        for _ in range(3)
+    ]
+    mx.random.seed(5)
+    layout = network.layout_on(trained_in, [mx.cpu()])
+    net = network.initialize(network.resnet(18, classes=5, layout=layout), [mx.cpu()])
+    net.hybridize()
+    sgd_steps(net, batches, as_nhwc if trained_in == "NHWC" else (lambda x: x))
+    x = tiny_batch(4)
+    trained_output = net(as_nhwc(x) if trained_in == "NHWC" else x)
+    prefix = str(tmp_path / "model")
+    network.export_checkpoint(net, prefix, 3)
+
+    # The checkpoint is the NCHW network whatever the layout: 3 input channels, OIHW.
+    symbol, arg_params, _ = mx.model.load_checkpoint(prefix, 3)
+    assert arg_params["stem_conv_weight"].shape == (64, 3, 7, 7)
+    reference = initialized(18, classes=5)
+    assert symbol.tojson() == network.inference_symbol(reference).tojson()
+    # Scored in either layout, it gives the trained network's outputs.
+    settings = Network(depth=18, version="1.5")
+    for scored_in in ("NCHW", "NHWC"):
+        loaded = network.load_for_inference(
+            prefix, 3, [mx.cpu()], network_settings=settings.replace(layout={"float32": scored_in})
+        )
+        assert_parity(loaded(as_nhwc(x) if scored_in == "NHWC" else x), trained_output)
+    assert_parity(network.load_for_inference(prefix, 3, [mx.cpu()])(x), trained_output)
+
+
+def test_the_exported_checkpoint_does_not_depend_on_the_layout(tmp_path):
+    nchw = initialized(18, classes=5)
+    move_bn_statistics(nchw, tiny_batch(1))
+    nhwc = same_weights_in(NHWC_ON_CPU, nchw, 18, classes=5)
+    files = {}
+    for name, net in (("nchw", nchw), ("nhwc", nhwc)):
+        files[name] = network.export_checkpoint(net, str(tmp_path / name / "model"), 1)
+    (nchw_symbol, nchw_params), (nhwc_symbol, nhwc_params) = files["nchw"], files["nhwc"]
+    with open(nchw_symbol) as a, open(nhwc_symbol) as b:
+        assert a.read() == b.read()
+    saved_nchw, saved_nhwc = mx.nd.load(nchw_params), mx.nd.load(nhwc_params)
+    assert sorted(saved_nchw) == sorted(saved_nhwc)
+    for name, array in saved_nchw.items():
+        assert array.shape == saved_nhwc[name].shape and array.dtype == np.float32
+        np.testing.assert_array_equal(array.asnumpy(), saved_nhwc[name].asnumpy())
+
+
+def test_input_shape_per_layout():
+    assert network.input_shape("NCHW", 8, 224) == (8, 3, 224, 224)
+    assert network.input_shape("NHWC", 8, 224) == (8, 224, 224, 4)
+    assert network.layout_on("NHWC", [mx.cpu()]).by_transpose
+    assert not network.layout_on("NHWC", [mx.gpu(0)]).by_transpose
+    assert not network.layout_on("NCHW", [mx.cpu()]).by_transpose

@@ -12,7 +12,12 @@ from resnet_recipe import pipelines
 from resnet_recipe.settings import InputPipeline
 
 SETTINGS = InputPipeline(
-    backend="dali-cpu", image_size=16, val_resize=20, max_aspect_ratio=4 / 3, dali_threads=2
+    backend="dali-cpu",
+    image_size=16,
+    val_resize=20,
+    max_aspect_ratio=4 / 3,
+    dali_threads=2,
+    dali_val_threads=2,
 )
 TWO_CPUS = [mx.cpu(0), mx.cpu(1)]
 
@@ -300,3 +305,74 @@ def test_gpu_graph_delivers_images_and_labels_on_the_gpu(tiny_rec, backend, kind
     )
     pipe = pipelines.dali_pipeline(stream, shard_id=0)
     assert pipe.device_id == 0
+
+
+@pytest.mark.parametrize(("kind", "threads"), [("train", 3), ("val", 10)])
+def test_dali_defaults_are_the_originals(tiny_rec, kind, threads):
+    # original (a8e1d1cd): dali.py L29-32 (3 threads per GPU for training, 10 for
+    # validation), runner L79 (--dali-prefetch-queue 2 --dali-nvjpeg-memory-padding 64),
+    # dali.py L51-52 (the padding on device and host).
+    defaults = InputPipeline()
+    assert (defaults.dali_threads, defaults.dali_val_threads) == (3, 10)
+    assert (defaults.prefetch_queue_depth, defaults.nvjpeg_padding_mb) == (2, 64)
+    stream = pipelines.Stream(
+        kind=kind,
+        rec=tiny_rec.rec,
+        idx=tiny_rec.idx,
+        contexts=(mx.gpu(0),),
+        batch_per_device=4,
+        settings=defaults,
+    )
+    pipe = pipelines.dali_pipeline(stream, shard_id=0)
+    assert (pipe.num_threads, pipe.prefetch_queue_depth) == (threads, 2)
+
+
+def test_only_the_gpu_decoder_gets_nvjpeg_memory_padding():
+    mixed = pipelines.decoder_options(pipelines.placement("dali-gpu", mx.gpu(0)), SETTINGS)
+    padding = 64 * 1024 * 1024
+    assert mixed["device"] == "mixed"
+    assert (mixed["device_memory_padding"], mixed["host_memory_padding"]) == (padding, padding)
+    for backend, context in (("dali-cpu", mx.gpu(0)), ("dali-gpu", mx.cpu())):
+        host = pipelines.decoder_options(pipelines.placement(backend, context), SETTINGS)
+        assert host["device"] == "cpu"
+        assert not {"device_memory_padding", "host_memory_padding"} & set(host)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_nhwc_batches_are_the_nchw_images_channels_last_with_a_zero_fourth_channel(tiny_rec, dtype):
+    # As the original's float16 pipelines: HWC output padded to 4 channels (pad_output).
+    common = dict(batch_per_device=4, settings=SETTINGS, dtype=dtype)
+    nchw = first_batch(pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], **common))
+    nhwc = first_batch(
+        pipelines.val_batches(tiny_rec.rec, tiny_rec.idx, [mx.cpu()], layout="NHWC", **common)
+    )
+    images = nhwc[0].data.asnumpy()
+    assert images.shape == (4, 16, 16, 4) and images.dtype == np.dtype(dtype)
+    assert not images[..., 3].any()
+    np.testing.assert_array_equal(images[..., :3].transpose(0, 3, 1, 2), nchw[0].data.asnumpy())
+    np.testing.assert_array_equal(nhwc[0].label.asnumpy(), nchw[0].label.asnumpy())
+    synthetic = first_batch(
+        pipelines.train_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            layout="NHWC",
+            num_classes=3,
+            seed=0,
+            **{**common, "settings": SETTINGS.replace(backend="synthetic")},
+        )
+    )
+    assert synthetic[0].data.shape == (4, 16, 16, 4)
+    assert not synthetic[0].data.asnumpy()[..., 3].any()
+
+
+def test_an_unknown_layout_is_refused(tiny_rec):
+    with pytest.raises(ValueError, match="layout is 'NCWH'"):
+        pipelines.val_batches(
+            tiny_rec.rec,
+            tiny_rec.idx,
+            [mx.cpu()],
+            batch_per_device=4,
+            settings=SETTINGS,
+            layout="NCWH",
+        )

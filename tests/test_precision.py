@@ -131,7 +131,12 @@ def test_dynamic_loss_scaler_runs_the_state_machine_and_round_trips_through_json
     for finite in [False, True, True, True, True, False, False, False, False]:
         scaler.update(finite)
     assert (scaler.scale, scaler.clean_steps, scaler.skipped_steps) == (1.0, 0, 5)
+    # 8 -> 4 -> 2 -> 1 takes three overflows; the fourth is the first at the floor.
+    assert scaler.overflows_at_min == 1
+    scaler.update(False)
+    assert (scaler.overflows_at_min, scaler.skipped_steps) == (2, 6)
     scaler.update(True)
+    assert scaler.overflows_at_min == 0
     restored = LossScaler(growth_interval=3)
     restored.load_state_dict(json.loads(json.dumps(scaler.state_dict())))
     assert (
@@ -141,7 +146,8 @@ def test_dynamic_loss_scaler_runs_the_state_machine_and_round_trips_through_json
             "scale": 1.0,
             "dynamic": True,
             "clean_steps": 1,
-            "skipped_steps": 5,
+            "skipped_steps": 6,
+            "overflows_at_min": 0,
         }
     )
     with pytest.raises(ValueError, match="static"):
@@ -156,11 +162,16 @@ def test_static_loss_scaler_never_moves():
 
 
 def test_loss_scaler_of_the_settings():
+    # The original's float16: multi-precision SGD and no loss scale (fit.py L266-270 at
+    # a8e1d1cd are its complete optimizer params).
+    assert TrainingRun().loss_scale == "none"
+    unscaled = precision.make_loss_scaler("none", "float16")
+    assert (unscaled.scale, unscaled.dynamic) == (1.0, False)
     assert precision.make_loss_scaler("dynamic", "float16").state_dict()["dynamic"]
     assert precision.make_loss_scaler("dynamic", "float16").scale == 2.0**16
     static = precision.make_loss_scaler(128, "float16")
     assert (static.scale, static.dynamic) == (128.0, False)
-    for setting in ("dynamic", 128):
+    for setting in ("none", "dynamic", 128):
         fp32 = precision.make_loss_scaler(setting, "float32")
         assert (fp32.scale, fp32.dynamic) == (1.0, False)
     with pytest.raises(ValueError, match="training.loss_scale"):

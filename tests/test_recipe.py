@@ -182,31 +182,65 @@ def test_bad_schedule_settings_are_errors():
         TrainingRun.from_config({"momentum": "high"}, "training.defaults")
 
 
-def resnet18_params():
-    net = network.resnet(18, classes=4)
+@pytest.fixture(scope="module")
+def resnet50_params():
+    net = network.resnet(50, "1.5", classes=1000)
     network.initialize(net, [mx.cpu()])
     return net.collect_params()
 
 
-def test_no_wd_on_bn_and_bias_exempts_exactly_bn_and_biases():
-    params = resnet18_params()
+def decayed_and_not(params, rule):
+    """(names with wd 1e-4, trainable names with wd 0) as the trainer's optimizer sees them."""
     trainer = recipe.make_trainer(
-        params, RECIPE.replace(no_wd_on_bn_and_bias=True), 256, 10, "float32"
+        params, RECIPE.replace(weight_decay_on=rule, weight_decay=1e-4), 256, 10, "float32"
     )
-    exempt = {name for name, p in params.items() if p.wd_mult == 0}
-    bn = {name for name in params if name.endswith(("_gamma", "_beta"))}
-    assert exempt == bn | {"fc_bias"}
-    assert {"stem_conv_weight", "fc_weight"}.isdisjoint(exempt)
     names = sorted(params.keys())  # the Trainer numbers parameters in this order
-    wds = trainer.optimizer._get_wds(list(range(len(names))))
-    for name, wd in zip(names, wds, strict=True):
-        assert wd == (0.0 if name in exempt else 1e-4), name
+    wds = dict(zip(names, trainer.optimizer._get_wds(list(range(len(names)))), strict=True))
+    assert set(wds.values()) <= {0.0, 1e-4}
+    trainable = {name for name, param in params.items() if param.grad_req != "null"}
+    decayed = {name for name in trainable if wds[name] == 1e-4}
+    return decayed, trainable - decayed
 
 
-def test_weight_decay_applies_to_every_parameter_by_default():
-    params = resnet18_params()
-    recipe.make_trainer(params, RECIPE, 256, 10, "float32")
-    assert {p.wd_mult for p in params.values()} == {1.0}
+def test_default_weight_decay_is_the_originals_name_rule_on_resnet50(resnet50_params):
+    # original: fit.py L437 at a8e1d1cd passes optimizer="sgd" to Module.fit, whose
+    # optimizer decays only names ending in _weight or _gamma (MXNet 1.9.1 optimizer.py
+    # L388-397); resnet.py sets no wd_mult.
+    assert RECIPE.weight_decay_on == "weights_and_bn_gamma"
+    decayed, exempt = decayed_and_not(resnet50_params, RECIPE.weight_decay_on)
+    # 53 convolutions + the dense layer, and the gamma of all 53 BatchNorms.
+    assert len(decayed) == 54 + 53
+    assert {n for n in decayed if n.endswith("_weight")} == {
+        n for n in resnet50_params.keys() if n.endswith("_weight")
+    }
+    assert len({n for n in decayed if n.endswith("_gamma")}) == 53
+    # Every BN beta and the dense bias are not decayed; nothing else is trainable.
+    assert len(exempt) == 53 + 1
+    assert exempt == {n for n in resnet50_params.keys() if n.endswith(("_beta", "_bias"))}
+    assert "fc_bias" in exempt and "stem_bn_beta" in exempt
+
+    # MXNet's own rule, given the same names as Module gives it, agrees name by name.
+    names = sorted(resnet50_params.keys())
+    original = mx.optimizer.SGD(wd=1e-4, param_idx2name=dict(enumerate(names)))
+    assert {n for n in names if original.wd_mult.get(n, 1.0) == 1.0} - {
+        n for n in names if resnet50_params[n].grad_req == "null"
+    } == decayed
+
+
+@pytest.mark.parametrize(
+    "rule, decayed_endings",
+    [("all", ("_weight", "_gamma", "_beta", "_bias")), ("weights_only", ("_weight",))],
+)
+def test_the_other_weight_decay_rules_decay_what_they_say(resnet50_params, rule, decayed_endings):
+    decayed, exempt = decayed_and_not(resnet50_params, rule)
+    assert all(name.endswith(decayed_endings) for name in decayed)
+    assert not any(name.endswith(decayed_endings) for name in exempt)
+    assert len(decayed) == {"all": 161, "weights_only": 54}[rule]
+
+
+def test_an_unknown_weight_decay_rule_is_an_error(resnet50_params):
+    with pytest.raises(ValueError, match="training.weight_decay_on must be one of"):
+        recipe.set_weight_decay_rule(resnet50_params, "bn_too")
 
 
 def smoothed_cross_entropy(logits, labels, eps):

@@ -1,17 +1,19 @@
 """Packing: RecordIO that MXNet and DALI read back, rejected files, reruns, failures."""
 
 import io
-import itertools
 import logging
 import os
 import struct
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from conftest import tiny_image_bytes
+from conftest import REPO, tiny_image_bytes
 from PIL import Image
 
-from resnet_recipe import records
+from resnet_recipe import recordio, records
 from resnet_recipe.image_check import AS_IS, REJECTED, check_image
 from resnet_recipe.records import TooManyRejected, pack_records
 
@@ -84,10 +86,10 @@ def packed(split, tmp_path_factory):
     return paths, summary, packed_order, order
 
 
-def pack_to(split, out, threads=2, max_rejected_fraction=0.5):
+def pack_to(split, out, workers=2, max_rejected_fraction=0.5):
     root, lst, _ = split
     paths = [out / f"split.{kind}" for kind in ("rec", "idx", "rejected.tsv")]
-    pack_records(lst, root, *paths, threads, max_rejected_fraction)
+    pack_records(lst, root, *paths, workers, max_rejected_fraction)
     return paths
 
 
@@ -107,7 +109,7 @@ def test_a_record_is_split_at_aligned_magic_words():
     left out of the payload at each aligned cut (offsets 32, 44 and 48 of the payload)."""
     header = bytes(24)
     image = jpeg_holding_the_magic_word()
-    pieces, size = records.record_parts(header, image)
+    pieces, size = recordio.record_parts(header, image)
     starts = [piece for piece in pieces if len(piece) == 8 and piece.startswith(MAGIC)]
     parts = [divmod(struct.unpack("<I", start[4:])[0], 1 << 29) for start in starts]
     assert parts == [(1, 32), (2, 8), (2, 0), (3, len(header + image) - 52)]
@@ -123,12 +125,16 @@ def test_summary_counts(packed):
     assert summary["rejected"] == len(REJECTED_REASONS)
 
 
-def test_records_are_byte_identical_to_mxnets_own_writer(packed, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_records_are_byte_identical_to_mxnets_own_writer(split, packed, tmp_path, workers):
     """Same .rec and .idx as mx.recordio.MXIndexedRecordIO writes from the same records,
-    including the record split around the aligned magic words."""
+    including the record split around the aligned magic words, for any worker count."""
     import mxnet as mx
 
-    paths, _, packed_order, order = packed
+    _, _, packed_order, order = packed
+    (tmp_path / "ours").mkdir()
+    rec, idx, _ = pack_to(split, tmp_path / "ours", workers=workers)
+    paths = {"rec": rec, "idx": idx}
     writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "mx.idx"), str(tmp_path / "mx.rec"), "w")
     for path in packed_order:
         payload = check_image(FILES[path][1]).data
@@ -215,14 +221,36 @@ def test_rejected_files_are_listed_with_their_reason(packed):
         assert reason.startswith(REJECTED_REASONS[path]), (path, reason)
 
 
-def test_rerun_is_byte_identical(split, packed, tmp_path):
-    paths, _, _, _ = packed
-    for threads in (1, 3):
-        (tmp_path / str(threads)).mkdir()
-        again = pack_to(split, tmp_path / str(threads), threads=threads)
-        old_paths = (paths["rec"], paths["idx"], paths["rejected.tsv"])
+def test_every_worker_count_writes_the_same_files(split, packed, tmp_path):
+    """1 to 12 workers (one per image at most), and a rerun: byte-identical .rec, .idx and
+    rejected.tsv."""
+    paths, _, _, order = packed
+    old_paths = (paths["rec"], paths["idx"], paths["rejected.tsv"])
+    for workers in (1, 2, 3, 5, len(order), 40):
+        (tmp_path / str(workers)).mkdir()
+        again = pack_to(split, tmp_path / str(workers), workers=workers)
         for new, old in zip(again, old_paths, strict=True):
-            assert new.read_bytes() == open(old, "rb").read()
+            assert new.read_bytes() == open(old, "rb").read(), (workers, new.name)
+        assert sorted(os.listdir(tmp_path / str(workers))) == sorted(p.name for p in again)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_each_workers_part_holds_a_rejected_file(split, tmp_path, workers):
+    """The list is cut so that every worker rejects a file; rejected.tsv still lists them
+    in list order."""
+    _, lst, order = split
+    parts = records.list_slices(lst, workers)
+    assert len(parts) == workers
+    assert sum(part.lines for part in parts) == len(order)
+    assert [part.first_line for part in parts[1:]] == [
+        part.first_line + part.lines for part in parts[:-1]
+    ]
+    for part in parts:
+        mine = order[part.first_line - 1 : part.first_line - 1 + part.lines]
+        assert any(path in REJECTED_REASONS for path in mine), part
+    _, _, rejected = pack_to(split, tmp_path, workers=workers)
+    rows = [line.split("\t")[0] for line in rejected.read_text().splitlines()[1:]]
+    assert rows == [path for path in order if path in REJECTED_REASONS]
 
 
 def test_too_many_rejected_fails_naming_counts_and_files_and_writes_nothing(split, tmp_path):
@@ -249,22 +277,115 @@ def test_progress_and_summary_are_logged(split, tmp_path, caplog):
     assert "rejected c0/truncated.JPEG: truncated JPEG" in text
 
 
-def test_files_are_read_ahead_in_a_bounded_window(split):
-    """The list is consumed as packing goes: an endless list still yields chunks, and only
-    the chunks in flight are read ahead."""
+def repeated_list(path, lines, image="c0/plain.JPEG"):
+    """A list of `lines` entries that all name the same image (a list may repeat a file)."""
+    path.write_text("".join(f"{index}\t0\t{image}\n" for index in range(lines)))
+    return path
+
+
+def test_a_worker_writes_each_chunk_before_it_reads_the_next(split, tmp_path):
+    """What a worker holds is one chunk: when it reports a chunk, that chunk's records are
+    already written and the list's next lines not yet packed."""
     root, _, _ = split
-    taken = itertools.count()
+    lst = repeated_list(tmp_path / "long.lst", 10 * records.CHUNK_IMAGES)
+    out = records.PartFiles(*(str(tmp_path / name) for name in ("p.rec", "p.idx", "p.tsv")))
+    job = records.PackJob(str(lst), str(root), False)
+    reported = []
 
-    def endless_list():
-        for index in taken:
-            yield records.ListEntry(index, 0.0, "c0/plain.JPEG")
+    class Stop(Exception):
+        pass
 
-    chunks = records.packed_chunks(root, endless_list(), threads=3, full_decode=False)
-    first = [next(chunks) for _ in range(3)]
-    chunks.close()
-    assert [len(chunk) for chunk in first] == [records.CHUNK_IMAGES] * 3
-    window = 2 * records.CHUNKS_IN_FLIGHT_PER_THREAD + 3  # two worker threads
-    assert next(taken) <= window * records.CHUNK_IMAGES + 1
+    def report(images, bytes_read, unusual):
+        reported.append((images, os.path.getsize(out.rec)))
+        if len(reported) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        records.pack_slice(job, records.list_slices(lst, 1)[0], out, report)
+    chunk_bytes = reported[0][1]
+    assert chunk_bytes > 0
+    assert reported == [(records.CHUNK_IMAGES, chunk_bytes * n) for n in (1, 2, 3)]
+
+
+def test_a_failing_worker_names_the_line_and_leaves_nothing(split, tmp_path):
+    """A malformed line in the second worker's slice stops the pack with its line number
+    in the whole list."""
+    root, _, _ = split
+    lst = repeated_list(tmp_path / "bad.lst", 100)
+    lines = lst.read_text().splitlines(keepends=True)
+    lines[76] = "76\tc0/plain.JPEG\n"
+    lst.write_text("".join(lines))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = [out_dir / name for name in ("x.rec", "x.idx", "x.rejected.tsv")]
+    with pytest.raises(ValueError, match="bad.lst line 77: expected index<TAB>label<TAB>path"):
+        pack_records(lst, root, *out, workers=2)
+    assert os.listdir(out_dir) == []
+
+
+KILLED_PACK = """
+import sys
+from resnet_recipe.records import pack_records
+pack_records(*sys.argv[1:6], workers=2)
+"""
+
+
+def test_a_killed_pack_leaves_nothing_complete_and_the_next_run_cleans_up(split, tmp_path):
+    """SIGKILL the packing process while its two workers write: no .rec, .idx or
+    rejected.tsv appears, the workers die with it, and the next pack into the same folder
+    removes the leftover temporaries and writes the same files as an undisturbed pack."""
+    import psutil
+
+    root, _, _ = split
+    lst = repeated_list(tmp_path / "long.lst", 200_000, image="c2/wide.JPEG")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = [out_dir / name for name in ("x.rec", "x.idx", "x.rejected.tsv")]
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PACK, str(lst), str(root), *map(str, out)]
+    )
+    deadline = time.monotonic() + 120
+    while sum(path.stat().st_size for path in out_dir.glob(".x.rec.*.tmp")) < 2_000_000:
+        assert process.poll() is None, "the pack ended before it was killed"
+        assert time.monotonic() < deadline, "the pack wrote nothing in 2 minutes"
+        time.sleep(0.01)
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2
+    process.kill()
+    process.wait()
+    psutil.wait_procs(workers, timeout=30)
+    assert not any(worker.is_running() and worker.status() != "zombie" for worker in workers)
+    assert not any(path.exists() for path in out)
+    leftovers = os.listdir(out_dir)
+    # The three temporary outputs and the second worker's three part files.
+    assert len(leftovers) == 6 and all(
+        name.startswith(".x.") and name.endswith(".tmp") for name in leftovers
+    )
+
+    small = repeated_list(tmp_path / "small.lst", 50, image="c2/wide.JPEG")
+    pack_records(small, root, *out, workers=2)
+    assert sorted(os.listdir(out_dir)) == sorted(path.name for path in out)
+    (tmp_path / "clean").mkdir()
+    clean = [tmp_path / "clean" / path.name for path in out]
+    pack_records(small, root, *clean, workers=1)
+    for path, expected in zip(out, clean, strict=True):
+        assert path.read_bytes() == expected.read_bytes()
+
+
+def test_one_default_for_the_rejected_fraction():
+    """The package, the command line and the config schema allow the same fraction."""
+    import inspect
+
+    import yaml
+
+    from resnet_recipe.cli import build_parser
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    in_schema = schema["properties"]["data"]["properties"]["max_rejected_fraction"]["default"]
+    in_function = inspect.signature(pack_records).parameters["max_rejected_fraction"].default
+    args = build_parser().parse_args(["pack", "x.lst", "root", "x.rec"])
+    assert in_schema == in_function == records.MAX_REJECTED_FRACTION == 0.001
+    assert args.max_rejected_fraction in (None, records.MAX_REJECTED_FRACTION)
 
 
 def test_a_malformed_list_line_is_named(split, tmp_path):
@@ -298,7 +419,39 @@ def test_command_line_lists_and_packs_a_tree(tmp_path):
     lst, classes = str(tmp_path / "train.lst"), str(tmp_path / "classes.tsv")
     train = str(tmp_path / "train")
     assert main(["make-list", train, lst, "--classes", classes, "--write-classes"]) == 0
-    assert main(["pack", lst, train, str(tmp_path / "train.rec"), "--threads", "2"]) == 0
+    assert main(["pack", lst, train, str(tmp_path / "train.rec"), "--workers", "2"]) == 0
     assert (tmp_path / "classes.tsv").read_text() == "0\tn01\n1\tn02\n"
     assert len((tmp_path / "train.idx").read_text().splitlines()) == 3
     assert (tmp_path / "train.rejected.tsv").read_text() == "path\treason\n"
+
+
+def test_a_part_is_appended_while_its_worker_still_writes(tmp_path):
+    """Once part 0 is complete, part 1's records are copied as they grow; the index lines
+    of part 1 get part 0's size added; the part files are removed at the end."""
+    from resnet_recipe.part_files import PartFiles, RecordJoiner
+
+    outputs = PartFiles(*(str(tmp_path / name) for name in ("x.rec", "x.idx", "x.tsv")))
+    for path, text in zip(outputs, ["AAAA", "0\t0\n", "path\treason\nbad\tno\n"], strict=True):
+        open(path, "w").write(text)
+    with RecordJoiner(outputs, 2) as joiner:
+        part = joiner.files[1]
+        open(part.rec, "w").write("BB")
+        joiner.advance({})  # part 0 still being written: nothing moves
+        assert open(outputs.rec).read() == "AAAA"
+        joiner.advance({0: 4})
+        assert open(outputs.rec).read() == "AAAABB"
+        open(part.rec, "a").write("CC")
+        open(part.idx, "w").write("1\t0\n2\t2\n")
+        open(part.rejected, "w").write("worse\tyes\n")
+        joiner.finish([4, 4])
+    assert open(outputs.rec).read() == "AAAABBCC"
+    assert open(outputs.idx).read() == "0\t0\n1\t4\n2\t6\n"
+    assert open(outputs.rejected).read() == "path\treason\nbad\tno\nworse\tyes\n"
+    assert sorted(os.listdir(tmp_path)) == ["x.idx", "x.rec", "x.tsv"]
+
+
+def test_the_first_slice_is_the_smaller_one(tmp_path):
+    lst = repeated_list(tmp_path / "long.lst", 1000)
+    assert [part.lines for part in records.list_slices(lst, 2)] == [473, 527]
+    assert [part.lines for part in records.list_slices(lst, 3)] == [310, 345, 345]
+    assert [part.lines for part in records.list_slices(lst, 1)] == [1000]

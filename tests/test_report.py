@@ -4,6 +4,7 @@ the graphs, CSV and Markdown content, and Snakemake's HTML report of the report 
 import json
 import math
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,10 +12,11 @@ from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_conf
 from matplotlib.figure import Figure
 from PIL import Image
 
-from resnet_recipe import report
+from resnet_recipe import report, results
 from resnet_recipe.report import plots
 from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
 from resnet_recipe.report.inputs import read_bench, read_run, read_runs, read_scores
+from resnet_recipe.report.origins import ORIGIN_NOTE
 from resnet_recipe.report.tables import epoch_metrics
 
 REFERENCE_DIR = REPO / "resources" / "reference"
@@ -38,6 +40,14 @@ def backend(gpus):
 def write_json(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
+    return str(path)
+
+
+def write_result(path, contract, data, settings_keys):
+    """A result file as the workflow writes it: through results.write, which adds the
+    provenance section (this checkout, this machine) and the digest of the settings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write(str(path), contract, data, {key: data[key] for key in settings_keys})
     return str(path)
 
 
@@ -65,8 +75,9 @@ def write_run(
     ]
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    write_json(
+    write_result(
         folder / "report.json",
+        results.RUN_REPORT,
         {
             "run": run,
             "gpus": gpus,
@@ -80,11 +91,19 @@ def write_run(
             "val_top5": lines[-1]["val_top5"],
             "train_seconds": train_seconds,
             "images_per_s": 100.0,
-            "settings": {"gpus": gpus, "dtype": dtype, "epochs": epochs, "lr_per_256": 0.1},
+            "settings": {
+                "gpus": gpus,
+                "dtype": dtype,
+                "epochs": epochs,
+                "batch_per_device": batch,
+                "lr_per_256": 0.1,
+                "log_interval": 50,
+            },
             "network": network(),
             "pipeline": {"backend": backend(gpus), "image_size": image_size, "val_resize": 256},
             "machine": {**machine(gpus), "versions": VERSIONS},
         },
+        ("settings", "network", "pipeline"),
     )
     return str(folder)
 
@@ -102,8 +121,9 @@ def latency(batch, images_per_s):
 
 
 def write_score(root, run, dtype, top1, top5, classes=1000):
-    return write_json(
+    return write_result(
         root / "score" / f"{run}.json",
+        results.SCORE,
         {
             "run": run,
             "checkpoint": {"prefix": f"results/train/{run}/model", "epoch": 90},
@@ -118,14 +138,16 @@ def write_score(root, run, dtype, top1, top5, classes=1000):
             "images_per_s": 900.0,
             "latency_ms": latency(64, 900.0),
         },
+        ("checkpoint", "dtype", "batch_size"),
     )
 
 
 def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50):
     """A training point as throughput.bench_train writes it (latency: the mean only)."""
     global_batch = batch * max(gpus, 1)
-    return write_json(
+    return write_result(
         root / "bench_train" / dtype / f"n{gpus}_b{batch}.json",
+        results.BENCH_TRAIN,
         {
             "kind": "train",
             "dtype": dtype,
@@ -136,26 +158,33 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
             "data": "dali",
             "input_backend": backend(gpus),
             "image_size": image_size,
+            "layout": "NHWC" if dtype == "float16" else "NCHW",
             "iterations": 5,
             "epochs": 3,
             "warmup_epochs": 1,
             "num_examples": 12800,
+            "settings": {"dtype": dtype, "loss_scale": "dynamic"},
             "epoch_seconds": [2 * 5 * global_batch / images_per_s]
             + [5 * global_batch / images_per_s] * 2,
             "epoch_images_per_s": [images_per_s * 0.5, images_per_s, images_per_s],
             "images_per_s": images_per_s,
+            "val_images_per_s": 3 * images_per_s,
             "latency_ms": {"mean": 1000.0 * global_batch / images_per_s},
             "network": network(depth),
             "machine": machine(gpus),
             "versions": VERSIONS,
         },
+        ("dtype", "gpus", "network", "image_size"),
     )
 
 
-def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50):
+def write_bench_infer(
+    root, dtype, batch, images_per_s, gpus=1, image_size=224, depth=50, layout="NCHW"
+):
     """An inference point as throughput.bench_infer writes it."""
-    return write_json(
+    return write_result(
         root / "bench_infer" / dtype / f"b{batch}.json",
+        results.BENCH_INFER,
         {
             "kind": "infer",
             "dtype": dtype,
@@ -165,16 +194,20 @@ def write_bench_infer(root, dtype, batch, images_per_s, gpus=1, image_size=224, 
             "data": "dali",
             "input_backend": backend(gpus),
             "image_size": image_size,
+            "layout": layout,
             "weights": "random initialisation: throughput does not depend on trained weights",
             "iterations": 20,
-            "warmup_iterations": 5,
-            "timed_seconds": 20 * batch / images_per_s,
+            "epochs": 3,
+            "warmup_epochs": 1,
+            "epoch_images_per_s": [images_per_s / 2, images_per_s, images_per_s],
             "images_per_s": images_per_s,
-            "latency_ms": latency(batch, images_per_s),
+            "latency_images_per_s": 0.9 * images_per_s,
+            "latency_ms": latency(batch, 0.9 * images_per_s),
             "network": network(depth),
             "machine": machine(gpus),
             "versions": VERSIONS,
         },
+        ("dtype", "gpus", "network", "image_size"),
     )
 
 
@@ -314,13 +347,17 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     b208 = row(table, dtype="float16", batch_size=208)
     assert b208["reference_images_per_s"] == pytest.approx(3832)
     assert b208["images_per_s_ratio"] == pytest.approx(3800 / 3832)
-    assert b208["latency_mean_ms"] == pytest.approx(1000 * 208 / 3800)
-    assert b208["latency_p99_ms"] == pytest.approx(1.5 * 1000 * 208 / 3800)
+    # Latency comes from the waited pass (0.9 of the unwaited images/s in these files).
+    assert b208["latency_mean_ms"] == pytest.approx(1000 * 208 / (0.9 * 3800))
+    assert b208["latency_images_per_s"] == pytest.approx(0.9 * 3800)
+    assert b208["layout"] == "NCHW"
+    assert b208["latency_p99_ms"] == pytest.approx(1.5 * 1000 * 208 / (0.9 * 3800))
     assert row(table, dtype="float32", batch_size=8)["images_per_s_ratio"] == pytest.approx(
         800 / 824
     )
     # Every latency statistic of the points but the slowest batch, in order.
     latency_columns = [name for name in table.columns if name.startswith("latency_")]
+    latency_columns.remove("latency_images_per_s")
     assert latency_columns == [f"latency_{s}_ms" for s in ("mean", "p50", "p90", "p95", "p99")]
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
@@ -337,11 +374,15 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
     ):
         assert heading in text
     assert REFERENCE_HARDWARE in text
+    # The runs differ in their input pipeline backend (and in columns of their own).
     assert (
-        "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | 76.49 | 93.10 | 3.00 | 76.49 | 1.000 "
-        "| 3.30 | 0.909 |" in text
+        "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | dali-gpu | 76.49 | 93.10 | 3.00 "
+        "| 76.49 | 1.000 | 3.30 | 0.909 |" in text
     )
-    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | 20.0 |" in text
+    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | NCHW | 20.0 | 60.0 |" in text
+    assert "| images/s (unwaited) | images/s (each batch waited) | latency mean (ms, waited) |" in (
+        text
+    )
     # Every network is ResNet-50 v1.5: no network column.
     assert "| network |" not in text
     assert (
@@ -450,7 +491,7 @@ def test_reference_only_for_the_same_experiment(tmp_path):
         "with the reference, which is ResNet-50 v1.5 at 224x224 px on V100 GPUs, 90 epochs on "
         "ImageNet's 1000 classes" in text
     )
-    assert "| ResNet-18 v1.5 | 224 | 8 | dali-gpu | 800.0 |" in text  # network column shown
+    assert "| ResNet-18 v1.5 | 224 | 8 | dali-gpu | NCHW | 800.0 |" in text  # network column shown
     # Matched reference points leave the "not measured here" lists, the others stay.
     assert "| float32 | 8 | 824.0 |" not in text and "| float32 | 1 | 252.0 |" in text
     assert "| 1 | float32 | 96 | 400.2 |" not in text and "| 4 | float32 | 96 | 1558.6 |" in text
@@ -480,7 +521,7 @@ def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
         assert table[reference].isna().all().all(), path
         assert set(table["image_size"]) == {32}
     text = open(outputs.markdown).read()
-    assert "| float32 | CPU | 32 | 32 | dali-cpu | 1384.1 |" in text
+    assert "| float32 | CPU | 32 | 32 | dali-cpu | NCHW | 1384.1 |" in text
     assert text.count("V100 reference not drawn: no float32 point is ResNet-50 v1.5") == 2
     assert epoch_metrics([read_run(run_dir)])["label"].iloc[0] == "cpu_fp32 (float32, CPU, 32 px)"
     assert setup_suffix("ResNet-18 v1.5", 224) == ", ResNet-18 v1.5"
@@ -631,7 +672,9 @@ def test_cli_report_writes_the_report(tmp_path):
         + ["--reference", str(REFERENCE_DIR), "--out", str(out)]
     )
     assert code == 0
-    assert "| float32 | 1 GPU | 224 | 8 | dali-gpu | 800.0 |" in (out / "report.md").read_text()
+    assert (
+        "| float32 | 1 GPU | 224 | 8 | dali-gpu | NCHW | 800.0 |" in (out / "report.md").read_text()
+    )
 
 
 def test_snakemake_html_report_of_the_report_rule(tmp_path):
@@ -696,12 +739,14 @@ HTML_CATEGORIES = {
         "Table": {"inference_throughput.csv"},
         "Graphs": {"inference_throughput.png", "inference_latency.png"},
     },
+    "Provenance": {"Table": {"provenance.csv"}},
 }
 HTML_CAPTIONS = {
     "report.md": "summary.rst",
     "accuracy.csv": "accuracy.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
+    "provenance.csv": "provenance.rst",
     "training_loss.png": "training_loss.rst",
     "training_top1.png": "training_top1.rst",
     "validation_top1.png": "validation_top1.rst",
@@ -716,3 +761,183 @@ def html_report_data(html, name):
     `name` (categories, results)."""
     start = html.index(f"{name} = {{") + len(f"{name} = ")
     return json.JSONDecoder().raw_decode(html, start)[0]
+
+
+def two_runs(tmp_path, second_batch=32, second_log_interval=50):
+    """Two CPU demo runs that differ in their batch per device (unless told otherwise)
+    and, with second_log_interval, in a presentation setting; with their scores."""
+    root = tmp_path / "results"
+    run_dirs = [
+        write_run(root, "b32", 0, "float32", 300.0, batch=32, **DEMO_SETUP),
+        write_run(root, "b64", 0, "float32", 300.0, batch=second_batch, **DEMO_SETUP),
+    ]
+    report_path = root / "train" / "b64" / "report.json"
+    second = json.loads(report_path.read_text())
+    second["settings"]["log_interval"] = second_log_interval
+    report_path.write_text(json.dumps(second))
+    scores = [write_score(root, run, "float32", 0.9, 1.0, classes=10) for run in ("b32", "b64")]
+    return {"run_dirs": run_dirs, "score_files": scores}
+
+
+def build_two_runs(tmp_path, **kw):
+    inputs = two_runs(tmp_path, **kw)
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(
+        **inputs,
+        bench_train_files=[],
+        bench_infer_files=[],
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+    )
+    return outputs
+
+
+SETTING_NAMES = ("lr_per_256", "log_interval", "pipeline.backend", "network.depth")
+
+
+def test_accuracy_table_shows_only_the_settings_in_which_runs_differ(tmp_path):
+    outputs = build_two_runs(tmp_path, second_batch=64)
+    table = pd.read_csv(outputs.accuracy_csv)
+    assert list(table.columns[table.columns.get_loc("epochs") + 1 :][:2]) == [
+        "batch_per_device",
+        "top1_percent",
+    ]
+    assert dict(zip(table["run"], table["batch_per_device"], strict=True)) == {"b32": 32, "b64": 64}
+    assert not set(SETTING_NAMES) & set(table.columns)
+    text = open(outputs.markdown).read()
+    assert (
+        "| run | GPUs | dtype | image (px) | classes | epochs | batch_per_device | top-1 (%) |"
+        in text
+    )
+    assert "| b64 | CPU | float32 | 32 | 10 | 30 | 64 | 90.00 |" in text
+    assert not any(f"| {name} |" in text for name in SETTING_NAMES)
+
+
+def test_runs_that_differ_in_nothing_that_changes_results_get_no_setting_column(tmp_path):
+    outputs = build_two_runs(tmp_path, second_log_interval=10)
+    table = pd.read_csv(outputs.accuracy_csv)
+    assert table.columns[table.columns.get_loc("epochs") + 1] == "top1_percent"
+    assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 |" in open(outputs.markdown).read()
+
+
+def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
+    inputs = two_runs(tmp_path)
+    train = write_bench_train(tmp_path / "results", "float32", 0, 16, 20.0, image_size=32)
+    for path, edit in (
+        (inputs["score_files"][1], ("code", "git_commit", "0123456789abcdef")),
+        (train, ("machine", "hostname", "other-host")),
+    ):
+        result = json.loads(open(path).read())
+        result["provenance"][edit[0]][edit[1]] = edit[2]
+        write_json(Path(path), result)
+    # A point written before results carried provenance.
+    old = write_bench_infer(tmp_path / "results", "float32", 8, 100.0, gpus=0, image_size=32)
+    edit = json.loads(open(old).read())
+    del edit["provenance"]
+    write_json(Path(old), edit)
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(
+        **inputs,
+        bench_train_files=[
+            train,
+            write_bench_train(tmp_path / "results", "float32", 0, 8, 10.0, image_size=32),
+        ],
+        bench_infer_files=[old],
+        **report.reference_files(REFERENCE_DIR),
+        outputs=outputs,
+    )
+    made = results.read(inputs["run_dirs"][0] + "/report.json", results.RUN_REPORT)["provenance"]
+    provenance = pd.read_csv(outputs.provenance_csv, keep_default_na=False)
+    assert list(provenance.columns) == [
+        "result",
+        "git_commit",
+        "uncommitted_changes",
+        "mxnet",
+        "dali",
+        "mxnet_features",
+        "host",
+        "gpu_model",
+        "gpu_count",
+        "gpu_driver",
+        "origin",
+    ]
+    assert list(provenance["result"]) == [
+        "training run b32",
+        "training run b64",
+        "score b32",
+        "score b64",
+        "training benchmark float32, CPU, batch 16",
+        "training benchmark float32, CPU, batch 8",
+        "inference benchmark float32, CPU, batch 8",
+    ]
+    assert list(provenance["origin"]) == [
+        *["", "", "", "other code", "other machine", ""],
+        "no provenance",
+    ]
+    usual = row(provenance, result="score b32")
+    assert usual["git_commit"] == made["code"]["git_commit"]
+    assert usual["host"] == made["machine"]["hostname"]
+    assert usual["mxnet"] == made["versions"]["mxnet"]
+    accuracy = pd.read_csv(outputs.accuracy_csv, keep_default_na=False)
+    assert dict(zip(accuracy["run"], accuracy["origin"], strict=True)) == {
+        "b32": "",
+        "b64": "other code",
+    }
+    training = pd.read_csv(outputs.training_csv, keep_default_na=False)
+    assert dict(zip(training["batch_per_device"], training["origin"], strict=True)) == {
+        8: "",
+        16: "other machine",
+    }
+    inference = pd.read_csv(outputs.inference_csv, keep_default_na=False)
+    assert list(inference["origin"]) == ["no provenance"]
+    text = open(outputs.markdown).read()
+    assert "## Provenance" in text
+    assert (
+        "| result | commit | uncommitted changes | MXNet | DALI | MXNet build | host | GPU |"
+        in text
+    )
+    assert "| score b64 | 0123456789 |" in text
+    assert (
+        "| b64 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  "
+        "| † other code |" in text
+    )
+    assert "| b32 | CPU | float32 | 32 | 10 | 30 | 90.00 | 100.00 | 0.0833 |  |  |  |  |  |" in text
+    assert "† other machine |" in text and "† no provenance |" in text
+    assert text.count(ORIGIN_NOTE) == 3  # below each table with a marked row
+
+
+def test_the_report_lists_what_differs_from_the_reference(tmp_path):
+    results = write_results(tmp_path / "results")
+    results["bench_infer_files"].append(
+        write_bench_infer(tmp_path / "extra", "float16", 16, 900.0, layout="NCHW")
+    )
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    report.build_report(**results, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    text = open(outputs.markdown).read()
+    section = text.split("## What differs from the reference")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()}
+    assert "mxnet:18.12-py3" in rows["MXNet build"] and "fused" in rows["MXNet build"]
+    assert "MXNet 1.9.1 (upstream)" in rows["MXNet build"]
+    assert "DALI 0.5.0" in rows["DALI"] and "1.34.0" in rows["DALI"]
+    # float16 inference measured in NCHW (and NHWC): the reference's float16 was NHWC.
+    assert rows["float16 layout"].endswith("| NHWC | NCHW, NHWC |")
+    assert "float32 layout" not in rows  # float32 NCHW everywhere, as the reference
+    # The benchmark points trained with dynamic scaling, the runs' settings name none.
+    assert rows["float16 loss scaling"].endswith("| dynamic, none |")
+    assert "first batch left out" in rows["training throughput"]
+
+
+def test_differences_read_mxnet_build_features_from_provenance():
+    from resnet_recipe.report.differences import differences
+
+    point = {
+        "dtype": "float32",
+        "layout": "NCHW",
+        "versions": VERSIONS,
+        "provenance": {"mxnet_features": {"CUDA": True, "CUDNN": True, "MKLDNN": False}},
+    }
+    rows = dict((aspect, measured) for aspect, _, measured in differences([], [], [point]))
+    assert (
+        rows["MXNet build"] == "MXNet 1.9.1 (upstream) with CUDA, CUDNN, without the fused kernels"
+    )
+    assert differences([], [], []) == []

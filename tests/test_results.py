@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 
 from resnet_recipe import results
+from resnet_recipe.provenance import settings_digest
 
 SCORE = {
     "run": "r",
@@ -23,15 +24,17 @@ SCORE = {
 
 def test_written_result_reads_back(tmp_path):
     path = tmp_path / "score" / "r.json"
-    results.write(str(path), results.SCORE, SCORE)
-    assert results.read(str(path), results.SCORE) == SCORE
+    results.write(str(path), results.SCORE, SCORE, {"batch_size": 8})
+    found = results.read(str(path), results.SCORE)
+    assert found.pop("provenance")["settings_digest"] == settings_digest({"batch_size": 8})
+    assert found == SCORE
 
 
 def test_writer_refuses_a_result_that_breaks_its_contract(tmp_path):
     path = tmp_path / "r.json"
     with pytest.raises(ValueError, match=r"missing field\(s\) loss, latency_ms.mean \(score"):
         lacking = {k: v for k, v in SCORE.items() if k not in ("loss", "latency_ms")}
-        results.write(str(path), results.SCORE, lacking)
+        results.write(str(path), results.SCORE, lacking, {})
     assert not path.exists()
 
 
@@ -90,7 +93,10 @@ def test_benchmark_summary_round_trip(tmp_path):
     entry = {"model": "resnet50_v1.5", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
     path = str(tmp_path / "train.json")
     results.write_bench_summary(path, {"float32": entry})
-    assert results.read_bench_summary(path) == {"float32": entry}
+    found = results.read_bench_summary(path)
+    covered = {"dtype": "float32", **{k: entry[k] for k in ("model", "ngpus", "bs", "metric_keys")}}
+    assert found["float32"].pop("provenance")["settings_digest"] == settings_digest(covered)
+    assert found == {"float32": entry}
     with pytest.raises(ValueError, match=r"\[float16\] \(being written\): missing field\(s\) bs"):
         lacking = {k: v for k, v in entry.items() if k != "bs"}
         results.write_bench_summary(path, {"float16": lacking})

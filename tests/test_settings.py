@@ -27,7 +27,9 @@ def test_a_section_takes_the_defaults_for_what_the_config_leaves_out():
     run = TrainingRun.from_config({"gpus": 0, "lr_steps": [2, 5]}, "training.runs.x")
     assert (run.gpus, run.lr_steps, run.batch_per_device) == (0, (2, 5), 208)
     assert run.to_config()["lr_steps"] == [2, 5]
-    assert Score.from_config({}, "score") == Score(epoch=None, batch_size=128)
+    assert Score.from_config({}, "score") == Score(
+        epoch=None, batch_size={"float16": 128, "float32": 64}
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,9 +89,11 @@ def train_args(*options):
 
 
 def test_command_line_takes_exponent_numbers_and_builds_each_section_once():
-    args = train_args("--lr-per-256", "1e-3", "--lr-steps", "2", "4", "--no-no-wd-on-bn-and-bias")
+    args = train_args("--lr-per-256", "1e-3", "--lr-steps", "2", "4", "--weight-decay-on", "all")
     run = cli._settings(args, TrainingRun)
-    assert (run.lr_per_256, run.lr_steps, run.loss_scale) == (0.001, (2, 4), "dynamic")
+    assert (run.lr_per_256, run.lr_steps, run.loss_scale) == (0.001, (2, 4), "none")
+    assert run.weight_decay_on == "all"
+    run = run.replace(weight_decay_on="weights_and_bn_gamma")
     assert run.replace(lr_per_256=0.1, lr_steps=(30, 60, 80)) == TrainingRun()
     pipeline = cli._settings(train_args("--mean", "1e2", "100", "100"), InputPipeline)
     assert pipeline.mean == (100.0, 100, 100)
@@ -120,3 +124,57 @@ def test_help_imports_neither_mxnet_nor_dali(command):
     ).stdout
     assert "usage: resnet-recipe" in out
     assert out.splitlines()[-1] == "LOADED []"
+
+
+# (section, setting, the original's value, where the original has it). "The original" is
+# NVIDIA's ResNet50 v1.5 for MXNet at DeepLearningExamples a8e1d1cd.
+ORIGINAL_DEFAULTS = [
+    (TrainingRun, "gpus", 8, "runner L23"),
+    (TrainingRun, "batch_per_device", 208, "runner L25"),
+    (TrainingRun, "dtype", "float16", "runner L37"),
+    (TrainingRun, "epochs", 90, "runner L27"),
+    (TrainingRun, "lr_per_256", 0.1, "runner L29, L48"),
+    (TrainingRun, "warmup_epochs", 5, "runner L66"),
+    (TrainingRun, "lr_steps", (30, 60, 80), "runner L60"),
+    (TrainingRun, "lr_factor", 0.1, "fit.py L121"),
+    (TrainingRun, "momentum", 0.9, "fit.py L129"),
+    (TrainingRun, "weight_decay", 0.0001, "fit.py L131"),
+    # Module's optimizer: names ending in _weight or _gamma (MXNet optimizer.py L388-397).
+    (TrainingRun, "weight_decay_on", "weights_and_bn_gamma", "fit.py L437"),
+    (TrainingRun, "label_smoothing", 0.0, "resnet.py L298"),
+    # multi_precision SGD and nothing else: no static or dynamic loss scale.
+    (TrainingRun, "loss_scale", "none", "fit.py L266-270"),
+    (TrainingRun, "log_interval", 20, "runner L67"),
+    # --save-period 1 with mx.callback.do_checkpoint (fit.py L97-101).
+    (TrainingRun, "export_every", 1, "fit.py L139"),
+    (InputPipeline, "image_size", 224, "runner L66"),
+    (InputPipeline, "val_resize", 256, "train.py L70"),
+    # The README's figure; the DALI pipeline that ran passed none (dali.py L53): DALI's 0.08.
+    (InputPipeline, "min_random_area", 0.05, "README.md L35"),
+    (InputPipeline, "mean", (123.675, 116.28, 103.53), "dali.py L38"),
+    (InputPipeline, "std", (58.395, 57.12, 57.375), "dali.py L39"),
+    (InputPipeline, "dali_threads", 3, "dali.py L29"),
+    (InputPipeline, "dali_val_threads", 10, "dali.py L31"),
+    (InputPipeline, "prefetch_queue_depth", 2, "runner L79"),
+    (InputPipeline, "nvjpeg_padding_mb", 64, "runner L79"),
+    (Score, "batch_size", {"float16": 128, "float32": 64}, "SCORE_FP16.sh/SCORE_FP32.sh L19"),
+]
+
+
+@pytest.mark.parametrize(("section", "name", "value", "where"), ORIGINAL_DEFAULTS)
+def test_defaults_are_the_originals(section, name, value, where):
+    default = getattr(section(), name)
+    if isinstance(value, tuple):
+        assert default == pytest.approx(value), where
+    else:
+        assert default == value, where
+
+
+def test_the_shipped_full_config_keeps_the_original_defaults():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    sections = {TrainingRun: config["training"]["defaults"], InputPipeline: config["input"]}
+    sections[Score] = config["score"]
+    for section, name, value, where in ORIGINAL_DEFAULTS:
+        assert section.from_config(sections[section], "x").to_config()[name] == (
+            list(value) if isinstance(value, tuple) else value
+        ), where

@@ -13,6 +13,8 @@ from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE
 from resnet_recipe import throughput
 from resnet_recipe.settings import BenchInfer, BenchTrain, TrainingRun
 
+NHWC_NETWORK = TINY_NETWORK.replace(layout={"float16": "NHWC", "float32": "NHWC"})
+
 TRAIN_KEYS = {
     "kind",
     "dtype",
@@ -24,6 +26,7 @@ TRAIN_KEYS = {
     "data",
     "input_backend",
     "image_size",
+    "layout",
     "iterations",
     "epochs",
     "warmup_epochs",
@@ -32,10 +35,13 @@ TRAIN_KEYS = {
     "epoch_seconds",
     "epoch_images_per_s",
     "images_per_s",
+    "val_epoch_images_per_s",
+    "val_images_per_s",
     "latency_ms",
     "network",
     "machine",
     "versions",
+    "provenance",
 }
 INFER_KEYS = {
     "kind",
@@ -46,15 +52,23 @@ INFER_KEYS = {
     "data",
     "input_backend",
     "image_size",
+    "layout",
     "weights",
     "iterations",
-    "warmup_iterations",
-    "timed_seconds",
+    "epochs",
+    "warmup_epochs",
+    "throughput_method",
+    "epoch_batch_seconds",
+    "epoch_images_per_s",
     "images_per_s",
+    "latency_method",
+    "latency_iterations",
+    "latency_images_per_s",
     "latency_ms",
     "network",
     "machine",
     "versions",
+    "provenance",
 }
 TRAIN_BENCH = BenchTrain(
     data="dali",
@@ -63,7 +77,9 @@ TRAIN_BENCH = BenchTrain(
     warmup_epochs=1,
     num_examples={"float16": 64, "float32": 32},
 )
-INFER_BENCH = BenchInfer(data="dali", iterations=4, warmup_iterations=2, gpus=0)
+INFER_BENCH = BenchInfer(
+    data="dali", iterations=4, epochs=3, warmup_epochs=1, latency_iterations=5, gpus=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +96,22 @@ def tiny(make_tiny_rec, tmp_path_factory):
         lock_dir=str(folder / "locks"),
     )
     return SimpleNamespace(
-        train=throughput.BenchSetup(rec=train.rec, idx=train.idx, **shared),
+        train=throughput.BenchSetup(
+            rec=train.rec, idx=train.idx, val_rec=val.rec, val_idx=val.idx, **shared
+        ),
         val=throughput.BenchSetup(rec=val.rec, idx=val.idx, **shared),
     )
 
 
-def epoch_clock(durations):
-    """A clock whose readings at the start and end of each epoch make the epochs last
-    `durations` seconds (time_training_epochs reads it exactly there)."""
+def epoch_clock(durations, val_durations):
+    """A clock whose readings make the training epochs last `durations` seconds and the
+    validation pass after each `val_durations` from its first batch's end to its last
+    (time_training_epochs and timing.time_batch_ends read it exactly there)."""
     readings = []
     now = 0.0
-    for seconds in durations:
-        readings += [now, now + seconds]
-        now += seconds
+    for seconds, val_seconds in zip(durations, val_durations, strict=True):
+        readings += [now, now + seconds, now + seconds, now + seconds + val_seconds]
+        now += seconds + val_seconds
     return iter(readings).__next__
 
 
@@ -114,7 +133,8 @@ def bench_train(tiny, path, clock=None, **overrides):
 def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
     bench = TRAIN_BENCH.replace(data=data)
-    returned = bench_train(tiny, path, epoch_clock([10.0, 1.0, 2.0]), bench_settings=bench)
+    clock = epoch_clock([10.0, 1.0, 2.0], [5.0, 0.5, 0.25])
+    returned = bench_train(tiny, path, clock, bench_settings=bench)
     result = json.loads(path.read_text())
     assert result == returned and set(result) == TRAIN_KEYS
     assert (result["kind"], result["dtype"], result["gpus"], result["data"]) == (
@@ -134,6 +154,11 @@ def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     assert result["epoch_images_per_s"] == [0.8, 8.0, 4.0]
     assert result["images_per_s"] == pytest.approx(16 / 3)
     assert result["latency_ms"] == {"mean": pytest.approx(750.0)}  # 3 s over 4 iterations
+    # Validation after each epoch, as the original's val.total_ips: 2 batches of 4 images,
+    # the first left out, so 4 images in 5, 0.5 and 0.25 s; warmup left out.
+    assert result["val_epoch_images_per_s"] == [0.8, 8.0, 16.0]
+    assert result["val_images_per_s"] == pytest.approx(2 / (1 / 8 + 1 / 16))
+    assert result["layout"] == "NCHW"
     assert result["versions"]["mxnet"] == mx.__version__
 
 
@@ -163,7 +188,7 @@ def test_float16_training_benchmark_on_the_cpu_stops_with_the_reason(tiny, tmp_p
     assert not path.exists()
 
 
-def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny, tmp_path):
+def test_inference_point_holds_unwaited_throughput_and_waited_latencies(tiny, tmp_path):
     path = tmp_path / "bench_infer" / "float32" / "b8.json"
     readings = []
 
@@ -176,25 +201,47 @@ def test_inference_point_json_and_only_the_timed_iterations_read_the_clock(tiny,
     )
     result = json.loads(path.read_text())
     assert result == returned and set(result) == INFER_KEYS
-    # The loop's start and end, the ask and the ready of each timed batch, and the ask
-    # that finds the timed batches over: the warmup iterations never touch the clock.
-    assert len(readings) == 3 + 2 * INFER_BENCH.iterations
+    # Throughput epochs: one reading after each epoch's first batch and one after its
+    # closing wait. Latency pass: its start and end, the ask and the ready of each batch
+    # and the ask that finds the batches over.
+    epochs, waited = INFER_BENCH.epochs, INFER_BENCH.latency_iterations
+    assert len(readings) == 2 * epochs + 3 + 2 * waited
     assert (result["kind"], result["gpus"], result["device"], result["data"]) == (
         "infer",
         0,
         "cpu(0)",
         "dali",
     )
-    assert (result["iterations"], result["warmup_iterations"]) == (4, 2)
-    assert result["images_per_s"] == pytest.approx(4 * 8 / result["timed_seconds"])
+    assert (result["iterations"], result["epochs"], result["warmup_epochs"]) == (4, 3, 1)
+    # Each epoch: one tick (0.5 s) over the 3 batches after the first; 8 images each.
+    assert result["epoch_batch_seconds"] == [pytest.approx(0.5 / 3)] * epochs
+    assert result["epoch_images_per_s"] == [pytest.approx(48.0)] * epochs
+    assert result["images_per_s"] == pytest.approx(48.0)
+    assert "not waited for" in result["throughput_method"]
+    # Latency: ask to ready is one tick for each of the 5 waited batches.
+    assert result["latency_iterations"] == waited
     assert set(result["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "max"}
-    assert result["latency_ms"]["mean"] == pytest.approx(500.0)  # ask to ready: one tick
-    assert "random initialisation" in result["weights"]
+    assert result["latency_ms"]["mean"] == pytest.approx(500.0)
+    assert result["latency_images_per_s"] == pytest.approx(16.0)  # 8 images in 0.5 s
+    assert "random initialisation" in result["weights"] and result["layout"] == "NCHW"
+
+
+def test_inference_point_in_nhwc_reads_padded_nhwc_batches(tiny, tmp_path):
+    setup = tiny.val.__class__(**{**tiny.val.__dict__, "network": NHWC_NETWORK})
+    result = throughput.bench_infer(
+        str(tmp_path / "b4.json"),
+        setup,
+        dtype="float32",
+        batch_size=4,
+        bench_settings=INFER_BENCH.replace(epochs=2, latency_iterations=2),
+    )
+    assert result["layout"] == "NHWC" and result["images_per_s"] > 0
 
 
 # What every point carries beside its own numbers (results.BENCH_TRAIN / BENCH_INFER).
 POINT_SETUP = {
     "network": {"depth": 50, "version": "1.5"},
+    "layout": "NCHW",
     "image_size": 224,
     "input_backend": "dali-gpu",
     "machine": {"hostname": "test-host"},
@@ -209,6 +256,7 @@ def train_point(dtype, gpus, batch, rate):
         "batch_per_device": batch,
         "global_batch": batch * max(gpus, 1),
         "images_per_s": rate,
+        "val_images_per_s": 3 * rate,
         **POINT_SETUP,
     }
 
@@ -221,6 +269,8 @@ def infer_point(dtype, batch, rate, mean_ms):
         "gpus": 1,
         "batch_size": batch,
         "images_per_s": rate,
+        "epoch_images_per_s": [rate],
+        "latency_images_per_s": batch / mean_ms * 1000,
         "latency_ms": latency,
         **POINT_SETUP,
     }
@@ -248,21 +298,28 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
     infer = json.loads(out["infer"].read_text())
 
     assert set(train) == {"float16", "float32"} and set(infer) == {"float32"}
+    assert (
+        train["float32"].pop("provenance")["settings_digest"]
+        != (train["float16"]["provenance"]["settings_digest"])
+    )
     assert train["float32"] == {
         "model": "resnet50_v1.5",
         "ngpus": [1, 4],
         "bs": [96],
-        "metric_keys": ["train.total_ips"],
+        "metric_keys": ["train.total_ips", "val.total_ips"],
         "metrics": {
-            "1": {"96": {"train.total_ips": 1000.0}},
-            "4": {"96": {"train.total_ips": 4000.0}},
+            "1": {"96": {"train.total_ips": 1000.0, "val.total_ips": 3000.0}},
+            "4": {"96": {"train.total_ips": 4000.0, "val.total_ips": 12000.0}},
         },
     }
-    assert train["float16"]["metrics"] == {"1": {"208": {"train.total_ips": 2000.0}}}
+    assert train["float16"]["metrics"] == {
+        "1": {"208": {"train.total_ips": 2000.0, "val.total_ips": 6000.0}}
+    }
     report = infer["float32"]
     assert report["ngpus"] == [1] and report["bs"] == [1, 8]
     assert report["metric_keys"] == [
         "val.total_ips",
+        "val.ips",
         "val.latency_avg",
         "val.latency_50",
         "val.latency_90",
@@ -276,6 +333,7 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
             for batch in report["bs"]:
                 assert set(report["metrics"][str(gpus)][str(batch)]) == set(report["metric_keys"])
     assert infer["float32"]["metrics"]["1"]["8"]["val.total_ips"] == 2000.0
+    assert infer["float32"]["metrics"]["1"]["8"]["val.ips"] == pytest.approx(2000.0)
     assert infer["float32"]["metrics"]["1"]["8"]["val.latency_avg"] == pytest.approx(0.004)
     assert infer["float32"]["metrics"]["1"]["1"]["val.latency_100"] == pytest.approx(0.005)
 

@@ -45,3 +45,28 @@ def test_time_forward_waits_for_every_output():
     seconds, total = timing.time_forward(lambda data: Output(), batches)
     assert len(seconds) == len(waited) == 5
     assert sum(seconds) <= total
+
+
+def test_batch_ends_leave_out_each_epochs_first_batch_and_wait_once_per_epoch(monkeypatch):
+    # A fake device: each batch handed over moves the clock by its own duration, as if the
+    # host were held back by it. The first of each epoch lasts 100 s and must not count.
+    durations = iter([100.0, 1.0, 2.0, 3.0, 100.0, 4.0, 4.0, 4.0])
+    now = [0.0]
+    events = []
+
+    def run(device_batches):
+        now[0] += next(durations)
+        events.append("run")
+
+    def waitall():
+        events.append("wait")
+
+    monkeypatch.setattr(timing.mx.nd, "waitall", waitall)
+    batches = pipelines.Batches(lambda: ["batch"], 4, [mx.cpu()])
+    per_batch = timing.time_batch_ends(run, batches, 2, clock=lambda: now[0])
+    assert per_batch == [pytest.approx(2.0), pytest.approx(4.0)]
+    # No wait between the counted batches: one after the left-out first, one closing.
+    epoch = ["run", "wait"] + ["run"] * 3 + ["wait"]
+    assert events == epoch + epoch
+    with pytest.raises(ValueError, match="at least 2"):
+        timing.time_batch_ends(run, pipelines.Batches(lambda: ["batch"], 1, [mx.cpu()]), 1)

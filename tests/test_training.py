@@ -12,7 +12,12 @@ from resnet_recipe.settings import InputPipeline, Network, TrainingRun
 
 TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
 TINY_PIPELINE = InputPipeline(
-    backend="dali-cpu", image_size=16, val_resize=18, min_random_area=0.5, dali_threads=1
+    backend="dali-cpu",
+    image_size=16,
+    val_resize=18,
+    min_random_area=0.5,
+    dali_threads=1,
+    dali_val_threads=1,
 )
 TINY_SETTINGS = TrainingRun(
     gpus=0,
@@ -177,3 +182,76 @@ def test_schema_defaults_are_the_recipe(tmp_path):
 
     assert defaults("input") == InputPipeline().to_config()
     assert defaults("network") == Network().to_config()
+
+
+def epochs_in_state(tmp_path):
+    """The epochs of the resumable state under state/ (one settings digest at most)."""
+    state_dirs = list((tmp_path / "state").glob("*"))
+    assert len(state_dirs) <= 1
+    return [epoch for path in state_dirs for epoch, _ in checkpoints._epochs(str(path))]
+
+
+def test_a_diverging_run_stops_in_its_first_epoch_and_writes_nothing(tiny_data, tmp_path):
+    with pytest.raises(training.TrainingDiverged) as stopped:
+        run_training(tiny_data, tmp_path, lr_per_256=1e30, epochs=2)
+    message = str(stopped.value)
+    assert message.startswith("run tiny diverged in epoch 1/2: the ")
+    assert "became inf or NaN in iterations 1 to 2 of 6 (global iterations from 0: 0 to 1)" in (
+        message
+    )
+    assert "learning rate " in message
+    assert "Most likely at fault: training.lr_per_256 (1e+30)" in message
+    assert "no epoch finished" in message
+    assert not (tmp_path / "run").exists()
+    assert epochs_in_state(tmp_path) == []
+
+
+def test_a_run_diverging_in_its_second_epoch_keeps_the_first(tiny_data, tmp_path):
+    # A step "schedule" that multiplies the rate by 1e30 after epoch 1.
+    with pytest.raises(training.TrainingDiverged) as stopped:
+        run_training(tiny_data, tmp_path, lr_steps=(1,), lr_factor=1e30)
+    message = str(stopped.value)
+    assert (
+        "diverged in epoch 2/3: the " in message and "(global iterations from 0: 6 to " in message
+    )
+    assert "the resumable state of epoch 1 stays on disk" in message
+    assert not (tmp_path / "run").exists()
+    assert epochs_in_state(tmp_path) == [1]
+    (state_dir,) = (tmp_path / "state").iterdir()
+    assert checkpoints.exported_epochs(str(state_dir)) == [1]
+
+
+def test_a_dynamic_loss_scale_stuck_at_its_floor_stops_the_run(tiny_data, tmp_path, monkeypatch):
+    # float16 needs a GPU; the dynamic scaler's bookkeeping is the same in float32.
+    monkeypatch.setattr(
+        training.precision, "make_loss_scaler", lambda *_: training.precision.LossScaler(4.0)
+    )
+    with pytest.raises(training.TrainingDiverged) as stopped:
+        run_training(tiny_data, tmp_path, lr_per_256=1e30, max_overflows_at_min_loss_scale=2)
+    message = str(stopped.value)
+    assert "diverged in epoch 1/3: the gradients overflowed 2 steps in a row at the smallest" in (
+        message
+    )
+    assert "training.lr_per_256" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_exports_every_n_epochs_and_the_last(tiny_data, tmp_path):
+    out = run_training(tiny_data, tmp_path, export_every=2)
+    names = sorted(path.name for path in out.iterdir())
+    assert names == [
+        "metrics.jsonl",
+        "model-0002.params",
+        "model-0003.params",
+        "model-symbol.json",
+        "report.json",
+    ]
+    for epoch in (2, 3):
+        _, args, _ = mx.model.load_checkpoint(str(out / "model"), epoch)
+        assert args["fc_weight"].dtype == numpy.float32
+    # The run folder's files are the state's exports, linked, not copies.
+    (state_dir,) = (tmp_path / "state").iterdir()
+    exported = state_dir / "exports" / "epoch-0002" / "model-0002.params"
+    assert (out / "model-0002.params").stat().st_ino == exported.stat().st_ino
+    assert training.exported_after(3, TINY_SETTINGS.replace(export_every=0))
+    assert not training.exported_after(2, TINY_SETTINGS.replace(export_every=0))

@@ -1,8 +1,17 @@
-"""Resumable training state: one complete folder per finished epoch.
+"""Resumable training state: one complete folder per finished epoch, and the exported
+models (model-NNNN.params) of the epochs training.export_every picks.
 
 The state lives outside the workflow's declared outputs (a failed job keeps it) in a
 folder named after a digest of every setting that shapes the result, so a changed setting
 starts afresh instead of resuming from checkpoints of the old one.
+
+The exports wait here too, in exports/epoch-NNNN/, until the run has finished: the run
+folder is a declared output that appears at once at the end (a killed or diverged job
+must leave nothing that looks complete, and Snakemake deletes the declared outputs of a
+failed job), while a resumed run must keep the exports of the epochs it trained before.
+At the end they are hard-linked into the run folder: no copy of 100 MB per epoch, and
+the run folder stays whole if the state is deleted later (a copy where the two folders
+are on different file systems).
 """
 
 import hashlib
@@ -12,6 +21,7 @@ import os
 import re
 import shutil
 
+from resnet_recipe import network
 from resnet_recipe.atomic_files import atomic_directory
 
 log = logging.getLogger(__name__)
@@ -20,6 +30,8 @@ EPOCH_FOLDER = re.compile(r"^epoch-(\d{4,})$")
 STATE_FILE = "state.json"
 PARAMS_FILE = "net.params"
 OPTIMIZER_FILE = "optimizer.states"
+EXPORTS = "exports"
+MODEL_PREFIX = "model"
 
 
 def settings_digest(*settings):
@@ -69,6 +81,38 @@ def latest_epoch(state_dir):
     """The newest complete epoch under state_dir, 0 when there is none."""
     epochs = _epochs(state_dir)
     return epochs[-1][0] if epochs else 0
+
+
+def save_export(state_dir, epoch, net, trainer):
+    """Export the model after `epoch` (network.export_checkpoint: model-symbol.json and
+    model-NNNN.params, float32) into the state's exports folder, all at once."""
+    with atomic_directory(os.path.join(state_dir, EXPORTS, f"epoch-{epoch:04d}")) as folder:
+        network.export_checkpoint(net, os.path.join(folder, MODEL_PREFIX), epoch, trainer)
+
+
+def exported_epochs(state_dir):
+    """The epochs whose export is complete in the state folder, oldest first."""
+    return [epoch for epoch, _ in _epochs(os.path.join(state_dir, EXPORTS))]
+
+
+def link_exports(state_dir, epochs, folder):
+    """Put the model-NNNN.params of `epochs` (exported, see save_export) and the newest
+    one's model-symbol.json into `folder`, as hard links where the file system allows."""
+    exports = os.path.join(state_dir, EXPORTS)
+    for epoch in epochs:
+        source = os.path.join(exports, f"epoch-{epoch:04d}")
+        names = [f"{MODEL_PREFIX}-{epoch:04d}.params"]
+        if epoch == epochs[-1]:
+            names.append(f"{MODEL_PREFIX}-symbol.json")
+        for name in names:
+            _link_or_copy(os.path.join(source, name), os.path.join(folder, name))
+
+
+def _link_or_copy(source, target):
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
 
 
 def _epochs(state_dir):

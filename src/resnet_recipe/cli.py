@@ -59,6 +59,28 @@ def _add_report(stages):
     p.set_defaults(run=run)
 
 
+def _add_compare(stages):
+    p = stages.add_parser(
+        "compare",
+        help="two runs (train/<run> folders) or two results folders side by side",
+        description="Metrics, the settings that differ and the provenance that differs "
+        "(code, versions, MXNet build, machine) of two runs, or of each run and benchmark "
+        "point two results folders both have.",
+    )
+    p.add_argument("a", help="a train/<run> folder or a results folder")
+    p.add_argument("b", help="the same kind of folder to set beside it")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text tables")
+
+    def run(args):
+        from resnet_recipe.compare import compare, format_json, format_text
+
+        comparison = compare(args.a, args.b)
+        sys.stdout.write((format_json if args.json else format_text)(comparison))
+        return 0
+
+    p.set_defaults(run=run)
+
+
 def _add_demo_data(stages):
     p = stages.add_parser(
         "demo-data", help="write the digits demo tree (ROOT/train, ROOT/val) from scikit-learn"
@@ -107,12 +129,17 @@ def _add_pack(stages):
     p.add_argument("lst", help="im2rec list (index<TAB>label<TAB>path)")
     p.add_argument("root", help="folder the list's paths are relative to")
     p.add_argument("rec", help="record file to write; the .idx and .rejected.tsv go beside it")
-    p.add_argument("--threads", type=int, default=4, help="threads in all, the writer included")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="processes that pack a contiguous part of the list each (one per core)",
+    )
     p.add_argument(
         "--max-rejected-fraction",
         type=float,
-        default=0.001,
-        help="fail, writing nothing, when more than this fraction of the files is rejected",
+        help="fail, writing nothing, when more than this fraction of the files is rejected "
+        "(default 0.001, as data.max_rejected_fraction)",
     )
     p.add_argument(
         "--full-decode", action="store_true", help="also decode every JPEG in full (slower)"
@@ -122,15 +149,16 @@ def _add_pack(stages):
         from resnet_recipe.records import pack_records
 
         stem = args.rec.removesuffix(".rec")
+        fraction = args.max_rejected_fraction
         pack_records(
             args.lst,
             args.root,
             args.rec,
             f"{stem}.idx",
             f"{stem}.rejected.tsv",
-            threads=args.threads,
-            max_rejected_fraction=args.max_rejected_fraction,
+            workers=args.workers,
             full_decode=args.full_decode,
+            **({} if fraction is None else {"max_rejected_fraction": fraction}),
         )
         return 0
 
@@ -242,7 +270,11 @@ def _add_score(stages):
     p.add_argument("--out", required=True, help="JSON file for the result")
     p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
     p.add_argument("--gpus", type=int, default=0, choices=[0, 1], help="1 GPU or 0 (the CPU)")
-    p.add_argument("--batch-size", type=int, default=sections.Score().batch_size)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="default: 128 for float16, 64 for float32 (the original SCORE_FP16/FP32.sh)",
+    )
     p.add_argument("--run-name", help="run name in the result (default: the prefix's folder)")
     p.add_argument("--lock-dir", default=LOCK_DIR, help="GPU lock files")
     _add_settings(p, "input pipeline", sections.InputPipeline)
@@ -258,7 +290,7 @@ def _add_score(stages):
             val_idx=_index_of(args.val_rec),
             dtype=args.dtype,
             gpus=args.gpus,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or sections.Score().batch_size_of(args.dtype),
             pipeline_settings=_settings(args, sections.InputPipeline),
             lock_dir=args.lock_dir,
             run=args.run_name or os.path.basename(os.path.dirname(os.path.abspath(args.prefix))),
@@ -268,7 +300,7 @@ def _add_score(stages):
     p.set_defaults(run=run)
 
 
-def _bench_setup(args, rec):
+def _bench_setup(args, rec, val_rec=None):
     from resnet_recipe.throughput import BenchSetup
 
     return BenchSetup(
@@ -278,6 +310,8 @@ def _bench_setup(args, rec):
         network=_settings(args, sections.Network),
         pipeline=_settings(args, sections.InputPipeline),
         lock_dir=args.lock_dir,
+        val_rec=val_rec,
+        val_idx=val_rec and _index_of(val_rec),
     )
 
 
@@ -289,6 +323,7 @@ def _add_bench_train(stages):
         "GPUs, batch and dtype.",
     )
     p.add_argument("--train-rec", required=True, help="training .rec (its .idx beside it)")
+    p.add_argument("--val-rec", required=True, help="validation .rec of the pass after every epoch")
     p.add_argument("--classes", required=True, help="classes.tsv of the packed data")
     p.add_argument("--out", required=True, help="JSON file for the result")
     p.add_argument("--dtype", default="float32", choices=sections.DTYPES)
@@ -306,7 +341,7 @@ def _add_bench_train(stages):
         num_examples = args.num_examples or sections.BenchTrain().num_examples[args.dtype]
         bench_train(
             args.out,
-            _bench_setup(args, args.train_rec),
+            _bench_setup(args, args.train_rec, args.val_rec),
             dtype=args.dtype,
             gpus=args.gpus,
             batch_per_device=args.batch_per_device,
@@ -358,6 +393,7 @@ STAGE_PARSERS = [
     _add_bench_train,
     _add_bench_infer,
     _add_report,
+    _add_compare,
 ]
 
 

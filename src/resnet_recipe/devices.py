@@ -26,13 +26,14 @@ VERSIONED_PACKAGES = {
 }
 
 
-def gpu_names():
-    """Names of the GPUs nvidia-smi lists; [] when nvidia-smi is missing or fails."""
+def nvidia_smi_gpus():
+    """(name, driver version) of each GPU nvidia-smi lists; [] when nvidia-smi is missing
+    or fails. The driver is None if nvidia-smi does not give it."""
     if shutil.which("nvidia-smi") is None:
         return []
     try:
         listing = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -41,7 +42,17 @@ def gpu_names():
     except (OSError, subprocess.SubprocessError) as error:
         log.warning("nvidia-smi failed, counting no GPUs: %s", error)
         return []
-    return [line.strip() for line in listing.splitlines() if line.strip()]
+    gpus = []
+    for line in listing.splitlines():
+        name, _, driver = (field.strip() for field in line.partition(","))
+        if name:
+            gpus.append((name, driver or None))
+    return gpus
+
+
+def gpu_names():
+    """Names of the GPUs nvidia-smi lists; [] when nvidia-smi is missing or fails."""
+    return [name for name, _ in nvidia_smi_gpus()]
 
 
 def count_gpus():
@@ -223,11 +234,16 @@ def package_versions():
 
 
 def describe_machine():
-    """Facts about this machine for result files: host, CPU, GPUs, package versions."""
+    """Facts about this machine for result files: host, CPU, GPUs (model of each, and the
+    NVIDIA driver), package versions."""
+    gpus = nvidia_smi_gpus()
+    drivers = sorted({driver for _, driver in gpus if driver})
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
-        "gpus": gpu_names(),
+        "gpus": [name for name, _ in gpus],
+        "gpu_count": len(gpus),
+        "gpu_driver": ", ".join(drivers) or None,
         "versions": package_versions(),
     }

@@ -1,6 +1,7 @@
 """Evaluation: loss, top-1 and top-5 over exactly the validation images, for the training
-loop's per-epoch validation and for scoring a checkpoint with its images/s and per-batch
-latency, like the original recipe's SCORE scripts.
+loop's per-epoch validation and for scoring a checkpoint named by prefix and epoch, like
+the original recipe's SCORE scripts (examples/SCORE_FP16.sh L19 at a8e1d1cd), with its
+images/s and per-batch latency (latency percentiles are not in the original).
 
     evaluate(net, val_batches, classes)         loss, top1, top5 (padding never counted)
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
@@ -21,6 +22,7 @@ import time
 import mxnet as mx
 
 from resnet_recipe import devices, network, pipelines, precision, recipe, results, timing
+from resnet_recipe.settings import Network
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +74,12 @@ def score_run(
 ):
     """Score a training run into result_path: its checkpoint of epoch score_settings.epoch
     (None: the final one), in the run's dtype, on one GPU when it trained on GPUs, else on
-    the CPU, in batches of score_settings.batch_size (score_settings: settings.Score;
-    pipeline_settings: settings.InputPipeline)."""
+    the CPU, in batches of score_settings.batch_size for the run's dtype (score_settings:
+    settings.Score; pipeline_settings: settings.InputPipeline)."""
     report = read_run_report(run_dir)
     epoch = chosen_epoch(run_dir, score_settings.epoch)
+    # Scored in the layout it trained in, as the original SCORE_FP16 built its NHWC network.
+    network_settings = Network.from_config(report["network"], f"{run_dir}/report.json network")
     return score_checkpoint(
         result_path,
         prefix=os.path.join(run_dir, MODEL_PREFIX),
@@ -84,10 +88,11 @@ def score_run(
         val_idx=val_idx,
         dtype=report["dtype"],
         gpus=min(report["gpus"], 1),
-        batch_size=score_settings.batch_size,
+        batch_size=score_settings.batch_size_of(report["dtype"]),
         pipeline_settings=pipeline_settings,
         lock_dir=lock_dir,
         run=run,
+        network_settings=network_settings,
     )
 
 
@@ -104,37 +109,35 @@ def score_checkpoint(
     pipeline_settings,
     lock_dir,
     run,
+    network_settings=None,
     clock=time.perf_counter,
 ):
     """Score checkpoint `prefix`-symbol.json + `prefix`-NNNN.params (NNNN = epoch) on the
     validation records in `dtype` on one device (gpus 1, or 0 for the CPU); write the
-    result (see the module docstring) to result_path and return it."""
+    result (see the module docstring) to result_path and return it. network_settings
+    (settings.Network): score that network in its layout for `dtype` with the checkpoint's
+    weights; None: the checkpoint's own graph, NCHW."""
     what = f"scoring {prefix} epoch {epoch}"
     _check_scoring(what, prefix, epoch, gpus)
     images = pipelines.count_records(val_rec, val_idx)
     with devices.acquire_gpus(gpus, lock_dir):
         contexts = devices.contexts(gpus, 1)
         precision.require_dtype_supported(dtype, contexts, what)
-        size = pipeline_settings.image_size
-        net, classes = load_scoring_net(prefix, epoch, contexts, dtype, (batch_size, 3, size, size))
-        batches = pipelines.val_batches(
-            val_rec,
-            val_idx,
-            contexts,
-            batch_per_device=batch_size,
-            settings=pipeline_settings,
-            dtype=dtype,
-            num_classes=classes,
+        layout = "NCHW" if network_settings is None else network_settings.layout_for(dtype)
+        net = network.load_for_inference(prefix, epoch, contexts, dtype, network_settings)
+        batches, classes = _scoring_batches(
+            net, (val_rec, val_idx), contexts, dtype, layout, batch_size, pipeline_settings
         )
         log.info(
-            "%s: %d validation images in %d batches of %d on %s, %s",
-            *(what, images, len(batches), batch_size, contexts[0], dtype),
+            "%s: %d validation images in %d batches of %d on %s, %s, %s",
+            *(what, images, len(batches), batch_size, contexts[0], dtype, layout),
         )
         metrics, seconds, latencies = timed_evaluation(net, batches, classes, clock)
     result = {
         "run": run,
         "checkpoint": {"prefix": prefix, "epoch": epoch},
         "dtype": dtype,
+        "layout": layout,
         "device": str(contexts[0]),
         "images": images,
         "batch_size": batch_size,
@@ -143,7 +146,9 @@ def score_checkpoint(
         "images_per_s": images / seconds,
         "latency_ms": timing.latency_summary(latencies),
     }
-    results.write(result_path, results.SCORE, result)
+    made_with = dict(run=run, epoch=epoch, dtype=dtype, gpus=gpus, batch_size=batch_size)
+    made_with["pipeline"] = pipeline_settings.to_config()
+    result = results.write(result_path, results.SCORE, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,
@@ -151,6 +156,23 @@ def score_checkpoint(
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def _scoring_batches(net, records, contexts, dtype, layout, batch_size, pipeline_settings):
+    """(validation batches, classes) for scoring `net` on contexts[0], after an untimed
+    forward (warm_up) that builds the graph and tells the number of classes."""
+    shape = network.input_shape(layout, batch_size, pipeline_settings.image_size)
+    classes = warm_up(net, shape, contexts[0], dtype)
+    batches = pipelines.val_batches(
+        *records,
+        contexts,
+        batch_per_device=batch_size,
+        settings=pipeline_settings,
+        dtype=dtype,
+        layout=layout,
+        num_classes=classes,
+    )
+    return batches, classes
 
 
 def timed_evaluation(net, batches, classes, clock=time.perf_counter):
@@ -170,14 +192,13 @@ def _check_scoring(what, prefix, epoch, gpus):
         raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
 
 
-def load_scoring_net(prefix, epoch, contexts, dtype, input_shape):
-    """(hybridized network, its number of classes) of a checkpoint, after one untimed
-    forward of `input_shape` that builds the graph and lets cuDNN choose its algorithms."""
-    net = network.load_for_inference(prefix, epoch, contexts, dtype)
+def warm_up(net, input_shape, context, dtype):
+    """Hybridize `net` and run one untimed forward of `input_shape` that builds the graph
+    and lets cuDNN choose its algorithms; return the network's number of classes."""
     net.hybridize(static_alloc=True, static_shape=True)
-    output = net(mx.nd.zeros(input_shape, ctx=contexts[0], dtype=dtype))
+    output = net(mx.nd.zeros(input_shape, ctx=context, dtype=dtype))
     output.wait_to_read()
-    return net, output.shape[1]
+    return output.shape[1]
 
 
 def top_k_hits(output, label, k):

@@ -7,13 +7,16 @@ both splits. A list has one `index\\tlabel\\trelative/path` line per file; every
 non-hidden file is listed (packing rejects what is not an image, with a reason).
 """
 
+import contextlib
 import csv
 import hashlib
+import json
 import logging
 import os
 import random
+import time
 
-from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.atomic_files import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +37,80 @@ def class_folders(split_dir):
 
 
 def tree_fingerprint(root):
-    """Hex digest of every file's relative path, size and mtime under root.
+    """Hex digest of every listed file's relative path, size and mtime under root (hidden
+    files and folders are not listed, so they do not count).
 
     One stat per file (about 3 us each with the tree in the page cache, so a few seconds
     for ImageNet's 1.3 M files), and it changes when any file is edited, added, removed
     or renamed.
     """
     digest = hashlib.sha256()
-    _digest_folder(root, "", digest)
+    _digest_files(root, "", digest)
     return digest.hexdigest()
 
 
-def _digest_folder(folder, relative, digest):
-    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    for entry in entries:
+def _digest_files(folder, relative, digest):
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if entry.name.startswith("."):
+            continue
         name = relative + entry.name
         if entry.is_dir():
-            _digest_folder(entry.path, name + "/", digest)
+            _digest_files(entry.path, name + "/", digest)
         else:
             stat = entry.stat()
             digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+
+
+def folder_signature(root):
+    """Hex digest of the relative path and mtime of root and of every non-hidden folder
+    below it: one stat per folder (22 ms for 1,000 class folders of 1.28 M files, measured
+    on a busy 2-core machine, against 25 s for tree_fingerprint there).
+
+    A folder's mtime changes when a name in it is added, removed or renamed (an image
+    replaced by a rename too), not when a file in it is rewritten in place. A folder whose
+    link count is 2 has no folders in it (ext4, XFS, tmpfs and NFS count them; btrfs
+    reports 1, and such folders are listed), so the files of a class folder are not read.
+    """
+    digest = hashlib.sha256()
+    _digest_folders(root, "", digest)
+    return digest.hexdigest()
+
+
+def _digest_folders(folder, relative, digest):
+    stat = os.stat(folder)
+    digest.update(f"{relative}\0{stat.st_mtime_ns}\n".encode())
+    if stat.st_nlink == 2:  # itself and its name in the parent: no folder in it
+        return
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if entry.is_dir())
+    for name in names:
+        if not name.startswith("."):
+            _digest_folders(os.path.join(folder, name), f"{relative}{name}/", digest)
+
+
+def cached_tree_fingerprint(root, cache_path, rescan=False):
+    """tree_fingerprint(root), computed again only when folder_signature(root) differs from
+    the one stored with it in cache_path (or when rescan): a file rewritten in place, and
+    nothing else changed, is seen after a rescan. Returns the fingerprint."""
+    signature = folder_signature(root)  # before the scan: a change during it is seen later
+    identity = {"root": os.path.abspath(root), "folders": signature}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        with open(cache_path, encoding="utf-8") as handle:
+            cached = json.load(handle)
+        if not rescan and {key: cached.get(key) for key in identity} == identity:
+            return cached["fingerprint"]
+    started = time.monotonic()
+    fingerprint = tree_fingerprint(root)
+    write_json(cache_path, {**identity, "fingerprint": fingerprint})
+    log.info("scanned %s in %.1f s: fingerprint %s", root, time.monotonic() - started, fingerprint)
+    return fingerprint
+
+
+def rescan_raw_trees(split_dirs, cache_paths):
+    """Fingerprint every file of each raw split folder again (cached_tree_fingerprint with
+    rescan): what finds images rewritten in place."""
+    for split_dir, cache_path in zip(split_dirs, cache_paths, strict=True):
+        cached_tree_fingerprint(split_dir, cache_path, rescan=True)
 
 
 def named(items):

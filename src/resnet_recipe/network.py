@@ -4,11 +4,18 @@ Parameter names are fixed by the architecture, never by how many networks a proc
 `stem_conv_weight`, `stage2_block0_conv1_weight`, `stage2_block0_bn2_gamma`,
 `stage2_block0_downsample_conv_weight`, `fc_weight`, ... Stages are numbered 1 to 4 (the
 paper's conv2_x to conv5_x); blocks and the layers inside a block count from 0.
+
+Two layouts, as the original recipe had (resnet.py L51-93 at its first release): NCHW, and
+NHWC as it trained float16, with the input padded to 4 channels (DALI's pad_output, the
+4th channel zero; dali.py L112), NHWC convolutions (OHWI weights), BatchNorm on axis 3 and
+NHWC pooling. A checkpoint is always written in NCHW with 3 input channels, whatever the
+layout the network trained in, and either layout loads it.
 """
 
 import json
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import mxnet as mx
 from mxnet import gluon
@@ -16,6 +23,7 @@ from mxnet.gluon import nn
 
 from resnet_recipe.atomic_files import atomic_open, atomic_path
 from resnet_recipe.precision import cast_network, float32_parameters
+from resnet_recipe.settings import LAYOUTS
 
 VERSIONS = ("1", "1.5")
 # Residual blocks per stage; 18 and 34 use basic blocks, the deeper ones bottlenecks.
@@ -31,6 +39,38 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
 STEM_CHANNELS = 64
 INPUT_NAME = "data"
+STEM_WEIGHT = "stem_conv_weight"
+# Colour channels of the images, and the channels the network takes in each layout.
+IMAGE_CHANNELS = 3
+INPUT_CHANNELS = {"NCHW": IMAGE_CHANNELS, "NHWC": 4}
+# Axis order that turns an NCHW conv weight (OIHW) into NHWC's (OHWI), and back.
+OIHW_TO_OHWI = (0, 2, 3, 1)
+OHWI_TO_OIHW = (0, 3, 1, 2)
+
+
+def input_shape(layout, batch, size):
+    """Shape of a batch of `size` x `size` images as the network takes them in `layout`."""
+    channels = INPUT_CHANNELS[layout]
+    if layout == "NHWC":
+        return (batch, size, size, channels)
+    return (batch, channels, size, size)
+
+
+class NHWCConvByTranspose(nn.Conv2D):
+    """An NHWC convolution (OHWI weights, NHWC data) computed as an NCHW one between
+    transposes, for the CPU only: MXNet 1.9.1 has no NHWC convolution on the CPU. Its MKLDNN
+    path takes every 4-d input as NCHW (SupportMKLDNNConv ignores the layout,
+    src/operator/nn/mkldnn/mkldnn_convolution.cc L38-47) and fails to build the primitive;
+    its own ConvolutionOp accepts NCW, NCHW and NCDHW only (convolution-inl.h L166-169).
+    On a GPU the network uses MXNet's NHWC convolution itself (cuDNN)."""
+
+    def hybrid_forward(self, F, x, weight, bias=None):
+        kwargs = {**self._kwargs, "layout": "NCHW"}
+        inputs = [F.transpose(x, axes=OHWI_TO_OIHW), F.transpose(weight, axes=OHWI_TO_OIHW)]
+        if bias is not None:
+            inputs.append(bias)
+        output = F.Convolution(*inputs, name="fwd", **kwargs)
+        return F.transpose(output, axes=OIHW_TO_OHWI)
 
 
 def he_normal():
@@ -38,9 +78,29 @@ def he_normal():
     return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
 
 
-def conv_bn(channels, kernel, stride, in_channels, zero_gamma, index=""):
-    """A bias-free convolution with 'same' padding and its BatchNorm, named conv<i>/bn<i>."""
-    conv = nn.Conv2D(
+@dataclass(frozen=True)
+class Layout:
+    """The layout a network is built in; by_transpose: NHWC convolutions computed by
+    NHWCConvByTranspose (networks on the CPU)."""
+
+    name: str = "NCHW"
+    by_transpose: bool = False
+
+    def conv(self, *args, **kwargs):
+        if self.name == "NCHW":
+            return nn.Conv2D(*args, **kwargs)
+        conv_class = NHWCConvByTranspose if self.by_transpose else nn.Conv2D
+        return conv_class(*args, layout="NHWC", **kwargs)
+
+    @property
+    def channel_axis(self):
+        return 1 if self.name == "NCHW" else 3
+
+
+def conv_bn(channels, kernel, stride, in_channels, zero_gamma, layout, index=""):
+    """A bias-free convolution with 'same' padding and its BatchNorm (over the channel axis
+    of `layout`, a Layout), named conv<i>/bn<i>."""
+    conv = layout.conv(
         channels,
         kernel,
         strides=stride,
@@ -51,6 +111,7 @@ def conv_bn(channels, kernel, stride, in_channels, zero_gamma, index=""):
         prefix=f"conv{index}_",
     )
     bn = nn.BatchNorm(
+        axis=layout.channel_axis,
         in_channels=channels,
         gamma_initializer="zeros" if zero_gamma else "ones",
         prefix=f"bn{index}_",
@@ -79,7 +140,7 @@ class ResidualBlock(nn.HybridBlock):
     """relu(body(x) + shortcut(x)); body is conv-BN-ReLU layers whose last one has no ReLU,
     the shortcut a strided 1x1 conv + BN where the shape changes, else the identity."""
 
-    def __init__(self, layers, in_channels, stride, zero_init_last_gamma, prefix):
+    def __init__(self, layers, in_channels, stride, zero_init_last_gamma, layout, prefix):
         super().__init__(prefix=prefix)
         out_channels = layers[-1][0]
         with self.name_scope():
@@ -93,6 +154,7 @@ class ResidualBlock(nn.HybridBlock):
                     layer_stride,
                     channels_in,
                     last and zero_init_last_gamma,
+                    layout,
                     index,
                 )
                 self.body.add(conv, bn)
@@ -103,7 +165,9 @@ class ResidualBlock(nn.HybridBlock):
             if stride != 1 or in_channels != out_channels:
                 self.downsample = nn.HybridSequential(prefix="downsample_")
                 with self.downsample.name_scope():
-                    self.downsample.add(*conv_bn(out_channels, 1, stride, in_channels, False))
+                    self.downsample.add(
+                        *conv_bn(out_channels, 1, stride, in_channels, False, layout)
+                    )
 
     def hybrid_forward(self, F, x):
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -113,23 +177,28 @@ class ResidualBlock(nn.HybridBlock):
 
 
 class ResNet(nn.HybridBlock):
-    """ResNet for NCHW images: 7x7/2 conv stem and 3x3/2 max pool, four stages of residual
-    blocks (the first block of stages 2-4 halves the resolution), global average pool and
-    a dense layer to `classes` logits."""
+    """ResNet for images in `layout` (a Layout): 7x7/2 conv stem and 3x3/2 max pool, four
+    stages of residual blocks (the first block of stages 2-4 halves the resolution), global
+    average pool and a dense layer to `classes` logits."""
 
-    def __init__(self, depth, version, classes, zero_init_last_gamma):
+    def __init__(self, depth, version, classes, zero_init_last_gamma, layout):
         super().__init__(prefix="")
         self.depth = depth
         self.version = version
         self.classes = classes
+        self.layout = layout
         expansion = BOTTLENECK_EXPANSION if depth in BOTTLENECK_DEPTHS else 1
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
             stem = nn.HybridSequential(prefix="stem_")
             with stem.name_scope():
-                conv, bn = conv_bn(STEM_CHANNELS, 7, 2, 3, False)
+                conv, bn = conv_bn(STEM_CHANNELS, 7, 2, INPUT_CHANNELS[layout.name], False, layout)
                 stem.add(conv, bn, nn.Activation("relu", prefix="relu_"))
-                stem.add(nn.MaxPool2D(pool_size=3, strides=2, padding=1, prefix="pool_"))
+                stem.add(
+                    nn.MaxPool2D(
+                        pool_size=3, strides=2, padding=1, layout=layout.name, prefix="pool_"
+                    )
+                )
             self.features.add(stem)
             channels = STEM_CHANNELS
             for stage, (blocks, width) in enumerate(
@@ -142,12 +211,13 @@ class ResNet(nn.HybridBlock):
                         layers = block_layers(depth, version, width, stride)
                         layer.add(
                             ResidualBlock(
-                                layers, channels, stride, zero_init_last_gamma, f"block{block}_"
+                                *(layers, channels, stride, zero_init_last_gamma, layout),
+                                f"block{block}_",
                             )
                         )
                         channels = width * expansion
                 self.features.add(layer)
-            self.features.add(nn.GlobalAvgPool2D(prefix="pool_"))
+            self.features.add(nn.GlobalAvgPool2D(layout=layout.name, prefix="pool_"))
             self.output = nn.Dense(
                 classes, in_units=channels, weight_initializer=he_normal(), prefix="fc_"
             )
@@ -156,18 +226,21 @@ class ResNet(nn.HybridBlock):
         return self.output(self.features(x))
 
 
-def resnet(depth=50, version="1.5", classes=1000, zero_init_last_gamma=False):
+def resnet(depth=50, version="1.5", classes=1000, zero_init_last_gamma=False, layout=None):
     """A ResNet of `depth` 18/34 (basic blocks) or 50/101/152 (bottlenecks), `version` "1" or
-    "1.5", with `classes` outputs; zero_init_last_gamma starts the last BN of every residual
-    block at gamma 0, so every residual branch starts at zero. Parameters are not yet allocated:
-    call initialize()."""
+    "1.5", with `classes` outputs, in `layout` (a Layout; None: NCHW); zero_init_last_gamma
+    starts the last BN of every residual block at gamma 0, so every residual branch starts
+    at zero. Parameters are not yet allocated: call initialize()."""
     if depth not in BLOCKS_PER_STAGE:
         raise ValueError(f"network.depth must be one of {sorted(BLOCKS_PER_STAGE)}, not {depth!r}")
     if str(version) not in VERSIONS:
         raise ValueError(f"network.version must be one of {VERSIONS}, not {version!r}")
     if not isinstance(classes, numbers.Integral) or classes < 1:
         raise ValueError(f"the number of classes must be a positive integer, not {classes!r}")
-    return ResNet(depth, str(version), int(classes), bool(zero_init_last_gamma))
+    layout = layout or Layout()
+    if layout.name not in LAYOUTS:
+        raise ValueError(f"network.layout must be one of {LAYOUTS}, not {layout.name!r}")
+    return ResNet(depth, str(version), int(classes), bool(zero_init_last_gamma), layout)
 
 
 def initialize(net, contexts):
@@ -178,16 +251,25 @@ def initialize(net, contexts):
     return net
 
 
+def layout_on(name, contexts):
+    """The Layout `name` for a network on `contexts`: NHWC convolutions by transpose on the
+    CPU, where MXNet has none (NHWCConvByTranspose)."""
+    on_cpu = any(context.device_type == "cpu" for context in contexts)
+    return Layout(name, by_transpose=name == "NHWC" and on_cpu)
+
+
 def build(network_settings, classes, contexts, dtype="float32"):
-    """The configured network (settings.Network), initialised on every
-    context, cast to `dtype` (BatchNorm stays float32) and hybridized: what training and the
-    benchmarks run. MXNet's random seed, set before, decides the initial weights."""
+    """The configured network (settings.Network) in its layout for `dtype`, initialised on
+    every context, cast to `dtype` (BatchNorm stays float32) and hybridized: what training
+    and the benchmarks run. MXNet's random seed, set before, decides the initial weights."""
+    layout = layout_on(network_settings.layout_for(dtype), contexts)
     net = initialize(
         resnet(
             network_settings.depth,
             network_settings.version,
             classes,
             network_settings.zero_init_last_gamma,
+            layout,
         ),
         contexts,
     )
@@ -228,19 +310,49 @@ def inference_symbol(net):
     return mx.sym.load_json(json.dumps(graph))
 
 
+def arrays_in_layout(arrays, source, target):
+    """Parameter arrays {name: NDArray} of a network in layout `source` as a network in
+    `target` holds them: conv weights (the 4-d arrays) OIHW in NCHW and OHWI in NHWC, the stem's
+    weights for 3 input channels in NCHW and for 4 in NHWC. The 4th input channel of NHWC
+    is DALI's zero padding, so its weights never reach an output: leaving them out (and
+    filling them with zeros) changes nothing the network computes."""
+    if source == target:
+        return dict(arrays)
+    converted = {}
+    for name, array in arrays.items():
+        if array.ndim == 4 and target == "NCHW":
+            array = array.transpose(OHWI_TO_OIHW)
+            if name.endswith(STEM_WEIGHT):
+                array = array[:, :IMAGE_CHANNELS]
+        elif array.ndim == 4:
+            if name.endswith(STEM_WEIGHT):
+                padding = INPUT_CHANNELS["NHWC"] - array.shape[1]
+                zeros = mx.nd.zeros((array.shape[0], padding, *array.shape[2:]), dtype=array.dtype)
+                array = mx.nd.concat(array, zeros.as_in_context(array.context), dim=1)
+            array = array.transpose(OIHW_TO_OHWI)
+        converted[name] = array
+    return converted
+
+
 def export_checkpoint(net, prefix, epoch, trainer=None):
     """Write `<prefix>-symbol.json` and `<prefix>-<epoch:04d>.params`, each atomically, in
     the format of mx.model.save_checkpoint; return their paths.
 
-    Weights are saved in float32. With `trainer`, weights the optimizer keeps a float32
-    master copy of (float16 training) are saved from that copy rather than from the rounded
-    float16 weights. BN running statistics are averaged over the devices.
+    The checkpoint is the NCHW network with float32 weights whatever `net` runs in: the
+    graph is its NCHW twin's and the weights are converted (arrays_in_layout), so the files
+    do not depend on the layout, and any tool that reads MXNet checkpoints (load_checkpoint,
+    the ONNX export) sees the usual ResNet. With `trainer`, weights the optimizer keeps a
+    float32 master copy of (float16 training) are saved from that copy rather than from the
+    rounded float16 weights. BN running statistics are averaged over the devices.
     """
-    symbol = inference_symbol(net)
+    # A fresh NCHW twin gives the graph: the same text for either layout, and for a network
+    # that has run or not (a run network's graph numbers its BN statistics differently).
+    symbol = inference_symbol(resnet(net.depth, net.version, net.classes))
     arguments = set(symbol.list_arguments())
     auxiliaries = set(symbol.list_auxiliary_states())
     arrays = {}
-    for name, array in float32_parameters(net, trainer).items():
+    parameters = arrays_in_layout(float32_parameters(net, trainer), net.layout.name, "NCHW")
+    for name, array in parameters.items():
         if name in arguments:
             arrays[f"arg:{name}"] = array
         elif name in auxiliaries:
@@ -255,10 +367,18 @@ def export_checkpoint(net, prefix, epoch, trainer=None):
     return symbol_path, params_path
 
 
-def load_for_inference(prefix, epoch, contexts, dtype="float32"):
-    """A SymbolBlock of a checkpoint on `contexts`, run in `dtype`: float16 casts weights
-    and activations to float16 and keeps BatchNorm parameters in float32."""
+def load_for_inference(prefix, epoch, contexts, dtype="float32", network_settings=None):
+    """A network of a checkpoint on `contexts`, run in `dtype`: float16 casts weights and
+    activations to float16 and keeps BatchNorm parameters in float32.
+
+    network_settings None: the checkpoint's own graph (NCHW) as a SymbolBlock. Else the
+    network of those settings (settings.Network) in its layout for `dtype`, with the
+    checkpoint's weights converted to that layout (arrays_in_layout); its number of
+    classes is the checkpoint's.
+    """
     symbol_path, params_path = checkpoint_paths(prefix, epoch)
+    if network_settings is not None:
+        return _rebuilt_for_inference(params_path, contexts, dtype, network_settings)
     with warnings.catch_warnings():
         # The exported graph leaves every type to its input (see inference_symbol), which
         # SymbolBlock reports as a warning; the types are fixed by the first batch.
@@ -266,4 +386,23 @@ def load_for_inference(prefix, epoch, contexts, dtype="float32"):
         net = gluon.SymbolBlock.imports(symbol_path, [INPUT_NAME], params_path, ctx=list(contexts))
     if dtype != "float32":
         net.cast(dtype)  # SymbolBlock.cast puts BatchNorm parameters back to float32
+    return net
+
+
+def _rebuilt_for_inference(params_path, contexts, dtype, network_settings):
+    saved = {name.split(":", 1)[1]: array for name, array in mx.nd.load(params_path).items()}
+    if "fc_weight" not in saved:
+        raise ValueError(f"{params_path}: no fc_weight, not a checkpoint of this ResNet")
+    layout = layout_on(network_settings.layout_for(dtype), contexts)
+    net = resnet(
+        network_settings.depth, network_settings.version, saved["fc_weight"].shape[0], False, layout
+    )
+    params = net.collect_params()
+    differing = sorted(set(params.keys()) ^ set(saved))
+    if differing:
+        raise ValueError(f"{params_path}: parameters not those of the network: {differing[:5]}")
+    initialize(net, contexts)
+    for name, array in arrays_in_layout(saved, "NCHW", layout.name).items():
+        params[name].set_data(array)
+    cast_network(net, dtype)
     return net

@@ -14,6 +14,10 @@ are decoded (`dali-gpu`: nvJPEG, "mixed"; `dali-cpu`: host threads); the rest of
 the outputs are on that GPU. On a CPU context everything runs on the host whatever the
 backend, which is what lets a GPU configuration run, and be tested, on a machine without a
 GPU. `synthetic` yields fixed random tensors that live on each device, for benchmarks.
+
+Images come in the layout the network runs in (`layout` of the stream): NCHW, or NHWC
+padded to 4 channels with zeros, as the original's pipelines made them for float16
+(output_layout and pad_output of crop-mirror-normalize; dali.py L112, L119-120).
 """
 
 import os
@@ -25,22 +29,22 @@ import numpy as np
 from nvidia.dali import Pipeline, fn, types
 from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
 
-from resnet_recipe.settings import InputPipeline
+from resnet_recipe.network import IMAGE_CHANNELS, input_shape
+from resnet_recipe.settings import LAYOUTS, InputPipeline
 
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
-# Batches DALI prepares ahead of the consumer (the original recipe's pipelines use 3):
-# enough to absorb a slow batch without holding many full-size batches in device memory.
-PREFETCH_DEPTH = 3
 READER = "Reader"
+MIB = 1024 * 1024
 
 
 class DeviceBatch(NamedTuple):
     """One context's share of an iteration.
 
-    data: NCHW images (float32 or float16); label: float32 class ids, shape (batch,);
-    valid: how many leading samples are real images. Always the full batch in training; in
-    validation the rest of the last batch of a shard is padding and must not be scored.
+    data: images in the stream's layout (float32 or float16); label: float32 class ids,
+    shape (batch,); valid: how many leading samples are real images. Always the full batch
+    in training; in validation the rest of the last batch of a shard is padding and must
+    not be scored.
     """
 
     data: mx.nd.NDArray
@@ -68,6 +72,7 @@ class Stream:
     batch_per_device: int
     settings: InputPipeline
     dtype: str = "float32"
+    layout: str = "NCHW"  # NHWC: channels last, padded to 4
     seed: int = 0
     iterations: int | None = None  # None: an epoch of the records
     num_classes: int | None = None  # labels of synthetic batches
@@ -105,7 +110,7 @@ class Batches:
 def train_batches(rec, idx, contexts, **stream):
     """Augmented training batches from rec/idx, sharded over the contexts. `stream`: the
     keywords of Stream (batch_per_device and settings, the input pipeline, always; dtype,
-    seed, iterations, num_classes when needed).
+    layout, seed, iterations, num_classes when needed).
 
     An epoch is records // (batch_per_device * len(contexts)) iterations: every iteration is
     a full batch on every device, and the few images left over are different ones each epoch
@@ -130,6 +135,8 @@ def val_batches(rec, idx, contexts, **stream):
 
 def _batches(stream):
     _check_settings(stream.settings, stream.dtype)
+    if stream.layout not in LAYOUTS:
+        raise ValueError(f"layout is {stream.layout!r}, expected one of {LAYOUTS}")
     records = count_records(stream.rec, stream.idx)
     devices = stream.shards
     if stream.settings.backend == "synthetic":
@@ -199,15 +206,17 @@ def dali_pipeline(stream, shard_id):
     settings = stream.settings
     where = placement(settings.backend, stream.contexts[shard_id])
     shard_id += stream.first_shard
+    training = stream.kind == "train"
     pipe = Pipeline(
         batch_size=stream.batch_per_device,
-        num_threads=settings.dali_threads,
+        # The original's 3 threads per training pipeline and 10 per validation pipeline
+        # (dali.py L29-32 at a8e1d1cd).
+        num_threads=settings.dali_threads if training else settings.dali_val_threads,
         device_id=where.device_id,
         # Different augmentation per shard; the same per shard for the same seed.
         seed=stream.seed + shard_id,
-        prefetch_queue_depth=PREFETCH_DEPTH,
+        prefetch_queue_depth=settings.prefetch_queue_depth,
     )
-    training = stream.kind == "train"
     with pipe:
         jpegs, labels = fn.readers.mxnet(
             path=[stream.rec],
@@ -223,30 +232,34 @@ def dali_pipeline(stream, shard_id):
             stick_to_shard=not training,
             name=READER,
         )
-        pipe.set_outputs(*image_graph(stream.kind, jpegs, labels, where, settings, stream.dtype))
+        pipe.set_outputs(
+            *image_graph(stream.kind, jpegs, labels, where, settings, stream.dtype, stream.layout)
+        )
     return pipe
 
 
-def image_graph(kind, jpegs, labels, where, settings, dtype):
-    """DALI graph from JPEG bytes and labels to normalized NCHW images and labels.
+def image_graph(kind, jpegs, labels, where, settings, dtype, layout="NCHW"):
+    """DALI graph from JPEG bytes and labels to normalized images in `layout` and labels.
 
     Training: random-area, random-aspect crop fused into decoding, resize to image_size,
     random horizontal flip. Validation: decode, resize the shorter side to val_resize,
-    center crop image_size. Both normalize with mean/std (0-255 units) into `dtype`.
+    center crop image_size. Both normalize with mean/std (0-255 units) into `dtype`; NHWC
+    adds a 4th channel of zeros (pad_output pads the channels to a power of 2 with
+    fill_values, 0 by default).
     """
     size = settings.image_size
+    decoding = decoder_options(where, settings)
     if kind == "train":
         images = fn.decoders.image_random_crop(
             jpegs,
-            device=where.decoder,
-            output_type=types.RGB,
+            **decoding,
             random_area=[settings.min_random_area, settings.max_random_area],
             random_aspect_ratio=[settings.min_aspect_ratio, settings.max_aspect_ratio],
         )
         images = fn.resize(images, resize_x=size, resize_y=size)
         mirror = fn.random.coin_flip(probability=0.5)
     else:
-        images = fn.decoders.image(jpegs, device=where.decoder, output_type=types.RGB)
+        images = fn.decoders.image(jpegs, **decoding)
         images = fn.resize(images, resize_shorter=settings.val_resize)
         mirror = 0
     if where.output == "gpu" and images.device == "cpu":
@@ -257,13 +270,25 @@ def image_graph(kind, jpegs, labels, where, settings, dtype):
     images = fn.crop_mirror_normalize(
         images,
         dtype=DALI_DTYPES[dtype],
-        output_layout="CHW",
+        output_layout="HWC" if layout == "NHWC" else "CHW",
+        pad_output=layout == "NHWC",
         crop=(size, size),
         mean=list(settings.mean),
         std=list(settings.std),
         mirror=mirror,
     )
     return images, labels
+
+
+def decoder_options(where, settings):
+    """Keywords of the JPEG decoder of a pipeline placed at `where`. The GPU ("mixed")
+    decoder gets nvJPEG's memory padding on the device and the host, as the original's
+    (dali.py L50-52 at a8e1d1cd); the host decoder has no such memory."""
+    options = {"device": where.decoder, "output_type": types.RGB}
+    if where.decoder == "mixed":
+        padding = settings.nvjpeg_padding_mb * MIB
+        options.update(device_memory_padding=padding, host_memory_padding=padding)
+    return options
 
 
 def _dali_iterator(stream):
@@ -311,16 +336,18 @@ def _synthetic_source(stream):
     """
     rng = np.random.default_rng(stream.seed)
     batch, size = stream.batch_per_device, stream.settings.image_size
-    batches = [
-        DeviceBatch(
-            mx.nd.array(
-                rng.standard_normal((batch, 3, size, size), dtype=np.float32),
-                ctx=context,
-                dtype=stream.dtype,
-            ),
-            mx.nd.array(rng.integers(0, stream.num_classes, batch), ctx=context, dtype="float32"),
-            batch,
+    shape = input_shape(stream.layout, batch, size)
+    batches = []
+    for context in stream.contexts:
+        images = rng.standard_normal(shape, dtype=np.float32)
+        if stream.layout == "NHWC":
+            images[..., IMAGE_CHANNELS:] = 0  # the padding channel, zero as DALI pads it
+        labels = rng.integers(0, stream.num_classes, batch)
+        batches.append(
+            DeviceBatch(
+                mx.nd.array(images, ctx=context, dtype=stream.dtype),
+                mx.nd.array(labels, ctx=context, dtype="float32"),
+                batch,
+            )
         )
-        for context in stream.contexts
-    ]
     return lambda: list(batches)

@@ -3,7 +3,9 @@
 float16 training keeps convolution and dense weights and all activations in float16,
 BatchNorm parameters and statistics in float32 (MXNet's BatchNorm takes float16 data with
 float32 parameters), float32 master copies of the float16 weights in the optimizer (SGD
-with multi_precision) and scales the loss so small gradients survive in float16.
+with multi_precision). Loss scaling is optional: the original recipe had none
+(its fit.py L266-270 pass multi_precision SGD and nothing else); a static or a dynamic
+scale keeps small gradients from vanishing in float16.
 """
 
 import mxnet as mx
@@ -99,10 +101,11 @@ def float32_parameters(net, trainer=None):
     return arrays
 
 
-def gradients_are_finite(params):
-    """True when no gradient of `params` (on their first device) holds inf or NaN.
+def accumulate_finite(params, flag):
+    """Set the 1-element device array `flag` to 0 if a gradient of `params` (on their first
+    device) holds inf or NaN, and leave it as it is otherwise. Only queues work on the
+    device: nothing here waits for it.
 
-    One host synchronisation in all: every check accumulates into one flag on the device.
     After Trainer.allreduce_grads() each device holds the sum over all devices, so an
     overflow anywhere shows on the first device.
     """
@@ -111,17 +114,23 @@ def gradients_are_finite(params):
         if param.grad_req != "null":
             grad = param.list_grad()[0]
             by_dtype.setdefault(np.dtype(grad.dtype).name, []).append(grad)
-    if not by_dtype:
-        return True
-    first = next(iter(by_dtype.values()))[0]
     with autograd.pause():
-        flag = mx.nd.ones((1,), ctx=first.context)
         # The operator reads every input as the dtype of the first: one call per dtype.
         for grads in by_dtype.values():
             for start in range(0, len(grads), FINITE_CHECK_CHUNK):
                 chunk = grads[start : start + FINITE_CHECK_CHUNK]
                 mx.nd.multi_all_finite(*chunk, num_arrays=len(chunk), init_output=False, out=flag)
-    return bool(flag.asscalar())
+    return flag
+
+
+def gradients_are_finite(params):
+    """True when no gradient of `params` (on their first device) holds inf or NaN: one
+    host synchronisation in all."""
+    params = [param for param in params if param.grad_req != "null"]
+    if not params:
+        return True
+    flag = mx.nd.ones((1,), ctx=params[0].list_grad()[0].context)
+    return bool(accumulate_finite(params, flag).asscalar())
 
 
 def next_loss_scale(scale, clean_steps, finite, growth_interval, min_scale, max_scale):
@@ -137,9 +146,10 @@ def next_loss_scale(scale, clean_steps, finite, growth_interval, min_scale, max_
 
 
 class LossScaler:
-    """The loss scale of a run. Static: a fixed scale, gradients never checked. Dynamic:
-    gradients checked every step, steps with overflow skipped, scale moved by
-    next_loss_scale(). state_dict() is JSON, for the training checkpoint."""
+    """The loss scale of a run. Static: a fixed scale (1: no scaling), gradients never
+    checked here. Dynamic: gradients checked every step, steps with overflow skipped, scale
+    moved by next_loss_scale(); overflows_at_min counts the steps in a row that overflowed
+    at min_scale (a diverged run). state_dict() is JSON, for the training checkpoint."""
 
     def __init__(
         self,
@@ -158,6 +168,7 @@ class LossScaler:
         self.max_scale = float(max_scale)
         self.clean_steps = 0
         self.skipped_steps = 0
+        self.overflows_at_min = 0
 
     def update(self, finite):
         """Record whether the last step's gradients were finite (a dynamic scaler's step
@@ -166,6 +177,8 @@ class LossScaler:
             return
         if not finite:
             self.skipped_steps += 1
+        at_min = not finite and self.scale <= self.min_scale
+        self.overflows_at_min = self.overflows_at_min + 1 if at_min else 0
         self.scale, self.clean_steps = next_loss_scale(
             self.scale,
             self.clean_steps,
@@ -181,6 +194,7 @@ class LossScaler:
             "dynamic": self.dynamic,
             "clean_steps": self.clean_steps,
             "skipped_steps": self.skipped_steps,
+            "overflows_at_min": self.overflows_at_min,
         }
 
     def load_state_dict(self, state):
@@ -192,20 +206,24 @@ class LossScaler:
         self.scale = float(state["scale"])
         self.clean_steps = int(state["clean_steps"])
         self.skipped_steps = int(state["skipped_steps"])
+        self.overflows_at_min = int(state["overflows_at_min"])
 
 
 def make_loss_scaler(loss_scale, dtype):
-    """The scaler for the setting training.loss_scale ("dynamic" or a number) and `dtype`.
+    """The scaler for the setting training.loss_scale ("none", "dynamic" or a number) and
+    `dtype`.
 
-    float32 needs no scaling (its range holds every gradient), so it gets a static scale
-    of 1 and no per-step gradient check.
+    "none" is the original recipe's float16: multi-precision SGD and no scaling (a static
+    scale of 1). float32 needs no scaling (its range holds every gradient), so it gets a
+    static scale of 1 whatever the setting.
     """
-    if dtype == "float32":
+    if dtype == "float32" or loss_scale == "none":
         return LossScaler(scale=1.0, dynamic=False)
     if loss_scale == "dynamic":
         return LossScaler()
     if isinstance(loss_scale, bool) or not isinstance(loss_scale, int | float) or loss_scale <= 0:
         raise ValueError(
-            f'training.loss_scale must be "dynamic" or a positive number, not {loss_scale!r}'
+            f'training.loss_scale must be "none", "dynamic" or a positive number, not '
+            f"{loss_scale!r}"
         )
     return LossScaler(scale=loss_scale, dynamic=False)

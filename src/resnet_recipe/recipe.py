@@ -8,9 +8,12 @@ recipe used it, and the cosine MXNet's CosineScheduler: both see the update coun
 for the 0-based iteration i is i + 1, so the first iteration already moves (base_lr / warmup
 iterations) and the last warmup iteration uses the full rate.
 
-Optimizer: SGD with momentum and weight decay on every parameter, float32 master weights
-for float16 (multi_precision), gradients summed over the devices and divided by the
-global batch (and by the loss scale).
+Optimizer: SGD with momentum, float32 master weights for float16 (multi_precision) as the
+original (fit.py L266-270 at a8e1d1cd), gradients summed over the devices and divided by
+the global batch (as MXNet's Module did for the original, module.py L506) and by the loss
+scale when there is one. Weight decay falls on the parameters training.weight_decay_on
+names (settings.WEIGHT_DECAY_RULES); by default those MXNet 1.x's optimizer decayed by
+name for the original: convolution and dense weights and BatchNorm gamma.
 """
 
 import math
@@ -19,13 +22,21 @@ from dataclasses import dataclass
 import mxnet as mx
 from mxnet import gluon
 
-from resnet_recipe.precision import gradients_are_finite
-from resnet_recipe.settings import DTYPES
+from resnet_recipe.precision import accumulate_finite, gradients_are_finite
+from resnet_recipe.settings import DTYPES, WEIGHT_DECAY_RULES
 
 SCHEDULES = ("step", "cosine")
 IMAGES_PER_LR = 256
-# Gluon names BatchNorm's parameters <block>gamma / <block>beta and dense biases <block>bias.
-NO_WD_SUFFIXES = ("_gamma", "_beta", "_bias")
+# Name endings of the parameters each weight-decay rule decays (None: every parameter).
+# The network's parameters are named <block>_weight (convolution, dense), <block>_bias,
+# and BatchNorm's <block>_gamma, _beta, _running_mean, _running_var.
+DECAYED_SUFFIXES = {
+    # MXNet 1.9.1 optimizer.py L388-397 (Optimizer.set_wd_mult): wd_mult 0 for every name
+    # not ending in _weight or _gamma.
+    "weights_and_bn_gamma": ("_weight", "_gamma"),
+    "all": None,
+    "weights_only": ("_weight",),
+}
 
 
 def scaled_learning_rate(lr_per_256, global_batch):
@@ -135,12 +146,20 @@ def set_iteration(trainer, iteration):
     schedule.iteration = iteration
 
 
-def exempt_from_weight_decay(params):
-    """Set wd_mult 0 on BatchNorm gamma/beta and biases; return their names."""
-    names = [name for name in params if name.endswith(NO_WD_SUFFIXES)]
-    for name in names:
-        params[name].wd_mult = 0.0
-    return names
+def set_weight_decay_rule(params, rule):
+    """Set wd_mult 1 on the parameters `rule` (one of WEIGHT_DECAY_RULES) decays and 0 on
+    the others; return the names of the decayed ones."""
+    if rule not in WEIGHT_DECAY_RULES:
+        raise ValueError(
+            f"training.weight_decay_on must be one of {WEIGHT_DECAY_RULES}, not {rule!r}"
+        )
+    suffixes = DECAYED_SUFFIXES[rule]
+    decayed = []
+    for name, param in params.items():
+        param.wd_mult = 1.0 if suffixes is None or name.endswith(suffixes) else 0.0
+        if param.wd_mult:
+            decayed.append(name)
+    return decayed
 
 
 def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore="device"):
@@ -153,8 +172,7 @@ def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore
     """
     if dtype not in DTYPES:
         raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
-    if run.no_wd_on_bn_and_bias:
-        exempt_from_weight_decay(params)
+    set_weight_decay_rule(params, run.weight_decay_on)
     schedule = IterationSchedule(LearningRate.of_run(run, global_batch, iterations_per_epoch))
     optimizer = mx.optimizer.SGD(
         learning_rate=schedule.base_lr,
@@ -169,18 +187,22 @@ def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore
     return gluon.Trainer(params, optimizer, kvstore=kvstore, update_on_kvstore=False)
 
 
-def update_parameters(trainer, iteration, global_batch, loss_scaler):
+def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag=None):
     """One optimizer step after backward() of losses multiplied by loss_scaler.scale.
 
     Sums the gradients over the devices; a dynamic scaler then checks them (one host
     sync) and an overflow skips the update; the update uses the learning rate of global
     `iteration` and divides the gradients by global_batch * scale. Returns whether the
-    parameters were updated.
+    parameters were updated. Without a dynamic scaler, `finite_flag` (a 1-element device
+    array) is set to 0 on the device when a gradient is not finite, without waiting for
+    it: the training loop reads it where it waits anyway.
     """
     set_iteration(trainer, iteration)
     trainer.allreduce_grads()
     # Trainer keeps no public list of its parameters; _params is the list it updates.
     finite = not loss_scaler.dynamic or gradients_are_finite(trainer._params)
+    if not loss_scaler.dynamic and finite_flag is not None:
+        accumulate_finite(trainer._params, finite_flag)
     if finite:
         trainer.update(global_batch * loss_scaler.scale)
     loss_scaler.update(finite)

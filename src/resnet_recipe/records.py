@@ -1,53 +1,58 @@
 """An im2rec list and its image files -> pass-through MXNet RecordIO (.rec + .idx).
 
-Each record is MXNet's image record: an IRHeader (flag 0, the label as float32, the list
-index as id, id2 0) followed by the image file's original bytes, or by an RGB JPEG
-re-encoding of them when the file is not a plain JPEG (see image_check). The framing is
-dmlc RecordIO, as MXNet's RecordIOWriter writes it, so mx.recordio.MXIndexedRecordIO,
-mx.io.ImageRecordIter and DALI's readers.mxnet read the files; the .idx has one
-`key\\toffset` line per record like MXIndexedRecordIO writes. Records are framed here and
-written a chunk at a time with one writev, which costs about a third less per record than
-mx.recordio.pack with MXIndexedRecordIO.write_idx (about 20 against 30 us for 60 KB images).
+Each record is MXNet's image record (see recordio): an IRHeader with the label and the
+list index, then the image file's original bytes, or an RGB JPEG re-encoding of them when
+the file is not a plain JPEG (see image_check). The .idx has one `key\\toffset` line per
+record like MXIndexedRecordIO writes. Records are framed here and written a chunk at a
+time with one writev, which costs about a third less per record than mx.recordio.pack with
+MXIndexedRecordIO.write_idx (about 20 against 30 us for 60 KB images).
 
-Worker threads read, check and frame the files in chunks while the calling thread writes
-them in list order, so a rerun gives byte-identical files; a bounded window of chunks in
-flight keeps memory flat however large the dataset is.
+Packing runs in worker processes, one per core: the list is cut into as many contiguous
+slices as there are workers, and each worker reads, checks and packs its slice into its
+own part files (see part_files), the first worker straight into the outputs. Each further
+part's records are appended with a copy inside the kernel as soon as the parts before it
+are complete; its index lines get their offsets shifted. Only counts and the names of
+unusual files travel to the parent, which logs progress and stops the pack as soon as
+too many files are rejected. The outputs are byte-identical for any number of workers,
+and a worker holds one chunk of images at a time, so memory does not grow with the
+dataset.
 """
 
 import collections
 import contextlib
+import ctypes
+import gc
 import itertools
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
-import struct
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import traceback
 from typing import NamedTuple
 
 import numpy as np
 
 from resnet_recipe.atomic_files import atomic_path
 from resnet_recipe.image_check import AS_IS, REENCODED, REJECTED, check_image
+from resnet_recipe.part_files import PartFiles, RecordJoiner, remove_leftovers
 from resnet_recipe.progress import Progress
+from resnet_recipe.recordio import IMAGE_RECORD_HEADER, MAX_RECORD_BYTES, image_record, write_pieces
 
 log = logging.getLogger(__name__)
 
-RECORDIO_MAGIC_WORD = 0xCED7230A
-RECORDIO_MAGIC = struct.pack("<I", RECORDIO_MAGIC_WORD)
-# A record (or part) starts with the magic word and a length word.
-RECORD_START = struct.Struct("<II")
-# IRHeader in mx.recordio: flag (uint32), label (float32), id and id2 (uint64).
-IMAGE_RECORD_HEADER = struct.Struct("<IfQQ")
-# The record length word holds the length in its low 29 bits and the part flag above them.
-LENGTH_BITS = 29
-MAX_RECORD_BYTES = (1 << LENGTH_BITS) - 1
-WHOLE, FIRST, MIDDLE, LAST = 0, 1, 2, 3
-# Images per unit of work handed to a thread, and chunks in flight per thread: enough to
-# keep every thread busy while the writer catches up, and a bound on memory.
+# Images a worker packs and writes at a time: the most it holds in memory.
 CHUNK_IMAGES = 32
-CHUNKS_IN_FLIGHT_PER_THREAD = 4
+# Images a worker process reports to the parent at a time (progress, unusual files).
+REPORT_IMAGES = 8 * CHUNK_IMAGES
+# The first worker's slice against the others': about what copying a part costs against
+# packing it, so that the copy of the second part is done when its worker is.
+FIRST_SLICE_SHARE = 0.9
+# The fraction of a list's files that may be rejected unless told otherwise (the
+# config schema's default of data.max_rejected_fraction is the same).
+MAX_REJECTED_FRACTION = 0.001
 # Rejected files named in the error message when too many are rejected.
 REJECTED_IN_MESSAGE = 10
-IOV_MAX = os.sysconf("SC_IOV_MAX")
 PROGRESS_SECONDS = 5.0
 
 
@@ -57,76 +62,74 @@ class ListEntry(NamedTuple):
     path: str  # relative to the split folder
 
 
+class ListSlice(NamedTuple):
+    """Lines first_line .. first_line + lines - 1 of a list, starting at byte `start`."""
+
+    start: int
+    first_line: int
+    lines: int
+
+
+class PackJob(NamedTuple):
+    lst_path: str
+    root: str
+    full_decode: bool
+
+
 class TooManyRejected(ValueError):
     """More files failed the image check than the allowed fraction."""
 
 
-def read_list(lst_path):
-    """Yield the ListEntry of each line of an im2rec list (`index\\tlabel\\tpath`)."""
-    with open(lst_path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            fields = line.rstrip("\n").split("\t")
+def read_list(lst_path, part=None):
+    """Yield the ListEntry of each line of an im2rec list (`index\\tlabel\\tpath`), or of
+    the lines of one ListSlice of it."""
+    part = part or ListSlice(0, 1, None)
+    with open(lst_path, "rb") as lines:
+        lines.seek(part.start)
+        for number, raw in enumerate(itertools.islice(lines, part.lines), part.first_line):
             try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                fields = line.split("\t")
                 if len(fields) != 3:
                     raise ValueError(f"{len(fields)} tab-separated fields")
                 yield ListEntry(int(fields[0]), float(fields[1]), fields[2])
             except ValueError as error:
                 raise ValueError(
                     f"{lst_path} line {number}: expected index<TAB>label<TAB>path, "
-                    f"got {line.rstrip()!r} ({error})"
+                    f"got {raw.decode('utf-8', 'replace').rstrip()!r} ({error})"
                 ) from None
 
 
-def count_lines(path):
-    """Lines of a text file, the last one counted with or without its newline."""
-    lines, last = 0, b"\n"
+def line_starts(path):
+    """Byte offset of the start of every line of a file (the last line counted with or
+    without its newline), as an int64 array: 8 bytes a line, 10 MB for ImageNet's list."""
+    starts = [np.zeros(1, dtype=np.int64)]
+    position, last = 0, b"\n"
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            lines += block.count(b"\n")
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+            starts.append(newlines.astype(np.int64) + position + 1)
+            position += len(block)
             last = block[-1:]
-    return lines + (last != b"\n")
+    starts = np.concatenate(starts)
+    return starts[:-1] if last == b"\n" else starts
 
 
-def record_parts(header, image):
-    """The pieces of one record in dmlc RecordIO framing, and their total size: magic word,
-    length word, payload (header + image), zero padding to a multiple of 4 bytes.
-
-    Like dmlc's RecordIOWriter, a payload that holds the magic word at a 4-byte aligned
-    offset is split there into parts (the magic word itself is left out; readers put it
-    back), so a reader that scans for record starts never takes image bytes for one.
-    """
-    length = len(header) + len(image)
-    if length > MAX_RECORD_BYTES:
-        raise ValueError(f"record of {length} bytes; RecordIO takes at most 2^29 - 1")
-    padding = bytes(-length % 4)
-    # The header is 24 bytes, so alignment in the image is alignment in the payload.
-    if RECORDIO_MAGIC not in header and not magic_words(image).any():
-        # By chance about one 110 KB image in 150,000 holds the word (2^-32 per word).
-        return [length_word(WHOLE, length), header, image, padding], 8 + length + len(padding)
-    payload = header + image
-    pieces = []
-    start = 0
-    for cut in (magic_words(payload).nonzero()[0] * 4).tolist():
-        pieces += [length_word(FIRST if start == 0 else MIDDLE, cut - start), payload[start:cut]]
-        start = cut + 4
-    pieces += [length_word(LAST, length - start), payload[start:], padding]
-    return pieces, sum(len(piece) for piece in pieces)
-
-
-def magic_words(data):
-    """For each 4-byte aligned word of data, whether it is the magic word. (A numpy compare
-    is about five times faster than bytes.find on JPEG data: 11 against 2 GB/s here.)"""
-    return np.frombuffer(data, dtype="<u4", count=len(data) // 4) == RECORDIO_MAGIC_WORD
-
-
-def length_word(part, length):
-    return RECORD_START.pack(RECORDIO_MAGIC_WORD, part << LENGTH_BITS | length)
-
-
-def image_record(entry, image):
-    """RecordIO pieces and size of one image record: IRHeader with the label, the image."""
-    header = IMAGE_RECORD_HEADER.pack(0, entry.label, entry.index, 0)
-    return record_parts(header, image)
+def list_slices(lst_path, parts):
+    """Cut a list into at most `parts` contiguous slices: the first FIRST_SLICE_SHARE of
+    the others' line count, so that its worker is done first and its core is free to copy
+    the next part while that part's worker still writes (see part_files.RecordJoiner)."""
+    starts = line_starts(lst_path)
+    total = len(starts)
+    weight = FIRST_SLICE_SHARE + parts - 1
+    cuts = sorted(
+        {0, total} | {int(total * (FIRST_SLICE_SHARE + k - 1) / weight) for k in range(1, parts)}
+    )
+    return [
+        ListSlice(int(starts[first]), first + 1, end - first)
+        for first, end in itertools.pairwise(cuts)
+        if end > first
+    ]
 
 
 class PackedFile(NamedTuple):
@@ -167,40 +170,8 @@ def pack_file(folder, entry, full_decode):
     checked = check_image(data, full_decode)
     if checked.verdict == REJECTED:
         return PackedFile(entry, REJECTED, checked.reason, len(data), [], 0)
-    record, size = image_record(entry, checked.data)
+    record, size = image_record(entry.label, entry.index, checked.data)
     return PackedFile(entry, checked.verdict, checked.reason, len(data), record, size)
-
-
-def pack_chunk(root, entries, full_decode):
-    folder = os.path.join(root, "")
-    return [pack_file(folder, entry, full_decode) for entry in entries]
-
-
-def packed_chunks(root, entries, threads, full_decode):
-    """Yield pack_chunk results in list order, using `threads` threads in all.
-
-    The calling thread writes what this yields, so threads - 1 more threads pack, each with
-    at most CHUNKS_IN_FLIGHT_PER_THREAD chunks read ahead; with threads=1 the calling thread
-    packs too. (With the files in the page cache the work is bound by the GIL, and a thread
-    more than the cores only adds contention; threads that wait for a disk overlap.)
-    """
-    chunks = iter(lambda: list(itertools.islice(entries, CHUNK_IMAGES)), [])
-    workers = threads - 1
-    if workers < 1:
-        for chunk in chunks:
-            yield pack_chunk(root, chunk, full_decode)
-        return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pack")
-    in_flight = collections.deque()
-    try:
-        for chunk in chunks:
-            in_flight.append(pool.submit(pack_chunk, root, chunk, full_decode))
-            if len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_THREAD:
-                yield in_flight.popleft().result()
-        while in_flight:
-            yield in_flight.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_records(fd, idx, chunk, offset):
@@ -217,20 +188,201 @@ def write_records(fd, idx, chunk, offset):
     return offset
 
 
-def write_pieces(fd, pieces):
-    """Write byte strings to a file descriptor in few system calls and without joining
-    them first (a joined chunk would be a fresh multi-megabyte allocation each time)."""
-    for start in range(0, len(pieces), IOV_MAX):
-        batch = pieces[start : start + IOV_MAX]
-        written = os.writev(fd, batch)
-        if written < sum(len(piece) for piece in batch):  # short write: finish it plainly
-            rest = memoryview(b"".join(batch))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-
-
 def single_line(text):
     return " ".join(text.split())
+
+
+def pack_slice(job, part, files, report):
+    """Pack the entries of one ListSlice into one worker's part files (appending to them);
+    after each chunk, report(images, bytes_read, unusual) with unusual the (verdict, path,
+    reason) of every file not packed as it is. Returns the bytes of records written."""
+    folder = os.path.join(job.root, "")
+    entries = read_list(job.lst_path, part)
+    offset = 0
+    with (
+        open(files.rec, "ab", buffering=0) as rec,
+        open(files.idx, "a", encoding="utf-8") as idx,
+        open(files.rejected, "a", encoding="utf-8") as rejected,
+    ):
+        for chunk in iter(lambda: list(itertools.islice(entries, CHUNK_IMAGES)), []):
+            packed = [pack_file(folder, entry, job.full_decode) for entry in chunk]
+            unusual = [
+                (item.verdict, item.entry.path, item.reason)
+                for item in packed
+                if item.verdict != AS_IS
+            ]
+            rejected.writelines(
+                f"{path}\t{single_line(reason)}\n"
+                for verdict, path, reason in unusual
+                if verdict == REJECTED
+            )
+            offset = write_records(rec.fileno(), idx, packed, offset)
+            report(len(chunk), sum(item.bytes_read for item in packed), unusual)
+    return offset
+
+
+def die_with_parent(parent):
+    """Have the kernel kill this process when its parent dies (Linux), so a pack killed
+    with SIGKILL leaves no worker writing behind it."""
+    with contextlib.suppress(OSError, AttributeError):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def worker_main(sender, parent, job, part, files):
+    """A worker process: pack one slice and send its reports, then ("done", bytes) or
+    ("failed", error, traceback text) through `sender`."""
+    die_with_parent(parent)
+    try:
+        reports = BatchedReports(sender)
+        size = pack_slice(job, part, files, reports.add)
+        reports.send()
+        sender.send(("done", size))
+    except BaseException as error:  # noqa: BLE001 - every failure goes to the parent
+        text = traceback.format_exc()
+        try:
+            sender.send(("failed", error, text))
+        except Exception:  # the error does not pickle: send its text alone
+            sender.send(("failed", RuntimeError(f"{type(error).__name__}: {error}"), text))
+    finally:
+        sender.close()
+
+
+class BatchedReports:
+    """A worker's chunk reports, sent to the parent REPORT_IMAGES images at a time (a
+    message costs the parent about 0.2 ms; per chunk that would be 10% of a core)."""
+
+    def __init__(self, sender):
+        self.sender = sender
+        self.images, self.bytes_read, self.unusual = 0, 0, []
+
+    def add(self, images, bytes_read, unusual):
+        self.images += images
+        self.bytes_read += bytes_read
+        self.unusual += unusual
+        if self.images >= REPORT_IMAGES:
+            self.send()
+
+    def send(self):
+        if self.images:
+            self.sender.send(("chunk", self.images, self.bytes_read, self.unusual))
+            self.images, self.bytes_read, self.unusual = 0, 0, []
+
+
+def run_workers(job, parts, files, tally, joiner):
+    """Pack each slice in its own worker process (forked: nothing is imported again), hand
+    their reports to tally and their progress to joiner; returns the bytes of records of
+    each part."""
+    context = multiprocessing.get_context("fork")
+    workers, sizes = {}, {}
+    # The workers' garbage collector leaves this process's objects alone, so it does not
+    # touch (and copy) their pages: in a process with large libraries loaded, a worker's
+    # full collection otherwise costs more than a hundred milliseconds.
+    gc.freeze()
+    try:
+        for number, (part, part_files) in enumerate(zip(parts, files, strict=True)):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=worker_main,
+                args=(sender, os.getpid(), job, part, part_files),
+                name=f"pack-worker-{number}",
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            workers[receiver] = (number, process)
+        gc.unfreeze()
+        while len(sizes) < len(parts):
+            for receiver in multiprocessing.connection.wait(
+                [conn for conn, (number, _) in workers.items() if number not in sizes]
+            ):
+                number, process = workers[receiver]
+                try:
+                    message = receiver.recv()
+                except EOFError:
+                    process.join()
+                    raise RuntimeError(
+                        f"packing worker {number} (lines {parts[number].first_line} to "
+                        f"{parts[number].first_line + parts[number].lines - 1}) ended "
+                        f"without a result, exit code {process.exitcode}"
+                    ) from None
+                if message[0] == "chunk":
+                    tally.add(*message[1:])
+                elif message[0] == "done":
+                    sizes[number] = message[1]
+                else:
+                    log.error("packing worker %d failed:\n%s", number, message[2])
+                    raise message[1]
+                joiner.advance(sizes)
+    finally:
+        gc.unfreeze()
+        for receiver, (_, process) in workers.items():
+            if process.is_alive():
+                process.kill()
+            process.join()
+            receiver.close()
+    return [sizes[number] for number in range(len(parts))]
+
+
+class Tally:
+    """What the workers report: counts, progress lines, the log lines of re-encoded and
+    rejected files, and the stop when more files are rejected than allowed."""
+
+    def __init__(self, lst_path, total, max_fraction):
+        self.lst_path = lst_path
+        self.total = total
+        self.max_fraction = max_fraction
+        self.allowed = allowed_rejections(total, max_fraction)
+        self.counts = collections.Counter()
+        self.first_rejected = []
+        self.progress = Progress(
+            log, total, unit="images", interval=PROGRESS_SECONDS, rates=("MB",)
+        )
+
+    def add(self, images, bytes_read, unusual):
+        self.counts["bytes_read"] += bytes_read
+        self.counts[AS_IS] += images - len(unusual)
+        for verdict, path, reason in unusual:
+            self.counts[verdict] += 1
+            if verdict == REENCODED:
+                log.info("re-encoded %s: %s", path, reason)
+                continue
+            reason = single_line(reason)
+            log.warning("rejected %s: %s", path, reason)
+            if len(self.first_rejected) < REJECTED_IN_MESSAGE:
+                self.first_rejected.append((path, reason))
+            if self.counts[REJECTED] > self.allowed:
+                message = too_many_rejected_message(
+                    self.lst_path, self.counts, self.total, self.max_fraction, self.first_rejected
+                )
+                log.error(message)  # the log outlives the outputs of a failed job
+                raise TooManyRejected(message)
+        self.progress.update(images, MB=bytes_read / 1e6)
+
+    def finish(self, rec_path):
+        """Log the last progress line and the summary; return the counts."""
+        seconds = self.progress.finish()
+        counts = self.counts
+        summary = {
+            "images": self.total,
+            "packed": self.total - counts[REJECTED],
+            "reencoded": counts[REENCODED],
+            "rejected": counts[REJECTED],
+            "bytes_read": counts["bytes_read"],
+        }
+        log.info(
+            "packed %d of %d images into %s (%d re-encoded), rejected %d; %.1f MB in %.1f s",
+            summary["packed"],
+            self.total,
+            rec_path,
+            summary["reencoded"],
+            summary["rejected"],
+            summary["bytes_read"] / 1e6,
+            seconds,
+        )
+        return summary
 
 
 def pack_records(
@@ -239,84 +391,49 @@ def pack_records(
     rec_path,
     idx_path,
     rejected_path,
-    threads=4,
-    max_rejected_fraction=0.0,
+    workers=4,
+    max_rejected_fraction=MAX_REJECTED_FRACTION,
     full_decode=False,
 ):
     """Pack the files of an im2rec list (paths relative to root) into a pass-through .rec
     and its .idx, and list the files not packed, with the reason, in rejected_path
-    (`path\\treason`), with `threads` threads in all (see packed_chunks). Returns counts:
-    images, packed, reencoded, rejected, bytes_read.
+    (`path\\treason`), with `workers` processes (one packs in this process). Returns
+    counts: images, packed, reencoded, rejected, bytes_read.
 
     Raises TooManyRejected, and writes nothing, as soon as more than max_rejected_fraction
     of the list is rejected. full_decode: see image_check.check_image.
     """
-    total = count_lines(lst_path)
+    parts = list_slices(lst_path, max(1, workers))
+    total = sum(part.lines for part in parts)
     if total == 0:
         raise ValueError(f"{lst_path} lists no images")
-    allowed = allowed_rejections(total, max_rejected_fraction)
-    counts = collections.Counter()
-    first_rejected = []
-    progress = Progress(log, total, unit="images", interval=PROGRESS_SECONDS, rates=("MB",))
+    job = PackJob(os.fspath(lst_path), os.fspath(root), full_decode)
+    tally = Tally(lst_path, total, max_rejected_fraction)
     log.info(
-        "packing %d images listed in %s from %s with %d threads", total, lst_path, root, threads
+        "packing %d images listed in %s from %s with %d worker processes",
+        total,
+        lst_path,
+        root,
+        len(parts),
     )
-    entries = read_list(lst_path)
+    remove_leftovers([rec_path, idx_path, rejected_path])
     with (
         atomic_path(rec_path) as rec_tmp,
         atomic_path(idx_path) as idx_tmp,
         atomic_path(rejected_path) as rejected_tmp,
-        open(rec_tmp, "wb", buffering=0) as rec,
-        open(idx_tmp, "w", encoding="utf-8") as idx,
-        open(rejected_tmp, "w", encoding="utf-8") as rejected,
-        contextlib.closing(packed_chunks(root, entries, threads, full_decode)) as chunks,
     ):
-        rejected.write("path\treason\n")
-        offset = 0
-        for chunk in chunks:
-            chunk_bytes = sum(item.bytes_read for item in chunk)
-            counts["bytes_read"] += chunk_bytes
-            unusual = [item for item in chunk if item.verdict != AS_IS]
-            counts[AS_IS] += len(chunk) - len(unusual)
-            for item in unusual:
-                counts[item.verdict] += 1
-                if item.verdict == REJECTED:
-                    reason = single_line(item.reason)
-                    log.warning("rejected %s: %s", item.entry.path, reason)
-                    rejected.write(f"{item.entry.path}\t{reason}\n")
-                    if len(first_rejected) < REJECTED_IN_MESSAGE:
-                        first_rejected.append((item.entry.path, reason))
-                    if counts[REJECTED] > allowed:
-                        message = too_many_rejected_message(
-                            lst_path, counts, total, max_rejected_fraction, first_rejected
-                        )
-                        log.error(message)  # the log outlives the outputs of a failed job
-                        raise TooManyRejected(message)
-                elif item.verdict == REENCODED:
-                    log.info("re-encoded %s: %s", item.entry.path, item.reason)
-            offset = write_records(rec.fileno(), idx, chunk, offset)
-            progress.update(len(chunk), MB=chunk_bytes / 1e6)
-        if counts[REJECTED] == total:
-            raise ValueError(f"no image of {lst_path} could be packed; see the log")
-    seconds = progress.finish()
-    summary = {
-        "images": total,
-        "packed": total - counts[REJECTED],
-        "reencoded": counts[REENCODED],
-        "rejected": counts[REJECTED],
-        "bytes_read": counts["bytes_read"],
-    }
-    log.info(
-        "packed %d of %d images into %s (%d re-encoded), rejected %d; %.1f MB in %.1f s",
-        summary["packed"],
-        total,
-        rec_path,
-        summary["reencoded"],
-        summary["rejected"],
-        summary["bytes_read"] / 1e6,
-        seconds,
-    )
-    return summary
+        with open(rejected_tmp, "w", encoding="utf-8") as rejected:
+            rejected.write("path\treason\n")
+        outputs = PartFiles(rec_tmp, idx_tmp, rejected_tmp)
+        with RecordJoiner(outputs, len(parts)) as joiner:
+            if len(parts) == 1:
+                sizes = [pack_slice(job, parts[0], outputs, tally.add)]
+            else:
+                sizes = run_workers(job, parts, joiner.files, tally, joiner)
+            if tally.counts[REJECTED] == total:
+                raise ValueError(f"no image of {lst_path} could be packed; see the log")
+            joiner.finish(sizes)
+    return tally.finish(rec_path)
 
 
 def allowed_rejections(total, max_fraction):

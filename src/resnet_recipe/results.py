@@ -1,7 +1,9 @@
 """Result files between stages, as contracts: the fields each one carries, how it is
 written and how it is read back.
 
-    write(path, RUN_REPORT, report)        check the fields, then write atomically
+    write(path, RUN_REPORT, report, settings)
+                                           check the fields, add the provenance, then
+                                           write atomically
     read(path, SCORE)                      the JSON, checked; one error names the file and
                                            every missing field
     write_metrics(path, history)           metrics.jsonl: one JSON line per epoch
@@ -10,12 +12,16 @@ written and how it is read back.
 Field names with a dot are nested: `network.depth` is result["network"]["depth"]. A
 contract lists what the readers (scoring, the benchmark summary, the report) rely on; the
 writers put more in each file (settings, machine, versions) for whoever reads it later.
-This module imports neither MXNet nor pandas: the report reads results through it.
+Every result file written here also carries a `provenance` section (provenance.gather:
+code, versions, MXNet build, machine, settings digest), added in this one place.
+This module imports neither MXNet nor pandas: the report reads results through it (the
+provenance section imports MXNet only while a result is written).
 """
 
 import json
 from dataclasses import dataclass
 
+from resnet_recipe import provenance
 from resnet_recipe.atomic_files import atomic_open, write_json
 from resnet_recipe.settings import DTYPES
 
@@ -52,16 +58,21 @@ SCORE = Contract(
     "score result",
     ("run", "dtype", "top1", "top5", "loss", "images_per_s", "latency_ms.mean"),
 )
+# A benchmark point's images_per_s is measured as the original benchmark.py did (see
+# throughput.py); an inference point's latency_ms and latency_images_per_s come from a
+# separate pass that waits for every batch; a training point's val_images_per_s is the
+# original's val.total_ips of the validation pass after every epoch.
+BENCH_FIELDS = (*NETWORK_FIELDS, "layout", "image_size", "input_backend", "images_per_s", "machine")
 BENCH_TRAIN = Contract(
     "training benchmark point",
     ("kind", "dtype", "gpus", "batch_per_device", "global_batch")
-    + (*NETWORK_FIELDS, "image_size", "input_backend", "images_per_s", "machine"),
+    + (*BENCH_FIELDS, "val_images_per_s"),
     kind="train",
 )
 BENCH_INFER = Contract(
     "inference benchmark point",
     ("kind", "dtype", "gpus", "batch_size")
-    + (*NETWORK_FIELDS, "image_size", "input_backend", "images_per_s", "machine")
+    + (*BENCH_FIELDS, "epoch_images_per_s", "latency_images_per_s")
     + tuple(f"latency_ms.{key}" for key in LATENCY_KEYS),
     kind="infer",
 )
@@ -103,9 +114,19 @@ def check(result, contract, where):
     return result
 
 
-def write(path, contract, result):
-    """Write `result` as JSON to `path` (atomically) once it keeps `contract`."""
-    write_json(path, check(result, contract, f"{path} (being written)"))
+# The key of the provenance section in every result file (in each dtype entry of a
+# benchmark summary), and the fields of a summary entry that are its settings: what it
+# covers (it has no settings of its own), the metric keys telling training from inference.
+PROVENANCE = "provenance"
+SUMMARY_SETTINGS = ("model", "ngpus", "bs", "metric_keys")
+
+
+def write(path, contract, result, settings):
+    """Write `result` as JSON to `path` (atomically) once it keeps `contract`, with its
+    provenance; `settings` are the settings the stage computed it with (their digest)."""
+    check(result, contract, f"{path} (being written)")
+    result = {**result, PROVENANCE: provenance.gather(settings)}
+    write_json(path, result)
     return result
 
 
@@ -154,10 +175,17 @@ def read_metrics(path):
 
 
 def write_bench_summary(path, summary):
-    """The benchmark summary: {dtype: the original benchmark.py report}."""
+    """The benchmark summary: {dtype: the original benchmark.py report}, each entry with
+    its provenance (a tool that reads the original's report ignores the extra key)."""
     for dtype, entry in summary.items():
         check(entry, BENCH_SUMMARY_ENTRY, f"{path} [{dtype}] (being written)")
-    write_json(path, summary)
+    made_by = provenance.origin()
+    with_provenance = {}
+    for dtype, entry in summary.items():
+        covered = {"dtype": dtype, **{key: entry[key] for key in SUMMARY_SETTINGS}}
+        digest = provenance.settings_digest(covered)
+        with_provenance[dtype] = {**entry, PROVENANCE: {**made_by, "settings_digest": digest}}
+    write_json(path, with_provenance)
 
 
 def read_bench_summary(path):

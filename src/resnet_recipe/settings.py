@@ -12,8 +12,11 @@ starts (its stage script, or the command line) and read by name everywhere after
     run = TrainingRun.from_config(mapping, "training.runs.cpu_fp32")
     run.batch_per_device
 
-Every default is the original recipe's (NVIDIA's ResNet50 v1.5 for MXNet on a DGX-1); the
-config schema carries the same values as its defaults, and a test keeps the two equal.
+The defaults are the original recipe's (NVIDIA's ResNet50 v1.5 for MXNet, first release,
+DeepLearningExamples commit a8e1d1cd, MxNet/Classification/RN50v1.5/) wherever it had one;
+the comments name its file and line. The few settings the original did not have, or where
+this project departs from it, say so. The config schema carries the same values as its
+defaults, and a test keeps the two equal.
 from_config stops at a value of the wrong type or an unknown key with a message that names
 the option (`training.runs.x.lr_per_256`). A number written as text in exponent form
 (`1e-3`, which YAML 1.1 and the command line hand over as text) is the number it says.
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 
 # Training and inference precisions, in the order the report and the tables show them.
 DTYPES = ("float16", "float32")
+# Image layouts of the network and its input: channels second (NCHW) or last (NHWC).
+LAYOUTS = ("NCHW", "NHWC")
 # A decimal number written as text; EXPONENT_NUMBER the forms YAML 1.1 leaves as text
 # (1e-3, 2E5, 1.5e+3: YAML 1.1 wants a dot and a signed exponent to see a float).
 NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
@@ -132,33 +137,60 @@ def _type_name(annotation):
     return names.get(annotation, "null" if annotation is type(None) else str(annotation))
 
 
+# training.weight_decay_on: which parameters SGD decays, by the parameter's name.
+#   weights_and_bn_gamma  names ending in _weight or _gamma: convolution and dense weights
+#                         and BatchNorm gamma, not BatchNorm beta or biases. MXNet 1.x's
+#                         name rule (Optimizer.set_wd_mult, 1.9.1 optimizer.py L388-397),
+#                         which the original's Module optimizer went through (fit.py L437,
+#                         resnet.py sets no wd_mult).
+#   all                   every parameter (what a Gluon Trainer does unless told otherwise,
+#                         as NVIDIA's later Gluon versions of the recipe did).
+#   weights_only          names ending in _weight: convolution and dense weights only.
+WEIGHT_DECAY_RULES = ("weights_and_bn_gamma", "all", "weights_only")
+# training.loss_scale: "none" (float16 with float32 master weights and nothing else, as
+# the original), "dynamic", or a number (a static scale).
+LOSS_SCALES = ("none", "dynamic")
+
+
 @dataclass(frozen=True)
 class TrainingRun(Section):
     """One training run (the config's training.defaults with the run's overrides)."""
 
-    gpus: int = 8
-    batch_per_device: int = 208
-    dtype: str = "float16"
-    epochs: int = 90
-    lr_per_256: float = 0.1
-    warmup_epochs: float = 5
-    lr_schedule: str = "step"
-    lr_steps: tuple[int, ...] = (30, 60, 80)
-    lr_factor: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0001
-    no_wd_on_bn_and_bias: bool = False
-    label_smoothing: float = 0.0
-    loss_scale: float | str = "dynamic"
+    gpus: int = 8  # original: runner L23 (-n 8)
+    batch_per_device: int = 208  # original: runner L25 (-b 208)
+    dtype: str = "float16"  # original: runner L37 (--dtype float16)
+    epochs: int = 90  # original: runner L27-28 (-e 90)
+    lr_per_256: float = 0.1  # original: runner L29-30, L48 (lr x global batch / 256)
+    warmup_epochs: float = 5  # original: runner L66 (--warmup-epochs 5), fit.py L78-80
+    lr_schedule: str = "step"  # original: fit.py L61-80 (MultiFactorScheduler)
+    lr_steps: tuple[int, ...] = (30, 60, 80)  # original: runner L60 (--lr-step-epochs)
+    lr_factor: float = 0.1  # original: fit.py L121
+    momentum: float = 0.9  # original: fit.py L129-130
+    weight_decay: float = 0.0001  # original: fit.py L131-132
+    weight_decay_on: str = "weights_and_bn_gamma"  # original: see WEIGHT_DECAY_RULES
+    label_smoothing: float = 0.0  # original: resnet.py L298 (plain SoftmaxOutput)
+    # original: fit.py L266-270 are the complete optimizer params: multi_precision SGD, no
+    # loss scaling of any kind.
+    loss_scale: float | str = "none"
+    # A dynamic loss scale that overflows this many steps in a row at its floor (1) means
+    # the run diverged: training stops (not in the original, which had no loss scaling).
+    max_overflows_at_min_loss_scale: int = 100
+    # Not the original's: it set no global seed (data.py L80, --seed default None) and
+    # seeded each DALI pipeline with 12 + device id (dali.py L46, L80). A fixed seed makes
+    # runs repeatable.
     seed: int = 1
-    log_interval: int = 50
+    log_interval: int = 20  # original: runner L67 (--disp-batches 20)
+    # Export model-NNNN.params after every epoch divisible by this, and after the last
+    # one; 0 exports the last epoch only. original: fit.py L139 (--save-period 1) with
+    # mx.callback.do_checkpoint (fit.py L97-101): every epoch.
+    export_every: int = 1
     cpu_contexts: int = 1
     nodes: int = 1
 
 
-# Settings that change how a run is watched, not what it computes: a change of these
-# still resumes from the run's checkpoints.
-PRESENTATION_SETTINGS = ("log_interval",)
+# Settings that change how a run is watched, exported or stopped, not what it computes: a
+# change of these still resumes from the run's checkpoints.
+PRESENTATION_SETTINGS = ("log_interval", "export_every", "max_overflows_at_min_loss_scale")
 # What a training benchmark point sets itself; the rest of its run comes from the config's
 # training.defaults.
 BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts", "nodes")
@@ -169,6 +201,18 @@ class Network(Section):
     depth: int = 50
     version: str = "1.5"
     zero_init_last_gamma: bool = False
+    # Image layout per dtype. The original trained float16 in NHWC (its runner adds the
+    # NHWC flags for float16 only, runner L69-74) and float32 in NCHW (data.py L64-77).
+    layout: dict[str, str] = field(default_factory=lambda: {"float16": "NHWC", "float32": "NCHW"})
+
+    def layout_for(self, dtype):
+        """The layout (NCHW or NHWC) the network runs in `dtype`."""
+        layout = self.layout.get(dtype)
+        if layout not in LAYOUTS:
+            raise ValueError(
+                f"network.layout.{dtype} is {layout!r}, expected one of {', '.join(LAYOUTS)}"
+            )
+        return layout
 
     @property
     def model_name(self):
@@ -183,13 +227,27 @@ class InputPipeline(Section):
     backend: str = "dali-gpu"
     image_size: int = 224
     val_resize: int = 256
+    # The original's README (L35) says 5% to 100%, and its runner passes 0.05 (L61), but
+    # that reached only the unused ImageRecordIter path (data.py L239-246; train.py L91
+    # always trains through dali.py, whose crop passes no area, L53): DALI's 8% applied.
     min_random_area: float = 0.05
     max_random_area: float = 1.0
     min_aspect_ratio: float = 0.75
     max_aspect_ratio: float = 1.3333333
-    mean: tuple[float, ...] = (123.68, 116.28, 103.53)
+    # original: dali.py L38-39, 255 x (0.485, 0.456, 0.406) and 255 x (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = (123.675, 116.28, 103.53)
     std: tuple[float, ...] = (58.395, 57.12, 57.375)
+    # DALI CPU worker threads of each device's pipeline. original: dali.py L29-32 (3 for
+    # training, 10 for validation; the runner passes neither, runner L50-96).
     dali_threads: int = 3
+    dali_val_threads: int = 10
+    # Batches DALI prepares ahead. original: runner L79 (--dali-prefetch-queue 2), which
+    # overrides dali.py's own default of 3 (L33).
+    prefetch_queue_depth: int = 2
+    # Extra memory nvJPEG allocates up front on the device and on the host, in MiB, so
+    # larger images do not reallocate; only the GPU ("mixed") decoder takes it.
+    # original: runner L79 (--dali-nvjpeg-memory-padding 64), dali.py L51-52, L84-85.
+    nvjpeg_padding_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -204,7 +262,17 @@ class Distributed(Section):
 @dataclass(frozen=True)
 class Score(Section):
     epoch: int | None = None
-    batch_size: int = 128
+    # Images per batch by the run's dtype. original: examples/SCORE_FP16.sh L19 (-b 128),
+    # examples/SCORE_FP32.sh L19 (-b 64 --dtype float32).
+    batch_size: dict[str, int] = field(default_factory=lambda: {"float16": 128, "float32": 64})
+
+    def batch_size_of(self, dtype):
+        """The scoring batch of a run trained in `dtype`."""
+        if dtype not in self.batch_size:
+            raise ValueError(
+                f"score.batch_size has no entry for {dtype} (it has {self.batch_size})"
+            )
+        return self.batch_size[dtype]
 
 
 @dataclass(frozen=True)
@@ -222,7 +290,12 @@ class BenchTrain(Section):
 
 @dataclass(frozen=True)
 class BenchInfer(Section):
+    """The original benchmark.py --only-inference -i 200 -e 12 -w 4 of its published
+    inference table (README L207-208), then a pass of latency_iterations waited batches."""
+
     data: str = "dali"
-    iterations: int = 100
-    warmup_iterations: int = 20
+    iterations: int = 200
+    epochs: int = 12
+    warmup_epochs: int = 4
+    latency_iterations: int = 100
     gpus: int = 1

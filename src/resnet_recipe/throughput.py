@@ -5,28 +5,30 @@ report shape.
     bench_infer(path, dtype=, batch_size=, ...)                -> one inference point's JSON
     summarize(train_files, infer_files, train_path, infer_path) -> benchmark.py-shaped JSON
 
-Timing is honest the same way everywhere: every timed interval ends with a device
-synchronisation; nothing is computed or logged for metrics inside a timed loop; the first
-iterations, which build the graph and let cuDNN pick its algorithms, are never timed.
+Nothing is computed or logged for metrics inside a timed loop, and the first iterations,
+which build the graph and let cuDNN pick its algorithms, are never timed.
 
-Training (like the original's train.total_ips): E epochs of I iterations of the training
-loop's own step (TrainingLoop.step: forward, backward, update; the config's
-training.defaults for all the point does not set), data loading included; an
-epoch's images/s is I * global batch over its wall time, which ends with mx.nd.waitall().
-The warmup epochs are left out and the rest averaged as the original does: the harmonic
-mean, which for epochs of equal size is all their images over all their seconds. Per-
-iteration latency percentiles are left out: the loop never waits for the device between
-iterations (that is what makes it fast), so the host cannot see when one iteration ends
-without adding a synchronisation that changes what is measured. latency_ms carries the
-mean only: the timed seconds over the timed iterations.
+Training (the original's train.total_ips): E epochs of I iterations of the training loop's
+own step (TrainingLoop.step: forward, backward, update; the config's training.defaults for
+all the point does not set), data loading included; an epoch's images/s is I * global
+batch over its wall time, which ends with mx.nd.waitall(). The warmup epochs are left out
+and the rest averaged as the original does: the harmonic mean. latency_ms carries the mean
+only (the timed seconds over the timed iterations): the loop never waits for the device
+between iterations, so the host cannot see when one iteration ends. After each training
+epoch, as the original's Module.fit did, a validation pass of at most I iterations on the
+same devices gives val.total_ips, measured like inference throughput below.
 
-Inference (the original's --only-inference val.total_ips): a freshly initialised,
-hybridized network (throughput needs no trained weights) on one device; warmup iterations
-untimed, then each batch timed from asking the input pipeline for it to its output being
-ready (wait_to_read), so data loading counts, as it did in the original, which timed the
-interval between consecutive batch ends of its validation iterator. images/s is the images
-over the timed seconds: the batch size over the mean latency, which is also how the
-original's later versions relate val.ips and val.latency_avg.
+Inference, two measurements on one device with a freshly initialised, hybridized network
+(throughput needs no trained weights):
+- throughput (the original's --only-inference val.total_ips): E epochs of I batches
+  through the validation pipeline; an epoch's time per batch is the mean interval between
+  consecutive batch ends with its first batch left out, none of the counted batches waited
+  for, the interval opened by a wait for the left-out first batch and closed by a wait for
+  the device (timing.time_batch_ends); images/s is the batch over it, averaged over the
+  epochs after the warmup ones by the harmonic mean.
+- latency: then latency_iterations batches, each timed from asking the pipeline for it to
+  its output being ready (wait_to_read): the percentiles, and the batch over their mean,
+  which the original's later versions report as val.ips.
 """
 
 import logging
@@ -35,30 +37,40 @@ from dataclasses import dataclass
 
 from resnet_recipe import devices, network, pipelines, precision, results, timing, training
 from resnet_recipe.listing import read_classes
-from resnet_recipe.progress import Progress, format_duration
+from resnet_recipe.progress import Progress
 from resnet_recipe.settings import InputPipeline, Network
 
 log = logging.getLogger(__name__)
 
 DATA_SOURCES = ("dali", "synthetic")
 # Metric names of the original benchmark.py: train.total_ips and val.total_ips (images/s,
-# data and compute) as its --only-inference version reports them; the latency keys (in
-# seconds, latency_100 the slowest batch) as its later versions name them.
-TRAIN_METRIC_KEYS = ("train.total_ips",)
+# data and compute, batches not waited for; benchmark.py L48-51); val.ips (the batch over
+# the mean waited latency) and the latency keys (in seconds, latency_100 the slowest batch)
+# as its later versions name them.
+TRAIN_METRIC_KEYS = ("train.total_ips", "val.total_ips")
 INFER_METRIC_KEYS = (
     "val.total_ips",
+    "val.ips",
     "val.latency_avg",
     *(f"val.latency_{p}" for p in results.LATENCY_PERCENTILES),
     "val.latency_100",
 )
 INFERENCE_WEIGHTS = "random initialisation: throughput does not depend on trained weights"
+THROUGHPUT_METHOD = (
+    "harmonic mean over the epochs after the warmup ones of batch / mean interval between "
+    "consecutive batch ends, first batch of each epoch left out, batches not waited for; "
+    "the interval opened by a wait for the left-out first batch and closed by a wait for "
+    "the device (the original benchmark.py, fit.py L379-403)"
+)
+LATENCY_METHOD = "each batch timed from asking the pipeline for it to its output being ready"
 
 
 @dataclass(frozen=True)
 class BenchSetup:
     """What the benchmark points of one config share: the packed split they read (rec,
     idx), its classes.tsv, the network (settings.Network), the input pipeline
-    (settings.InputPipeline) and the folder of the GPU lock files."""
+    (settings.InputPipeline), the folder of the GPU lock files and, for training points,
+    the validation split (val_rec, val_idx) of the validation pass after every epoch."""
 
     rec: str
     idx: str
@@ -66,6 +78,8 @@ class BenchSetup:
     network: Network
     pipeline: InputPipeline
     lock_dir: str
+    val_rec: str | None = None
+    val_idx: str | None = None
 
     def input(self, data):
         """(input settings, data label) of a benchmark: `data` dali keeps the config's
@@ -76,11 +90,16 @@ class BenchSetup:
             return self.pipeline.replace(backend="synthetic"), "synthetic"
         return self.pipeline, "synthetic" if self.pipeline.backend == "synthetic" else "dali"
 
-    def recorded(self, input_settings, data):
+    def made_with(self, input_settings):
+        """The setup's settings a benchmark point's provenance digests."""
+        return {"network": self.network.to_config(), "pipeline": input_settings.to_config()}
+
+    def recorded(self, input_settings, data, dtype):
         """What every benchmark point records of its setup beside its own numbers."""
         machine = devices.describe_machine()
         return {
             "data": data,
+            "layout": self.network.layout_for(dtype),
             "input_backend": input_settings.backend,
             "image_size": input_settings.image_size,
             "network": self.network.to_config(),
@@ -104,8 +123,8 @@ def bench_train(
 
     setup: a BenchSetup of the training split; bench_settings: settings.BenchTrain;
     run_settings: the settings.TrainingRun the loop runs (the config's training.defaults)
-    with the point's gpus, batch and dtype on one context per device, its epoch being
-    num_examples[dtype] images (the original's --num-examples). gpus 0: the CPU.
+    with the point's gpus, batch and dtype on one context per device (one node), its epoch
+    being num_examples[dtype] images (the original's --num-examples). gpus 0: the CPU.
     """
     what = f"training benchmark {dtype} n{gpus} b{batch_per_device}"
     bench = bench_settings
@@ -122,25 +141,31 @@ def bench_train(
             "%s: %d epochs of %d iterations (%d warmup epochs), %s data, contexts %s",
             *(what, bench.epochs, bench.iterations, bench.warmup_epochs, data, contexts),
         )
-        epoch_seconds = _time_training(setup, input_settings, run, bench, contexts, clock)
+        epoch_seconds, val_seconds = _time_training(
+            setup, input_settings, run, bench, contexts, clock
+        )
+    point = {"dtype": dtype, "gpus": gpus, "nodes": 1, "batch_per_device": batch_per_device}
     result = {
         "kind": "train",
-        "dtype": dtype,
-        "gpus": gpus,
-        # A training benchmark point is one process on one node.
-        "nodes": 1,
+        **point,
         "devices": [str(ctx) for ctx in contexts],
-        "batch_per_device": batch_per_device,
         "global_batch": global_batch,
         "num_examples": num_examples,
         "settings": run.to_config(),  # what the loop ran: the point on training.defaults
         **_training_rates(bench, global_batch, epoch_seconds),
-        **setup.recorded(input_settings, data),
+        **_validation_rates(bench, global_batch, val_seconds),
+        **setup.recorded(input_settings, data, dtype),
     }
-    results.write(result_path, results.BENCH_TRAIN, result)
+    made_with = {
+        "point": point,
+        "bench": bench.to_config(),
+        "settings": run.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
     log.info(
-        "%s: %.1f images/s after %d warmup epochs",
-        *(what, result["images_per_s"], bench.warmup_epochs),
+        "%s: %.1f images/s training, %.1f images/s validation after %d warmup epochs",
+        *(what, result["images_per_s"], result["val_images_per_s"], bench.warmup_epochs),
     )
     return result
 
@@ -157,30 +182,47 @@ def _notional_epoch(what, bench, dtype, global_batch):
 
 
 def _time_training(setup, input_settings, run, bench, contexts, clock):
-    """Seconds of each benchmark epoch of the training loop's step on `contexts`."""
+    """(seconds of each benchmark epoch of the training loop's step on `contexts`, seconds
+    per batch of the validation pass after each epoch)."""
+    if setup.val_rec is None or setup.val_idx is None:
+        raise ValueError("a training benchmark needs the validation split for val.total_ips")
     classes = len(read_classes(setup.classes_tsv))
     num_examples = bench.num_examples[run.dtype]
     loop = training.TrainingLoop(contexts, classes, num_examples, run, setup.network)
-    batches = pipelines.train_batches(
-        setup.rec,
-        setup.idx,
-        contexts,
+    stream = dict(
         batch_per_device=run.batch_per_device,
         settings=input_settings,
         dtype=run.dtype,
-        seed=run.seed,
+        layout=setup.network.layout_for(run.dtype),
         iterations=bench.iterations,
         num_classes=classes,
     )
+    batches = pipelines.train_batches(setup.rec, setup.idx, contexts, seed=run.seed, **stream)
+    # The original capped validation at the benchmark's iterations too (benchmarking.py
+    # L29-47 wraps both iterators); an epoch shorter than that is read again from its start.
+    val_batches = pipelines.val_batches(setup.val_rec, setup.val_idx, contexts, **stream)
     global_batch = run.batch_per_device * len(contexts)
     progress = Progress(log, bench.epochs, unit="epochs", interval=0)
+    val_seconds = []
 
-    def log_epoch(epoch, seconds):
+    def validate(epoch, seconds):
+        val_seconds.extend(timing.time_batch_ends(run_forward(loop.net), val_batches, 1, clock))
         rate = bench.iterations * global_batch / seconds
         phase = "warmup" if epoch <= bench.warmup_epochs else "timed"
         progress.update(1, **{"last epoch": f"{rate:.1f} img/s ({phase})"})
 
-    return timing.time_training_epochs(loop.step, batches, bench.epochs, clock, log_epoch)
+    epoch_seconds = timing.time_training_epochs(loop.step, batches, bench.epochs, clock, validate)
+    return epoch_seconds, val_seconds
+
+
+def run_forward(net):
+    """A timing.time_batch_ends `run`: the forward of every device's batch, not waited for."""
+
+    def run(device_batches):
+        for batch in device_batches:
+            net(batch.data)
+
+    return run
 
 
 def _training_rates(bench, global_batch, epoch_seconds):
@@ -202,63 +244,107 @@ def _training_rates(bench, global_batch, epoch_seconds):
     }
 
 
+def _validation_rates(bench, global_batch, val_seconds):
+    """A training point's validation numbers: images/s of each epoch's validation pass
+    (global batch over its time per batch) and their harmonic mean after the warmup."""
+    rates, images_per_s = timing.epoch_throughput(val_seconds, global_batch, bench.warmup_epochs)
+    return {"val_epoch_images_per_s": rates, "val_images_per_s": images_per_s}
+
+
 def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=time.perf_counter):
     """Inference throughput and per-batch latency of one (dtype, batch size) point on one
     device into result_path.
 
     setup: a BenchSetup of the validation split; bench_settings: settings.BenchInfer
-    (data, iterations, warmup_iterations, gpus 1 or 0 for the CPU). Data comes through the
-    validation pipeline (epoch after epoch while needed) or, with data synthetic, from
-    random tensors.
+    (data, iterations, epochs, warmup_epochs, latency_iterations, gpus 1 or 0 for the CPU).
+    Data comes through the validation pipeline (epoch after epoch while needed) or, with
+    data synthetic, from random tensors. The module docstring says what is measured.
     """
     bench = bench_settings
     what = f"inference benchmark {dtype} b{batch_size}"
     input_settings, data = setup.input(bench.data)
+    device, batch_seconds, latencies = _time_inference(
+        setup, bench, input_settings, dtype, batch_size, what, clock
+    )
+    epoch_rates, images_per_s = timing.epoch_throughput(
+        batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
+    )
+    latency = timing.latency_summary(latencies)
+    result = {
+        "kind": "infer",
+        "dtype": dtype,
+        "gpus": bench.gpus,
+        "device": device,
+        "batch_size": batch_size,
+        "weights": INFERENCE_WEIGHTS,
+        "iterations": bench.iterations,
+        "epochs": bench.epochs,
+        "warmup_epochs": bench.warmup_epochs,
+        # Throughput: batches not waited for, first batch of each epoch left out.
+        "throughput_method": THROUGHPUT_METHOD,
+        "epoch_batch_seconds": batch_seconds,
+        "epoch_images_per_s": epoch_rates,
+        "images_per_s": images_per_s,
+        # Latency: a separate pass waiting for every batch.
+        "latency_method": LATENCY_METHOD,
+        "latency_iterations": bench.latency_iterations,
+        "latency_ms": latency,
+        # The later versions' val.ips: the batch over the mean waited latency (810bcf3
+        # fit.py L296-299).
+        "latency_images_per_s": batch_size / (latency["mean"] / 1000),
+        **setup.recorded(input_settings, data, dtype),
+    }
+    made_with = {
+        "point": {"dtype": dtype, "batch_size": batch_size},
+        "bench": bench.to_config(),
+        **setup.made_with(input_settings),
+    }
+    result = results.write(result_path, results.BENCH_INFER, result, made_with)
+    log.info(
+        "%s: %.1f images/s (unwaited), %.1f images/s waiting for each batch, latency mean "
+        "%.2f ms, p99 %.2f ms",
+        *(what, images_per_s, result["latency_images_per_s"], latency["mean"], latency["p99"]),
+    )
+    return result
+
+
+def _time_inference(setup, bench, input_settings, dtype, batch_size, what, clock):
+    """(device, per-epoch batch-end seconds of the unwaited passes, per-batch seconds of
+    the waited pass) of a freshly initialised network on one device."""
     classes = len(read_classes(setup.classes_tsv))
     with devices.acquire_gpus(bench.gpus, setup.lock_dir):
         contexts = devices.contexts(bench.gpus, 1)
         precision.require_dtype_supported(dtype, contexts, what)
         net = network.build(setup.network, classes, contexts, dtype)
-        batches = pipelines.val_batches(
-            setup.rec,
-            setup.idx,
-            contexts,
+        stream = dict(
             batch_per_device=batch_size,
             settings=input_settings,
             dtype=dtype,
-            iterations=bench.iterations,
+            layout=setup.network.layout_for(dtype),
             num_classes=classes,
         )
         log.info(
-            "%s: %d warmup and %d timed iterations, %s data, context %s",
-            *(what, bench.warmup_iterations, bench.iterations, data, contexts[0]),
+            "%s: %d epochs of %d unwaited batches (%d warmup epochs), then %d waited batches, "
+            "%s data, context %s",
+            *(what, bench.epochs, bench.iterations, bench.warmup_epochs),
+            *(bench.latency_iterations, input_settings.backend, contexts[0]),
         )
-        for _ in range(bench.warmup_iterations):
-            # A new iterator continues the stream: one batch each.
-            net(next(iter(batches))[0].data).wait_to_read()
-        seconds, total_seconds = timing.time_forward(net, batches, clock)
-    result = {
-        "kind": "infer",
-        "dtype": dtype,
-        "gpus": bench.gpus,
-        "device": str(contexts[0]),
-        "batch_size": batch_size,
-        "weights": INFERENCE_WEIGHTS,
-        "iterations": bench.iterations,
-        "warmup_iterations": bench.warmup_iterations,
-        "timed_seconds": total_seconds,
-        "images_per_s": bench.iterations * batch_size / total_seconds,
-        "latency_ms": timing.latency_summary(seconds),
-        **setup.recorded(input_settings, data),
-    }
-    results.write(result_path, results.BENCH_INFER, result)
-    latency = result["latency_ms"]
-    log.info(
-        "%s: %.1f images/s, latency mean %.2f ms, p99 %.2f ms, %s timed",
-        *(what, result["images_per_s"], latency["mean"], latency["p99"]),
-        format_duration(total_seconds),
-    )
-    return result
+        batch_seconds = timing.time_batch_ends(
+            run_forward(net),
+            pipelines.val_batches(
+                setup.rec, setup.idx, contexts, iterations=bench.iterations, **stream
+            ),
+            bench.epochs,
+            clock,
+        )
+        latencies, _ = timing.time_forward(
+            net,
+            pipelines.val_batches(
+                setup.rec, setup.idx, contexts, iterations=bench.latency_iterations, **stream
+            ),
+            clock,
+        )
+    return str(contexts[0]), batch_seconds, latencies
 
 
 def model_name(network_settings):
@@ -269,9 +355,16 @@ def model_name(network_settings):
 def point_metrics(point):
     """One point's metrics under the original benchmark.py names (images/s, seconds)."""
     if point["kind"] == "train":
-        return {"train.total_ips": point["images_per_s"]}
+        return {
+            "train.total_ips": point["images_per_s"],
+            "val.total_ips": point["val_images_per_s"],
+        }
     latency = point["latency_ms"]
-    metrics = {"val.total_ips": point["images_per_s"], "val.latency_avg": latency["mean"] / 1000}
+    metrics = {
+        "val.total_ips": point["images_per_s"],
+        "val.ips": point["latency_images_per_s"],
+        "val.latency_avg": latency["mean"] / 1000,
+    }
     for p in results.LATENCY_PERCENTILES:
         metrics[f"val.latency_{p}"] = latency[f"p{p}"] / 1000
     metrics["val.latency_100"] = latency["max"] / 1000

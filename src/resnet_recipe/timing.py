@@ -2,7 +2,8 @@
 synchronisation, and the first iterations (graph building, cuDNN autotuning) are never timed.
 
     TimedBatches(batches, net)      per-batch latency, from asking for a batch to its output
-    time_forward(net, batches)      the inference benchmark's timed loop
+    time_forward(net, batches)      the latency pass: every batch waited for
+    time_batch_ends(run, batches, epochs)  the original's throughput: batches not waited for
     time_training_epochs(step, ...) wall seconds of training epochs
     latency_summary(seconds)        {mean, p50, p90, p95, p99, max} in milliseconds
     epoch_throughput(...)           images/s per epoch and their mean after the warmup
@@ -31,12 +32,13 @@ def harmonic_mean(values):
     return len(values) / sum(1 / value for value in values)
 
 
-def epoch_throughput(epoch_seconds, images_per_epoch, warmup_epochs):
-    """(images/s of every epoch, their harmonic mean after the first warmup_epochs)."""
+def epoch_throughput(epoch_seconds, images_per_epoch, warmup_epochs, option="benchmark.train"):
+    """(images/s of every epoch, their harmonic mean after the first warmup_epochs), as the
+    original benchmark.py averages its epochs (L69-72); `option` names the settings."""
     if warmup_epochs >= len(epoch_seconds):
         raise ValueError(
-            f"benchmark.train.warmup_epochs ({warmup_epochs}) leaves none of the "
-            f"{len(epoch_seconds)} epochs to measure: raise benchmark.train.epochs"
+            f"{option}.warmup_epochs ({warmup_epochs}) leaves none of the "
+            f"{len(epoch_seconds)} epochs to measure: raise {option}.epochs"
         )
     rates = [images_per_epoch / seconds for seconds in epoch_seconds]
     return rates, harmonic_mean(rates[warmup_epochs:])
@@ -91,6 +93,36 @@ def time_forward(net, batches, clock=time.perf_counter):
     for device_batches in timed:
         timed.forward(device_batches[0].data)
     return timed.seconds, clock() - started
+
+
+def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
+    """Seconds per batch of each of `epochs` passes over `batches`, measured as the original
+    recipe measured its benchmarks (fit.py L379-403 at its first release): the mean interval
+    between the ends of consecutive batches, the first batch of each epoch left out.
+
+    run(device_batches) hands one iteration to the device and is not waited for, as the
+    original's batch-end callback waited for nothing (--no-metrics). Two waits per epoch
+    bound the interval, outside the batches it counts: the first batch, which is left out,
+    is waited for (mx.nd.waitall()) before the clock starts, and the epoch ends with
+    mx.nd.waitall() before the clock is read. The interval therefore holds exactly the work
+    of the other batches; the original read the clock at both ends without a wait, which in
+    a steady stream amounts to the same. Without the first wait the interval would also
+    hold what is left of the first batch, one batch too many over the epoch (11% at 10
+    batches). An epoch's time per batch is that interval over its batches but the first.
+    """
+    if len(batches) < 2:
+        raise ValueError(f"{len(batches)} iterations per epoch: at least 2 are needed to time")
+    per_batch = []
+    for _ in range(epochs):
+        started = None
+        for device_batches in batches:
+            run(device_batches)
+            if started is None:
+                mx.nd.waitall()
+                started = clock()
+        mx.nd.waitall()
+        per_batch.append((clock() - started) / (len(batches) - 1))
+    return per_batch
 
 
 def time_training_epochs(step, batches, epochs, clock=time.perf_counter, on_epoch=None):

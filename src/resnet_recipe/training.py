@@ -5,12 +5,20 @@ checkpointed every epoch, resumable after a crash, exported in MXNet's checkpoin
 
 The per-epoch resumable state lives under `state_root` (see checkpoints.py), in a folder
 named after a digest of everything that shapes the result; the outputs in `out_dir` appear
-at the very end, all at once.
+at the very end, all at once. model-NNNN.params is exported every training.export_every
+epochs, as the original saved model-NNNN.params every epoch (fit.py L97-101, L139 at
+a8e1d1cd); the exports wait in the state folder until the end (checkpoints.py says why).
+
+A run that diverges stops with TrainingDiverged, leaving the last good epoch's state and
+no outputs: non-finite loss or gradients (no dynamic loss scale), or a dynamic loss scale
+that keeps overflowing at its floor. The check reads the device only where the loop waits
+for it anyway (log lines, the end of an epoch).
 """
 
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 
@@ -22,6 +30,7 @@ from resnet_recipe import (
     devices,
     distributed,
     evaluation,
+    launcher,
     network,
     pipelines,
     precision,
@@ -56,37 +65,24 @@ def train(
 
     settings: the run (settings.TrainingRun); network_settings: settings.Network;
     pipeline_settings: settings.InputPipeline. Resumes from the newest complete epoch under
-    state_root that was made with the same settings and data. A run of settings.nodes
-    above 1 starts that many workers (distributed.py, distributed_settings: a
-    settings.Distributed) which come back here; the first of them writes the state and
-    the outputs.
+    state_root that was made with the same settings and data. settings.nodes above 1: this
+    call starts as many workers (launcher.py, with distributed_settings), which come back here.
     """
     distributed_settings = distributed_settings or Distributed()
     if settings.nodes > 1 and not distributed.is_worker():
         # locals() here are exactly train()'s arguments.
-        job = distributed.job_of(**locals())
-        distributed.launch_training(job, settings.nodes, distributed_settings)
+        launcher.launch_training(launcher.job_of(**locals()), settings.nodes, distributed_settings)
         return out_dir
     classes = len(read_classes(classes_tsv))
-    digest = checkpoints.settings_digest(
-        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
-        network_settings.to_config(),
-        pipeline_settings.to_config(),
-        record_identity(train_idx),
-        record_identity(val_idx),
-        classes,
+    digest = state_digest(
+        settings, network_settings, pipeline_settings, (train_idx, val_idx), classes
     )
     state_dir = checkpoints.run_state_dir(state_root, digest)
     train_records = pipelines.count_records(train_rec, train_idx)
     with devices.acquire_gpus(settings.gpus, lock_dir):
         contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
         precision.require_dtype_supported(settings.dtype, contexts)
-        membership = distributed.join(settings.gpus)
-        if membership.workers != settings.nodes:
-            raise RuntimeError(
-                f"run {run} has nodes: {settings.nodes} but the kvstore has "
-                f"{membership.workers} workers"
-            )
+        membership = distributed.join(settings)
         log.info(
             "run %s: %d classes, %d training images, contexts %s, settings %s, network %s",
             *(run, classes, train_records, contexts),
@@ -94,58 +90,92 @@ def train(
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
         loop = TrainingLoop(
-            contexts, classes, train_records, settings, network_settings, membership
+            contexts, classes, train_records, settings, network_settings, run, membership
         )
-        # Every worker must resume after the same epoch, before any of them touches the
-        # kvstore's parameters (loading the optimizer state does).
-        membership.require_same("the epoch to resume after", checkpoints.latest_epoch(state_dir))
-        loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, contexts))
+        resume(loop, state_dir)
         if loop.epoch < settings.epochs:
-            train_data, val_data = open_data(
-                settings,
-                pipeline_settings,
-                contexts,
-                classes=classes,
-                first_epoch=loop.epoch,
-                train=(train_rec, train_idx),
-                val=(val_rec, val_idx),
-                shards=distributed.shard_plan(membership, len(contexts)),
-                iterations=loop.iterations_per_epoch,
-            )
+            splits = ((train_rec, train_idx), (val_rec, val_idx))
+            data = open_data(loop, pipeline_settings, network_settings, *splits)
         while loop.epoch < settings.epochs:
-            loop.run_epoch(train_data, val_data)
-            with membership.statistics_of_all_workers(loop.net):
-                if membership.writes_outputs:
-                    checkpoints.save_epoch(
-                        state_dir, loop.epoch, loop.net, loop.trainer, loop.state()
-                    )
+            loop.run_epoch(*data)
+            save_state(loop, state_dir)
+        # Every worker enters: the BN statistics of the export are averaged over all.
         with membership.statistics_of_all_workers(loop.net):
             if membership.writes_outputs:
-                write_outputs(loop, out_dir, run, network_settings, pipeline_settings)
+                write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     return out_dir
 
 
-def open_data(
-    run, pipeline_settings, contexts, *, classes, first_epoch, train, val, shards, iterations
-):
-    """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
-    pairs `train` and `val`. The training order is seeded by the run's seed and the epoch
-    it starts after, so a restarted run draws a fresh, reproducible order. `shards`: this
-    worker's (first global shard, shards in all); `iterations` per training epoch, the
-    same on every worker whatever the size of its shard."""
-    first_shard, total_shards = shards
+def resume(loop, state_dir):
+    """Restore into loop the newest complete epoch under state_dir, if any. Every worker
+    must resume after the same epoch: checked before any of them touches the kvstore's
+    parameters (loading the optimizer state does)."""
+    latest = checkpoints.latest_epoch(state_dir)
+    loop.membership.require_same("the epoch to resume after", latest)
+    loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts))
+
+
+def save_state(loop, state_dir):
+    """The state after loop's epoch, and its export when one is due, from the first worker
+    (with the BN statistics of all workers' devices; every worker calls this)."""
+    with loop.membership.statistics_of_all_workers(loop.net):
+        if not loop.membership.writes_outputs:
+            return
+        # The export first: a crash between the two repeats the epoch and its export.
+        if exported_after(loop.epoch, loop.settings):
+            checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
+        checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
+
+
+def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
+    """Digest of everything that shapes a run's result: its settings (not the presentation
+    ones), the network and input settings, the packed splits' indexes and the classes."""
+    return checkpoints.settings_digest(
+        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
+        network_settings.to_config(),
+        pipeline_settings.to_config(),
+        *(record_identity(idx) for idx in indexes),
+        classes,
+    )
+
+
+def exported_after(epoch, run):
+    """Whether model-NNNN.params of `epoch` is exported: every run.export_every epochs
+    (0: none) and always the last epoch."""
+    every = run.export_every
+    return epoch == run.epochs or (every > 0 and epoch % every == 0)
+
+
+class TrainingDiverged(RuntimeError):
+    """A run's loss or gradients stopped being finite (or a dynamic loss scale kept
+    overflowing at its floor): continuing would only produce a model of NaN."""
+
+
+def open_data(loop, pipeline_settings, network_settings, train, val):
+    """Training and validation batches of loop's run from the (rec, idx) pairs `train` and
+    `val`, in the network's layout, from this worker's shards. The training order is
+    seeded by the run's seed and the epoch it starts after, so a restarted run draws a
+    fresh, reproducible order; every worker runs the loop's iterations per epoch whatever
+    the size of its shard."""
+    run = loop.settings
+    first_shard, total_shards = distributed.shard_plan(loop.membership, len(loop.contexts))
     common = dict(
         batch_per_device=run.batch_per_device,
         settings=pipeline_settings,
         dtype=run.dtype,
-        num_classes=classes,
+        layout=network_settings.layout_for(run.dtype),
+        num_classes=loop.classes,
         first_shard=first_shard,
         total_shards=total_shards,
     )
     train_data = pipelines.train_batches(
-        *train, contexts, seed=run.seed * 1000 + first_epoch, iterations=iterations, **common
+        *train,
+        loop.contexts,
+        seed=run.seed * 1000 + loop.epoch,
+        iterations=loop.iterations_per_epoch,
+        **common,
     )
-    return train_data, pipelines.val_batches(*val, contexts, **common)
+    return train_data, pipelines.val_batches(*val, loop.contexts, **common)
 
 
 def record_identity(idx_path):
@@ -159,8 +189,16 @@ class TrainingLoop:
     settings.TrainingRun), advanced an epoch at a time."""
 
     def __init__(
-        self, contexts, classes, train_records, settings, network_settings, membership=None
+        self,
+        contexts,
+        classes,
+        train_records,
+        settings,
+        network_settings,
+        run="run",
+        membership=None,
     ):
+        self.run = run
         self.contexts = contexts
         self.classes = classes
         self.settings = settings
@@ -193,6 +231,8 @@ class TrainingLoop:
             self.dtype,
             kvstore=self.membership.kvstore,
         )
+        # 1 while every gradient since the last check was finite (see check_finite).
+        self.finite_flag = mx.nd.ones(1, ctx=contexts[0])
 
     def restore(self, state):
         """Continue after the epoch saved in `state` (None: start afresh)."""
@@ -257,8 +297,9 @@ class TrainingLoop:
         return {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
 
     def train_one_epoch(self, train_data):
-        """SGD over one epoch. Metrics accumulate on the devices and reach the host only
-        at log lines and at the end, so the loop never waits for the GPU otherwise."""
+        """SGD over one epoch. Metrics and the finiteness check accumulate on the devices
+        and reach the host only at log lines and at the end, so the loop never waits for
+        the GPU otherwise."""
         loss_sum = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         correct = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
@@ -267,6 +308,7 @@ class TrainingLoop:
         last_logged_batch = 0
         lr = None
         skipped_before = self.loss_scaler.skipped_steps
+        self.finite_flag[:] = 1
         for batch_index, device_batches in enumerate(train_data, 1):
             outputs, losses = self.step(device_batches, first_iteration + batch_index - 1)
             lr = self.trainer.learning_rate
@@ -275,10 +317,14 @@ class TrainingLoop:
             ):
                 loss_sum[i] += loss.sum()
                 correct[i] += evaluation.top_k_hits(output, batch.label, 1)
+            if self.loss_scaler.dynamic:
+                # The dynamic scaler read the gradients on the host already.
+                self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
                 images = batch_index * self.local_batch  # this worker's loss so far
                 seen_loss = sum(value.asscalar() for value in loss_sum) / images
+                self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 batches = batch_index - last_logged_batch
                 rate = batches * self.global_batch / max(now - last_log, 1e-9)
                 last_log, last_logged_batch = now, batch_index
@@ -297,6 +343,68 @@ class TrainingLoop:
             "skipped_steps": self.loss_scaler.skipped_steps - skipped_before,
         }
 
+    def check_finite(self, loss, last_checked, batch_index, lr):
+        """Stop when the loss so far in the epoch, or a gradient since the last check, is
+        not finite (runs without a dynamic loss scale, whose skipped steps may have an
+        infinite loss). Reads the gradient flag, queued behind the loss the caller read."""
+        if self.loss_scaler.dynamic:
+            return
+        gradients_finite = bool(self.finite_flag.asscalar())
+        if math.isfinite(loss) and gradients_finite:
+            return
+        what = "loss" if not math.isfinite(loss) else "gradients"
+        cause = f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate"
+        if self.dtype == "float16" and what == "gradients":
+            # A finite loss with overflowing float16 gradients: their range, first.
+            scale = self.settings.loss_scale
+            remedy = (
+                "a smaller static scale or dynamic scaling keeps them in range"
+                if scale != "none"
+                else "dynamic loss scaling skips such steps"
+            )
+            cause = f"training.loss_scale ({scale}): float16 gradients overflowed; {remedy}"
+        message = self.diverged_message(
+            f"the {what} became inf or NaN", last_checked + 1, batch_index, lr, cause
+        )
+        raise TrainingDiverged(message)
+
+    def check_loss_scale(self, batch_index, lr):
+        """Stop when a dynamic loss scale has overflowed at its floor for
+        training.max_overflows_at_min_loss_scale steps in a row."""
+        limit = self.settings.max_overflows_at_min_loss_scale
+        if self.loss_scaler.overflows_at_min < limit:
+            return
+        what = (
+            f"the gradients overflowed {limit} steps in a row at the smallest loss scale "
+            f"({self.loss_scaler.min_scale:g})"
+        )
+        cause = (
+            f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate "
+            "(the loss scale cannot go lower)"
+        )
+        raise TrainingDiverged(self.diverged_message(what, batch_index, batch_index, lr, cause))
+
+    def diverged_message(self, what, first_batch, last_batch, lr, cause):
+        """The error of a run that diverged in batches first_batch..last_batch (1-based)
+        of the current epoch."""
+        offset = (self.epoch - 1) * self.iterations_per_epoch - 1
+        where = (
+            f"iteration {last_batch}"
+            if first_batch == last_batch
+            else (f"iterations {first_batch} to {last_batch}")
+        )
+        kept = (
+            f"the resumable state of epoch {self.epoch - 1} stays on disk"
+            if self.epoch > 1
+            else "no epoch finished, so there is no resumable state"
+        )
+        return (
+            f"run {self.run} diverged in epoch {self.epoch}/{self.settings.epochs}: {what} in "
+            f"{where} of {self.iterations_per_epoch} (global iterations from 0: "
+            f"{offset + first_batch} to {offset + last_batch}), learning rate {lr:.6g}. "
+            f"Most likely at fault: {cause}. No outputs were written; {kept}."
+        )
+
     def step(self, device_batches, iteration):
         """Forward and backward on every device, then one optimizer update at the learning
         rate of global `iteration`. Returns the per-device outputs and per-image losses,
@@ -310,7 +418,9 @@ class TrainingLoop:
             ]
             scaled = [loss * scale for loss in losses] if scale != 1 else losses
         autograd.backward(scaled)
-        recipe.update_parameters(self.trainer, iteration, self.global_batch, self.loss_scaler)
+        recipe.update_parameters(
+            self.trainer, iteration, self.global_batch, self.loss_scaler, self.finite_flag
+        )
         return outputs, losses
 
     def log_progress(self, batch_index, rate, loss, lr, seconds):
@@ -332,12 +442,13 @@ class TrainingLoop:
         )
 
 
-def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
-    """The run's declared outputs, all appearing at once: the model in MXNet's checkpoint
-    format (float32 weights), metrics.jsonl (one line per epoch) and report.json."""
+def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings):
+    """The run's declared outputs, all appearing at once: the exported models in MXNet's
+    checkpoint format (float32 weights; linked from the state folder), metrics.jsonl (one
+    line per epoch) and report.json."""
     final = loop.history[-1]
     report = {
-        "run": run,
+        "run": loop.run,
         "gpus": loop.settings.gpus,
         "nodes": loop.membership.workers,
         "devices": [str(ctx) for ctx in loop.contexts],
@@ -355,13 +466,25 @@ def write_outputs(loop, out_dir, run, network_settings, pipeline_settings):
         "pipeline": pipeline_settings.to_config(),
         "machine": devices.describe_machine(),
     }
+    if loop.epoch not in checkpoints.exported_epochs(state_dir):
+        # The state was finished before its last export was written (or lost it).
+        checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
+    wanted = [e for e in range(1, loop.epoch + 1) if exported_after(e, loop.settings)]
+    missing = sorted(set(wanted) - set(checkpoints.exported_epochs(state_dir)))
+    if missing:
+        log.warning(
+            "run %s: no export of epochs %s in %s (made with another export_every); the "
+            "run folder leaves them out",
+            *(loop.run, missing, state_dir),
+        )
     with atomic_directory(out_dir) as folder:
-        network.export_checkpoint(loop.net, os.path.join(folder, "model"), loop.epoch, loop.trainer)
+        checkpoints.link_exports(state_dir, sorted(set(wanted) - set(missing)), folder)
         results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
-        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report)
+        made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
+        results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
         "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
-        run,
+        loop.run,
         loop.epoch,
         report["val_top1"],
         report["val_top5"],

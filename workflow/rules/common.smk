@@ -14,7 +14,12 @@ os.environ.update(
     )
 )
 
-from resnet_recipe.listing import class_folders, tree_fingerprint
+import resnet_recipe
+from resnet_recipe.code_digest import code_digests
+from resnet_recipe.listing import cached_tree_fingerprint, class_folders
+
+# The folder holding the resnet_recipe package that this process and every job import.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(resnet_recipe.__file__))
 
 
 def sorted_keys(value):
@@ -37,9 +42,36 @@ SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
 
 
+# Settings that change what a job logs, how fast it runs or how much memory it reserves,
+# never what it computes, are kept out of the params, so that changing them reruns
+# nothing; the stage scripts read every setting from snakemake.config. (DALI's pipelines
+# give the same batches for any number of threads and any prefetch depth; the benchmarks,
+# whose result is speed, keep them as params.)
+UNTRACKED_RUN_SETTINGS = ("log_interval", "max_overflows_at_min_loss_scale")
+UNTRACKED_INPUT_SETTINGS = (
+    "dali_threads",
+    "dali_val_threads",
+    "prefetch_queue_depth",
+    "nvjpeg_padding_mb",
+)
+
+
 def get_run_settings(run):
     """training.defaults with the run's overrides applied."""
     return {**config["training"]["defaults"], **config["training"]["runs"][run]}
+
+
+def get_tracked_run_settings(run):
+    """The run's settings that decide its results (rerun triggers)."""
+    settings = get_run_settings(run)
+    return {k: v for k, v in settings.items() if k not in UNTRACKED_RUN_SETTINGS}
+
+
+def get_tracked_input_settings():
+    """input settings that decide a trained model or a score (rerun triggers)."""
+    return {
+        k: v for k, v in config["input"].items() if k not in UNTRACKED_INPUT_SETTINGS
+    }
 
 
 def get_run_gpus(wildcards):
@@ -64,6 +96,26 @@ def get_threads(gpus):
     return gpus * (config["input"]["dali_threads"] + 1)
 
 
+SCRIPTS_DIR = os.path.join(workflow.basedir, "workflow", "scripts")
+# Digests of the text of the package modules each stage script imports, directly or through
+# each other, computed once per start (each file parsed once).
+CODE_DIGESTS = code_digests(
+    [
+        os.path.join(SCRIPTS_DIR, name)
+        for name in sorted(os.listdir(SCRIPTS_DIR))
+        if name.endswith(".py")
+    ],
+    PACKAGE_ROOT,
+)
+
+
+def get_code_digest(script):
+    """The code digest of workflow/scripts/<script>: as a param, an edit to the code a stage
+    runs reruns that stage, while a module no stage imports, or a touched file, reruns
+    nothing."""
+    return CODE_DIGESTS[os.path.join(SCRIPTS_DIR, script)]
+
+
 def get_class_folders():
     """Class folder names of the raw train split: a new or renamed class reruns the
     label mapping. A demo tree is the output of a rule and tracked by Snakemake itself.
@@ -73,13 +125,24 @@ def get_class_folders():
     return class_folders(f"{RAW_DIR}/train")
 
 
+def get_raw_tree_cache(split):
+    """Where the fingerprint of a user-supplied raw split is kept between starts."""
+    return f"results/raw_tree/{split}.json"
+
+
 @functools.cache
 def get_raw_fingerprint(split):
-    """Digest of the paths, sizes and mtimes under a user-supplied raw split, so that
-    editing, adding or removing an image reruns that split's list and what follows."""
+    """Digest of the paths, sizes and mtimes of the files under a user-supplied raw split,
+    so that editing, adding or removing an image reruns that split's list and what
+    follows. It is taken from get_raw_tree_cache(split) while no folder of the split has a
+    new mtime (a stat per folder, not per file; see README, "What reruns after a change").
+    Only the main Snakemake process computes it: it is a parameter of local rules alone,
+    and a cluster job (another process) never asks for it."""
     if config["data"]["demo"]:
         return "demo tree, tracked as a rule output"
-    return tree_fingerprint(f"{RAW_DIR}/{split}")
+    if not workflow.is_main_process:
+        return "not computed outside the main Snakemake process"
+    return cached_tree_fingerprint(f"{RAW_DIR}/{split}", get_raw_tree_cache(split))
 
 
 def get_bench_train_points():

@@ -11,6 +11,8 @@ if config["data"]["demo"]:
             "logs/demo_dataset.log",
         conda:
             "../envs/resnet-recipe.yaml"
+        params:
+            code=get_code_digest("demo_dataset.py"),
         script:
             "../scripts/demo_dataset.py"
 
@@ -27,6 +29,7 @@ rule make_classes:
         "../envs/resnet-recipe.yaml"
     params:
         class_folders=lambda wildcards: get_class_folders(),
+        code=get_code_digest("make_classes.py"),
     script:
         "../scripts/make_classes.py"
 
@@ -49,6 +52,7 @@ rule make_list:
     params:
         raw_fingerprint=lambda wildcards: get_raw_fingerprint(wildcards.split),
         seed=config["data"]["list_seed"],
+        code=get_code_digest("make_list.py"),
     script:
         "../scripts/make_list.py"
 
@@ -70,5 +74,29 @@ rule pack_records:
     threads: config["data"]["pack_threads"]
     params:
         max_rejected_fraction=config["data"]["max_rejected_fraction"],
+        code=get_code_digest("pack_records.py"),
     script:
         "../scripts/pack_records.py"
+
+
+# Run on request (`snakemake rescan_raw_tree`; no output, so it runs every time): the
+# full scan that finds images rewritten in place, which a start does not look for.
+rule rescan_raw_tree:
+    log:
+        "logs/raw_tree/rescan.log",
+    localrule: True
+    conda:
+        "../envs/resnet-recipe.yaml"
+    params:
+        split_dirs=(
+            []
+            if config["data"]["demo"]
+            else expand(f"{RAW_DIR}/{{split}}", split=SPLITS)
+        ),
+        caches=(
+            []
+            if config["data"]["demo"]
+            else [get_raw_tree_cache(split) for split in SPLITS]
+        ),
+    script:
+        "../scripts/rescan_raw_tree.py"

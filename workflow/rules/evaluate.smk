@@ -20,8 +20,9 @@ rule score:
         gpu=get_score_gpus,
     params:
         score=config["score"],
-        pipeline=config["input"],
+        pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("score.py"),
     script:
         "../scripts/score.py"
 
@@ -30,6 +31,8 @@ rule bench_train:
     input:
         rec="results/records/train.rec",
         idx="results/records/train.idx",
+        val_rec="results/records/val.rec",
+        val_idx="results/records/val.idx",
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
@@ -53,6 +56,7 @@ rule bench_train:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_train.py"),
     script:
         "../scripts/bench_train.py"
 
@@ -80,6 +84,7 @@ rule bench_infer:
         network=config["network"],
         pipeline=config["input"],
         lock_dir=config["devices"]["lock_dir"],
+        code=get_code_digest("bench_infer.py"),
     script:
         "../scripts/bench_infer.py"
 
@@ -95,5 +100,7 @@ rule bench_summary:
         "logs/bench_summary.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("bench_summary.py"),
     script:
         "../scripts/bench_summary.py"

@@ -13,6 +13,7 @@ markdown                 | report.md                | summary.rst               
 accuracy_csv             | accuracy.csv             | accuracy.rst                   | Accuracy            | Table
 training_csv             | training_throughput.csv  | training_throughput.rst        | Training throughput | Table
 inference_csv            | inference_throughput.csv | inference_throughput.rst       | Inference           | Table
+provenance_csv           | provenance.csv           | provenance.rst                 | Provenance          | Table
 training_loss_png        | training_loss.png        | training_loss.rst              | Accuracy            | Per-epoch curves
 training_top1_png        | training_top1.png        | training_top1.rst              | Accuracy            | Per-epoch curves
 validation_top1_png      | validation_top1.png      | validation_top1.rst            | Accuracy            | Per-epoch curves
@@ -49,5 +50,7 @@ rule report:
         "logs/report.log",
     conda:
         "../envs/resnet-recipe.yaml"
+    params:
+        code=get_code_digest("report.py"),
     script:
         "../scripts/report.py"

@@ -27,13 +27,14 @@ rule train:
             1 if get_run_gpus(wildcards) else get_run_nodes(wildcards)
         ),
     params:
-        settings=lambda wildcards: get_run_settings(wildcards.run),
+        settings=lambda wildcards: get_tracked_run_settings(wildcards.run),
         network=config["network"],
-        pipeline=config["input"],
+        pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
         distributed=config["distributed"],
         # Root of the resumable per-epoch state (one folder per settings digest under
         # it); not an output, so a failed job keeps it.
         state_root=lambda wildcards: f"results/checkpoints/{wildcards.run}",
+        code=get_code_digest("train.py"),
     script:
         "../scripts/train.py"

@@ -15,6 +15,8 @@ run_logged(
         network=Network.from_config(snakemake.params.network, "network"),
         pipeline=InputPipeline.from_config(snakemake.params.pipeline, "input"),
         lock_dir=snakemake.params.lock_dir,
+        val_rec=snakemake.input.val_rec,
+        val_idx=snakemake.input.val_idx,
     ),
     dtype=snakemake.wildcards.dtype,
     gpus=int(snakemake.wildcards.gpus),

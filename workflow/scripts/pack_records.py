@@ -11,6 +11,6 @@ run_logged(
     rec_path=snakemake.output.rec,
     idx_path=snakemake.output.idx,
     rejected_path=snakemake.output.rejected,
-    threads=snakemake.threads,
+    workers=snakemake.threads,
     max_rejected_fraction=snakemake.params.max_rejected_fraction,
 )

@@ -4,7 +4,11 @@ from resnet_recipe.progress import run_logged
 from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
+# Settings come from the config; the rule's params are the rerun triggers, which leave out
+# what only changes logging or speed (common.smk).
+config = snakemake.config
 run = snakemake.wildcards.run
+run_settings = {**config["training"]["defaults"], **config["training"]["runs"][run]}
 run_logged(
     snakemake.log[0],
     train,
@@ -15,9 +19,9 @@ run_logged(
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
     state_root=snakemake.params.state_root,
-    settings=TrainingRun.from_config(snakemake.params.settings, f"training.runs.{run}"),
-    network_settings=Network.from_config(snakemake.params.network, "network"),
-    pipeline_settings=InputPipeline.from_config(snakemake.params.pipeline, "input"),
+    settings=TrainingRun.from_config(run_settings, f"training.runs.{run}"),
+    network_settings=Network.from_config(config["network"], "network"),
+    pipeline_settings=InputPipeline.from_config(config["input"], "input"),
     lock_dir=snakemake.params.lock_dir,
     run=run,
     distributed_settings=Distributed.from_config(snakemake.params.distributed, "distributed"),

@@ -8,7 +8,10 @@ missing, so a matrix with one run, only benchmarks or no FP32 still gives a full
     build.py       build_report, the entry point: read, tables, graphs, report.md
     inputs.py      every file the report reads (results through their contracts, reference CSVs)
     experiment.py  the reference's experiment, and which measured points are that experiment
+    differences.py what differs between the measured build and setup and the reference's
     tables.py      the tables and their columns
+    setting_columns.py  the accuracy table's columns of the settings in which runs differ
+    origins.py     the Provenance table, and the rows made by other code or machines
     notes.py       sentences on what each table lacks
     markdown.py    report.md
     plots.py       the graphs

@@ -5,10 +5,13 @@ import os
 from dataclasses import dataclass, fields
 
 from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.report.differences import differences
 from resnet_recipe.report.inputs import read_bench, read_references, read_runs, read_scores
 from resnet_recipe.report.markdown import report_markdown
 from resnet_recipe.report.notes import table_notes
+from resnet_recipe.report.origins import mark_origins, provenance_table
 from resnet_recipe.report.plots import plot_graphs
+from resnet_recipe.report.setting_columns import add_setting_columns
 from resnet_recipe.report.tables import (
     accuracy_table,
     epoch_metrics,
@@ -28,6 +31,7 @@ class ReportOutputs:
     accuracy_csv: str
     training_csv: str
     inference_csv: str
+    provenance_csv: str
     training_loss_png: str
     training_top1_png: str
     validation_top1_png: str
@@ -42,6 +46,7 @@ class ReportOutputs:
             "accuracy_csv": "accuracy.csv",
             "training_csv": "training_throughput.csv",
             "inference_csv": "inference_throughput.csv",
+            "provenance_csv": "provenance.csv",
         }
         return cls(
             **{
@@ -75,19 +80,38 @@ def build_report(
         len(bench_train),
         len(bench_infer),
     )
+    accuracy, setting_names = add_setting_columns(
+        accuracy_table(runs, scores, reference["accuracy"]), runs
+    )
     tables = {
-        "accuracy": accuracy_table(runs, scores, reference["accuracy"]),
+        "accuracy": accuracy,
         "training": training_throughput_table(bench_train, reference["training"]),
         "inference": inference_table(bench_infer, reference["inference"]),
     }
+    provenance = provenance_table(runs, scores, bench_train, bench_infer)
+    tables = mark_origins(tables, runs, scores, bench_train, bench_infer)
     write_csv(outputs.accuracy_csv, tables["accuracy"])
     write_csv(outputs.training_csv, tables["training"])
     write_csv(outputs.inference_csv, tables["inference"])
+    write_csv(outputs.provenance_csv, provenance)
     graph_notes = plot_graphs(epoch_metrics(runs), tables, reference, outputs)
     machines = [result["machine"] for result in bench_train["result"]]
     machines += [result["machine"] for result in bench_infer["result"]]
     notes = table_notes(runs, scores, tables)
-    markdown = report_markdown(tables, notes, reference, machines, graph_notes, outputs)
+    differing = differences(
+        [run["report"] for run in runs], list(bench_train["result"]), list(bench_infer["result"])
+    )
+    markdown = report_markdown(
+        tables,
+        notes,
+        reference,
+        machines,
+        graph_notes,
+        outputs,
+        provenance,
+        setting_names,
+        differing,
+    )
     with atomic_open(outputs.markdown) as handle:
         handle.write(markdown)
     log.info("wrote %s and the tables and graphs beside it", outputs.markdown)

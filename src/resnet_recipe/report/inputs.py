@@ -89,9 +89,10 @@ def read_run(run_dir):
 
 def read_bench(paths, kind):
     """Benchmark points of `kind` ("train" or "infer") as a table, one row per file: the
-    fields of BENCH_COLUMNS, the network name, the image size and the input pipeline
-    ("input": dali-gpu, dali-cpu or synthetic); inference adds one latency column per
-    statistic. The result column holds each whole JSON."""
+    fields of BENCH_COLUMNS, the network name, the image size, the input pipeline
+    ("input": dali-gpu, dali-cpu or synthetic) and the layout; training adds the validation
+    images/s, inference the images/s and one latency column per statistic of its waited
+    pass. The result column holds each whole JSON."""
     points = [results.read(path, results.BENCH_POINTS[kind]) for path in paths]
     rows = []
     for point in points:
@@ -99,13 +100,19 @@ def read_bench(paths, kind):
         row["input"] = point["input_backend"]
         row["network"] = network_name(point["network"])
         row["image_size"] = point["image_size"]
+        row["layout"] = point["layout"]
         row["images_per_s"] = point["images_per_s"]
+        if kind == "train":
+            row["val_images_per_s"] = point["val_images_per_s"]
         if kind == "infer":
+            row["latency_images_per_s"] = point["latency_images_per_s"]
             row.update({f"latency_{s}_ms": point["latency_ms"][s] for s in LATENCY_STATISTICS})
         rows.append(row)
-    columns = [*BENCH_COLUMNS[kind], "input", *REFERENCE_SETUP, "images_per_s"]
+    columns = [*BENCH_COLUMNS[kind], "input", "layout", *REFERENCE_SETUP, "images_per_s"]
+    if kind == "train":
+        columns.append("val_images_per_s")
     if kind == "infer":
-        columns += [f"latency_{s}_ms" for s in LATENCY_STATISTICS]
+        columns += ["latency_images_per_s", *(f"latency_{s}_ms" for s in LATENCY_STATISTICS)]
     key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP]
     what = "training" if kind == "train" else "inference"
     _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)

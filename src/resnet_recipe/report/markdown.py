@@ -16,6 +16,12 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     TRAINING_KEYS,
 )
+from resnet_recipe.report.origins import (
+    ORIGIN_NOTE,
+    PROVENANCE_COLUMNS,
+    origin_columns,
+)
+from resnet_recipe.report.setting_columns import with_setting_columns
 from resnet_recipe.report.tables import (
     ACCURACY_COLUMNS,
     ACCURACY_REFERENCE_COLUMNS,
@@ -78,12 +84,14 @@ class Section:
     keys: list
     reference_columns: list
 
-    def markdown(self, table, notes, reference):
+    def markdown(self, table, notes, reference, columns=None):
         """The section for the measured rows `table`, the sentences `notes` on what is
-        missing or not compared, and the reference table of this section."""
+        missing or not compared, and the reference table of this section; `columns`
+        replace the section's own (the accuracy table's setting columns added)."""
         parts = [f"## {self.title}\n", self.explanation + "\n"]
         if not table.empty:
-            parts.append(markdown_table(table, _shown_columns(table, self.columns)) + "\n")
+            shown = _shown_columns(table, columns or self.columns)
+            parts.append(markdown_table(table, shown) + "\n")
         if notes:
             parts.append("**Notes:**\n\n" + "\n".join(f"- {note}" for note in notes) + "\n")
         unmatched = _unmatched_reference(reference, table, self.keys)
@@ -113,7 +121,10 @@ SECTIONS = {
     "training": Section(
         title="Training throughput",
         explanation=(
-            "Total images/s (data pipeline plus compute) after the warmup epochs. "
+            "Total images/s (data pipeline plus compute) after the warmup epochs; "
+            "validation images/s of the pass after each epoch (at most the benchmark's "
+            "iterations), measured like inference images/s (unwaited), as the original "
+            "reported val.total_ips. "
             "FP16 speedup = float16 images/s / float32 images/s at the same GPU count, "
             "with the same batch per GPU where both were measured, otherwise float32's "
             "largest batch at that GPU count (column 'vs FP32 batch'; the original "
@@ -129,7 +140,11 @@ SECTIONS = {
     "inference": Section(
         title="Inference throughput and latency",
         explanation=(
-            "Images/s and latency per batch over the timed iterations after warmup. "
+            "Images/s (unwaited) as the original benchmark.py measured it: epochs of "
+            "batches not waited for, the mean interval between batch ends with each "
+            "epoch's first batch left out, harmonic mean after the warmup epochs; the "
+            "reference ratio uses it. Latency per batch and images/s (each batch waited) "
+            "from a separate pass that waits for every batch. "
             f"Reference columns: {REFERENCE_INFERENCE_HARDWARE}, same dtype and batch "
             "size; only for one-GPU points of the reference's experiment."
         ),
@@ -150,9 +165,63 @@ GRAPH_TITLES = {
 }
 
 
-def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
-    """The whole report.md: the table sections (tables, notes and reference tables by
-    section name), the machines of the benchmarks, then the graphs (linked relative to
+def _marked_section(name, table, notes, reference, setting_names):
+    """A table section with the accuracy table's setting columns and, when some row was
+    made by other code or on another machine, its origin column and the note on it."""
+    columns = SECTIONS[name].columns
+    if name == "accuracy":
+        columns = with_setting_columns(columns, setting_names)
+    marks = origin_columns(table)
+    notes = notes + [ORIGIN_NOTE] if marks else notes
+    return SECTIONS[name].markdown(table, notes, reference, columns + marks)
+
+
+def provenance_section(provenance):
+    """The Provenance section: where each result file came from."""
+    parts = [
+        "## Provenance\n",
+        "Where each result file came from: the git commit of the code (and whether the "
+        "checkout had uncommitted changes), the MXNet and DALI versions, MXNet's build "
+        "features that are on, the host and its GPUs. Origin names what differs from "
+        "most results of this report.\n",
+    ]
+    if provenance.empty:
+        parts.append("No result files were given.\n")
+    else:
+        columns = PROVENANCE_COLUMNS[:-1] + origin_columns(provenance)
+        parts.append(markdown_table(provenance, columns) + "\n")
+    return "\n".join(parts)
+
+
+def differences_markdown(differences):
+    """The section listing what differs from the reference (differences.differences)."""
+    lines = ["| aspect | reference | measured here |", "|---|---|---|"]
+    lines += [
+        f"| {aspect} | {reference} | {measured} |" for aspect, reference, measured in differences
+    ]
+    return (
+        "## What differs from the reference\n\n"
+        "Measured/reference ratios compare these builds and setups, not like with like:\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def report_markdown(
+    tables,
+    notes,
+    reference,
+    machines,
+    graph_notes,
+    outputs,
+    provenance,
+    setting_names=(),
+    differences=(),
+):
+    """The whole report.md: the machines of the benchmarks, what differs from the
+    reference (rows of differences.differences), the table sections (tables, notes and
+    reference tables by section name; the accuracy table with the settings in which runs
+    differ), the provenance of every result, then the graphs (linked relative to
     report.md), each followed by its note in graph_notes when it has one."""
     folder = os.path.dirname(os.path.abspath(outputs.markdown))
     parts = [
@@ -169,10 +238,13 @@ def report_markdown(tables, notes, reference, machines, graph_notes, outputs):
     if measured_on:
         lines = "\n".join(f"- {machine}" for machine in measured_on)
         parts.append(f"Benchmarks measured on:\n\n{lines}\n")
+    if differences:
+        parts.append(differences_markdown(differences))
     parts += [
-        section.markdown(tables[name], notes[name], reference[name])
-        for name, section in SECTIONS.items()
+        _marked_section(name, tables[name], notes[name], reference[name], setting_names)
+        for name in SECTIONS
     ]
+    parts.append(provenance_section(provenance))
     parts.append("## Graphs\n")
     for key, title in GRAPH_TITLES.items():
         path = os.path.relpath(os.path.abspath(getattr(outputs, key)), folder)
