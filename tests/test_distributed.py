@@ -244,3 +244,13 @@ def test_unknown_interface_is_named():
 
 def test_loopback_address():
     assert launcher.interface_address("lo") == "127.0.0.1"
+
+
+def test_roles_never_inherit_what_overrides_the_interface(monkeypatch):
+    """DMLC_NODE_HOST, PORT or DMLC_USE_KUBERNETES in the job's environment would make
+    ps-lite bind elsewhere than distributed.interface (all interfaces, for the last)."""
+    for name in launcher.OVERRIDING_VARIABLES:
+        monkeypatch.setenv(name, "1")
+    environment = launcher.role_environment("server", 2, "127.0.0.1", 9000, "lo")
+    assert not set(launcher.OVERRIDING_VARIABLES) & set(environment)
+    assert (environment["DMLC_INTERFACE"], environment["DMLC_PS_ROOT_URI"]) == ("lo", "127.0.0.1")

@@ -85,10 +85,19 @@ def free_port(address):
         return probe.getsockname()[1]
 
 
+# Variables ps-lite would read before DMLC_INTERFACE or instead of the ports it picks
+# (MXNet 1.9.1's ps-lite, src/van.cc Van::Start and src/zmq_van.h Bind): DMLC_NODE_HOST
+# replaces the interface's address, PORT fixes the port of every server and worker, and
+# DMLC_USE_KUBERNETES binds the scheduler to all interfaces. A role never inherits them.
+OVERRIDING_VARIABLES = ("DMLC_NODE_HOST", "PORT", "DMLC_USE_KUBERNETES")
+
+
 def role_environment(role, workers, address, port, interface):
-    """The environment of one ps-lite role: this process's, plus the DMLC_* variables."""
+    """The environment of one ps-lite role: this process's without OVERRIDING_VARIABLES,
+    plus the DMLC_* variables."""
+    inherited = {k: v for k, v in os.environ.items() if k not in OVERRIDING_VARIABLES}
     return {
-        **os.environ,
+        **inherited,
         "DMLC_ROLE": role,
         "DMLC_PS_ROOT_URI": address,
         "DMLC_PS_ROOT_PORT": str(port),

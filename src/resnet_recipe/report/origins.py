@@ -14,7 +14,7 @@ from collections import Counter
 import pandas as pd
 
 from resnet_recipe.report.experiment import device_label
-from resnet_recipe.report.inputs import BENCH_COLUMNS
+from resnet_recipe.report.inputs import POINT_KEYS
 from resnet_recipe.results import PROVENANCE
 
 ORIGIN_COLUMN = "origin"
@@ -59,9 +59,7 @@ PROVENANCE_COLUMNS = [
     (ORIGIN_COLUMN, "origin", _marked),
 ]
 # The key of a benchmark row in its table: the point's settings and its setup.
-BENCH_KEYS = {
-    kind: [*columns[:3], "network", "image_size"] for kind, columns in BENCH_COLUMNS.items()
-}
+BENCH_KEYS = {kind: [*keys, "network", "image_size"] for kind, keys in POINT_KEYS.items()}
 
 
 def provenance_row(label, result):
