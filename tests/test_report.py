@@ -142,16 +142,19 @@ def write_score(root, run, dtype, top1, top5, classes=1000):
     )
 
 
-def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50):
-    """A training point as throughput.bench_train writes it (latency: the mean only)."""
-    global_batch = batch * max(gpus, 1)
+def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50, nodes=None):
+    """A training point as throughput.bench_train writes it (latency: the mean only);
+    nodes None: a point written before points had a node count."""
+    global_batch = batch * max(gpus, 1) * (nodes or 1)
+    name = f"n{gpus}_b{batch}" + (f"_x{nodes}" if nodes else "")
     return write_result(
-        root / "bench_train" / dtype / f"n{gpus}_b{batch}.json",
+        root / "bench_train" / dtype / f"{name}.json",
         results.BENCH_TRAIN,
         {
             "kind": "train",
             "dtype": dtype,
             "gpus": gpus,
+            **({"nodes": nodes} if nodes else {}),
             "devices": [f"gpu({i})" for i in range(gpus)] or ["cpu(0)"],
             "batch_per_device": batch,
             "global_batch": global_batch,
@@ -352,6 +355,33 @@ def test_training_table_speedup_weak_scaling_and_reference(full_report):
     assert math.isnan(cpu["images_per_s_ratio"]) and pd.isna(cpu["reference_hardware"])
     # float32 rows carry no FP16 speedup.
     assert table.loc[table["dtype"] == "float32", "fp16_speedup"].isna().all()
+
+
+def test_training_table_and_graph_show_nodes_x_gpus_with_ideal_scaling(tmp_path):
+    """A point on 2 nodes x 4 GPUs: labelled so, weak scaling against the 1-GPU point,
+    ideal scaling 8, and no reference (the reference ran 4 GPUs on one node)."""
+    inputs = write_results(tmp_path / "results", bench_train={})
+    points = [("float16", 1, 208, 1400.0, 1), ("float16", 4, 208, 5250.0, 1)]
+    points += [("float16", 4, 208, 9800.0, 2), ("float32", 0, 16, 20.0, None)]
+    inputs["bench_train_files"] = [
+        write_bench_train(tmp_path / "results", *point[:4], nodes=point[4]) for point in points
+    ]
+    outputs = report.ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
+    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    table = pd.read_csv(outputs.training_csv)
+    two_nodes = row(table, gpus=4, nodes=2)
+    assert two_nodes["device"] == "2 nodes x 4 GPUs" and two_nodes["global_batch"] == 1664
+    assert two_nodes["weak_scaling"] == pytest.approx(9800 / 1400)
+    assert two_nodes["ideal_scaling"] == 8
+    assert math.isnan(two_nodes["reference_images_per_s"])
+    one_node = row(table, gpus=4, nodes=1)
+    assert one_node["device"] == "4 GPUs" and one_node["ideal_scaling"] == 4
+    assert one_node["reference_images_per_s"] > 0
+    cpu = row(table, gpus=0)
+    assert cpu["nodes"] == 1 and pd.isna(cpu["ideal_scaling"])
+    markdown = Path(outputs.markdown).read_text()
+    assert "| 2 nodes x 4 GPUs |" in markdown and "ideal scaling" in markdown
+    assert_png(outputs.training_scaling_png)
 
 
 def test_accuracy_table_in_percent_with_reference_and_ratio(full_report):
@@ -688,7 +718,9 @@ def test_partial_results_build_and_say_what_is_missing(tmp_path, subset, missing
 def test_empty_sections_print_no_table(tmp_path):
     outputs = build(tmp_path, runs={}, scores={}, bench_train={}, bench_infer={})
     text = open(outputs.markdown).read()
-    assert "| run |" not in text and "| GPUs | dtype | image (px) | batch per GPU" not in text
+    assert (
+        "| run |" not in text and "| nodes x GPUs | dtype | image (px) | batch per GPU" not in text
+    )
     assert pd.read_csv(outputs.accuracy_csv).empty
     # The reference still shows, as reference only.
     assert "| 8 | float16 | 76.49 | 3.30 |" in text

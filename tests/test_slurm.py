@@ -11,7 +11,9 @@ import pwd
 import subprocess
 from pathlib import Path
 
+import numpy
 import pytest
+import yaml
 from conftest import (
     REPO,
     copy_workflow,
@@ -38,6 +40,14 @@ IDENTICAL = ["results/lists/", "results/records/", "results/train/cpu_fp32/model
 TIMINGS = {"epoch_seconds", "images_per_s", "latency_ms"}
 # With `=`, so that the targets after it are not read as more config files.
 TINY = "--configfile=tiny.yaml"
+TWO_CONFIG = "--configfile=two.yaml"
+# A run of two workers through MXNet's distributed kvstore: on the cluster two srun tasks
+# on its one node (profiles/slurm asks one node per worker, the test profile one in all).
+TWO_WORKERS = "two_workers"
+ONE_NODE_PROFILE = "profiles/slurm-one-node"
+# The launchers may give the two-worker run different CPU thread counts per worker, which
+# may change float32 rounding and nothing more.
+RELATIVE_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="session")
@@ -87,23 +97,38 @@ def slurm_jobs(run_id):
     return dict(line.split("|")[:2] for line in listing.splitlines())
 
 
-@pytest.mark.slow
-def test_workflow_on_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
-    local = copy_workflow(tmp_path / "local")
-    cluster = copy_workflow(tmp_path / "cluster")
+@pytest.fixture(scope="module")
+def tiny_runs(slurm_cluster, tmp_path_factory):
+    """The tiny demo built locally and through profiles/slurm: {local, cluster: workdir,
+    log: the cluster run's Snakemake output, submitted: the jobs it had to submit}. The
+    two-worker test trains beside these results, on their records."""
+    local = copy_workflow(tmp_path_factory.mktemp("local"))
+    cluster = copy_workflow(tmp_path_factory.mktemp("cluster"))
     for workdir in (local, cluster):
         write_config(workdir / "tiny.yaml", tiny_demo_config())
     jobs = planned_jobs(local, TINY, *TARGETS)
     # The Snakefile's localrules run on the submit host; everything else is an sbatch job.
     submitted = sum(count for rule, count in jobs.items() if rule not in local_rules())
     run_snakemake(local, TINY, *TARGETS)
-
-    monkeypatch.setenv("SLURM_CONF", slurm_cluster)
-    # The executor plugin reads $USER, which a root shell without login may lack.
-    monkeypatch.setenv("USER", os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name)
-    process = run_snakemake(cluster, "--profile", "profiles/slurm", TINY, "--verbose", *TARGETS)
+    with pytest.MonkeyPatch.context() as patch:
+        on_cluster(patch, slurm_cluster)
+        process = run_snakemake(cluster, "--profile", "profiles/slurm", TINY, "--verbose", *TARGETS)
     log = process.stdout + process.stderr
+    return {"local": local, "cluster": cluster, "log": log, "submitted": submitted}
 
+
+def on_cluster(patch, slurm_conf):
+    """Environment of a Snakemake run that submits to the test cluster."""
+    patch.setenv("SLURM_CONF", slurm_conf)
+    # The executor plugin reads $USER, which a root shell without login may lack.
+    patch.setenv("USER", os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name)
+
+
+@pytest.mark.slow
+def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster, monkeypatch):
+    on_cluster(monkeypatch, slurm_cluster)  # sacct below asks the test cluster
+    local, cluster, log = tiny_runs["local"], tiny_runs["cluster"], tiny_runs["log"]
+    submitted = tiny_runs["submitted"]
     sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
     assert len(sbatch_calls) == submitted
     # CPU jobs (gpu=0) must not ask SLURM for GPUs: this cluster has none.
@@ -144,3 +169,63 @@ def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
     assert (train["cpus_per_gpu"], train["mem_mb_per_cpu"]) == ("8", "4000")
     assert resources["results/bench_train/float32/n4_b32.json"]["gpu"] == "4"
     assert resources["results/train/cpu_fp32"]["gpu"] == "0"
+
+
+@pytest.mark.slow
+def test_two_workers_on_slurm_match_the_local_launcher(tiny_runs, slurm_cluster, monkeypatch):
+    """A two-worker run through `--profile` and srun equals the local launcher's run (on
+    the records the tiny demo packed in each folder)."""
+    local, cluster = tiny_runs["local"], tiny_runs["cluster"]
+    config = tiny_demo_config()
+    config["training"]["runs"] = {TWO_WORKERS: {"nodes": 2}}
+    for workdir in (local, cluster):
+        write_config(workdir / "two.yaml", config)
+    write_one_node_profile(cluster)
+    target = f"results/train/{TWO_WORKERS}"
+    run_snakemake(local, TWO_CONFIG, target)
+
+    on_cluster(monkeypatch, slurm_cluster)
+    process = run_snakemake(cluster, "--profile", ONE_NODE_PROFILE, TWO_CONFIG, "--verbose", target)
+    log = process.stdout + process.stderr
+    sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
+    # Only the training job: the data came from the tiny demo's run.
+    (train_call,) = sbatch_calls
+    assert "rule_train" in train_call
+    assert "--nodes=1" in train_call and "--ntasks=2" in train_call
+    states = slurm_jobs(log.split("SLURM run ID: ", 1)[1].split()[0])
+    assert list(states.values()) == ["COMPLETED"], states
+
+    train_log = (cluster / "logs" / "train" / f"{TWO_WORKERS}.log").read_text()
+    assert "srun --ntasks=2" in train_log and "rank 1 of 2" in train_log
+    metrics = f"{target}/metrics.jsonl"
+    for on_cluster_line, here in zip(
+        without_timings(cluster / metrics), without_timings(local / metrics), strict=True
+    ):
+        assert on_cluster_line == pytest.approx(here, rel=RELATIVE_TOLERANCE)
+    weights = {folder: model_weights(folder / target) for folder in (local, cluster)}
+    assert weights[cluster].keys() == weights[local].keys()
+    for name, value in weights[local].items():
+        numpy.testing.assert_allclose(
+            weights[cluster][name], value, rtol=RELATIVE_TOLERANCE, atol=1e-5, err_msg=name
+        )
+
+
+def model_weights(run_folder):
+    """{name: array} of the last model-NNNN.params of a run folder."""
+    import mxnet as mx
+
+    (params,) = sorted(Path(run_folder).glob("model-*.params"))[-1:]
+    _, arguments, auxiliaries = mx.model.load_checkpoint(
+        str(params.parent / "model"), int(params.stem.split("-")[1])
+    )
+    return {name: value.asnumpy() for name, value in {**arguments, **auxiliaries}.items()}
+
+
+def write_one_node_profile(workdir):
+    """profiles/slurm for a cluster of one node: the train job asks one node in all and
+    one CPU per task (the node has as few CPUs as this machine)."""
+    profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["train"].update(nodes=1, cpus_per_task=1)
+    folder = workdir / ONE_NODE_PROFILE
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))

@@ -19,6 +19,7 @@ TRAIN_KEYS = {
     "kind",
     "dtype",
     "gpus",
+    "nodes",
     "devices",
     "batch_per_device",
     "global_batch",

@@ -77,6 +77,12 @@ def load_latest(state_dir, net, trainer, contexts):
     return state
 
 
+def latest_epoch(state_dir):
+    """The newest complete epoch under state_dir, 0 when there is none."""
+    epochs = _epochs(state_dir)
+    return epochs[-1][0] if epochs else 0
+
+
 def save_export(state_dir, epoch, net, trainer):
     """Export the model after `epoch` (network.export_checkpoint: model-symbol.json and
     model-NNNN.params, float32) into the state's exports folder, all at once."""

@@ -234,6 +234,7 @@ def _add_train(stages):
     _add_settings(p, "training", sections.TrainingRun)
     _add_settings(p, "network", sections.Network)
     _add_settings(p, "input pipeline", sections.InputPipeline)
+    _add_settings(p, "distributed (--nodes above 1)", sections.Distributed)
 
     def run(args):
         from resnet_recipe.training import train
@@ -251,6 +252,7 @@ def _add_train(stages):
             pipeline_settings=_settings(args, sections.InputPipeline),
             lock_dir=args.lock_dir,
             run=os.path.basename(args.out.rstrip("/")),
+            distributed_settings=_settings(args, sections.Distributed),
         )
         return 0
 

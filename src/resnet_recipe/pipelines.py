@@ -76,6 +76,14 @@ class Stream:
     seed: int = 0
     iterations: int | None = None  # None: an epoch of the records
     num_classes: int | None = None  # labels of synthetic batches
+    # Global DALI shard of the first context and shards over all workers (None: one per
+    # context): a distributed worker reads only its part of the records.
+    first_shard: int = 0
+    total_shards: int | None = None
+
+    @property
+    def shards(self):
+        return self.total_shards or len(self.contexts)
 
 
 class Batches:
@@ -130,7 +138,7 @@ def _batches(stream):
     if stream.layout not in LAYOUTS:
         raise ValueError(f"layout is {stream.layout!r}, expected one of {LAYOUTS}")
     records = count_records(stream.rec, stream.idx)
-    devices = len(stream.contexts)
+    devices = stream.shards
     if stream.settings.backend == "synthetic":
         if stream.num_classes is None:
             raise ValueError("input.backend synthetic needs num_classes to draw labels")
@@ -194,9 +202,10 @@ def placement(backend, context):
 
 def dali_pipeline(stream, shard_id):
     """The unbuilt DALI pipeline of the context `shard_id` of the stream: it reads shard
-    `shard_id` of as many as the stream has contexts."""
+    first_shard + shard_id of the stream's shards (over all workers)."""
     settings = stream.settings
     where = placement(settings.backend, stream.contexts[shard_id])
+    shard_id += stream.first_shard
     training = stream.kind == "train"
     pipe = Pipeline(
         batch_size=stream.batch_per_device,
@@ -213,7 +222,7 @@ def dali_pipeline(stream, shard_id):
             path=[stream.rec],
             index_path=[stream.idx],
             shard_id=shard_id,
-            num_shards=len(stream.contexts),
+            num_shards=stream.shards,
             random_shuffle=training,
             # Validation: each pipeline keeps its shard and pads its last batch by repeating
             # the last sample, so every record is read once per epoch and the iterator can

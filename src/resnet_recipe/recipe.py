@@ -198,6 +198,14 @@ def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag
     it: the training loop reads it where it waits anyway.
     """
     set_iteration(trainer, iteration)
+    if trainer._params_to_init:
+        # The Trainer's first reduction first copies every parameter of the first device to
+        # the others (in a distributed kvstore: of the first worker to all), BN running
+        # statistics included. MXNet 1.9.1's BatchNorm updates those statistics in place
+        # in its backward operator, and that copy does not wait for it: without waiting
+        # here the first iteration's update is lost on every device of a multi-device run
+        # (measured on the CPU; a distributed run kept it, so the two disagreed).
+        mx.nd.waitall()
     trainer.allreduce_grads()
     # Trainer keeps no public list of its parameters; _params is the list it updates.
     finite = not loss_scaler.dynamic or gradients_are_finite(trainer._params)

@@ -8,6 +8,7 @@ starts (its stage script, or the command line) and read by name everywhere after
     BenchTrain     benchmark.train, without its points
     BenchInfer     benchmark.infer, without its batch sizes
     Onnx           onnx
+    Distributed    distributed
 
     run = TrainingRun.from_config(mapping, "training.runs.cpu_fp32")
     run.batch_per_device
@@ -186,6 +187,7 @@ class TrainingRun(Section):
     # mx.callback.do_checkpoint (fit.py L97-101): every epoch.
     export_every: int = 1
     cpu_contexts: int = 1
+    nodes: int = 1
 
 
 # Settings that change how a run is watched or stopped, never what it computes: a change
@@ -196,7 +198,7 @@ WATCH_SETTINGS = ("log_interval", "max_overflows_at_min_loss_scale")
 PRESENTATION_SETTINGS = (*WATCH_SETTINGS, "export_every")
 # What a training benchmark point sets itself; the rest of its run comes from the config's
 # training.defaults.
-BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts")
+BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts", "nodes")
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,15 @@ INPUT_SPEED_SETTINGS = (
     "prefetch_queue_depth",
     "nvjpeg_padding_mb",
 )
+
+
+@dataclass(frozen=True)
+class Distributed(Section):
+    """How the roles of a run over several nodes find each other (the config's
+    `distributed` section): ps-lite binds to `interface` and has no authentication."""
+
+    interface: str = "lo"
+    connect_timeout: float = 300
 
 
 @dataclass(frozen=True)

@@ -146,13 +146,13 @@ def bench_train(
 
     setup: a BenchSetup of the training split; bench_settings: settings.BenchTrain;
     run_settings: the settings.TrainingRun the loop runs (the config's training.defaults)
-    with the point's gpus, batch and dtype on one context per device, its epoch being
-    num_examples[dtype] images (the original's --num-examples). gpus 0: the CPU.
+    with the point's gpus, batch and dtype on one context per device (one node), its epoch
+    being num_examples[dtype] images (the original's --num-examples). gpus 0: the CPU.
     """
     what = f"training benchmark {dtype} n{gpus} b{batch_per_device}"
     bench = bench_settings
     run = run_settings.replace(
-        gpus=gpus, batch_per_device=batch_per_device, dtype=dtype, cpu_contexts=1
+        gpus=gpus, batch_per_device=batch_per_device, dtype=dtype, cpu_contexts=1, nodes=1
     )
     input_settings, data = setup.input(bench.data)
     with devices.acquire_gpus(gpus, setup.lock_dir):
@@ -167,7 +167,7 @@ def bench_train(
         epoch_seconds, val_seconds = _time_training(
             setup, input_settings, run, bench, contexts, clock
         )
-    point = {"dtype": dtype, "gpus": gpus, "batch_per_device": batch_per_device}
+    point = {"dtype": dtype, "gpus": gpus, "nodes": 1, "batch_per_device": batch_per_device}
     result = {
         "kind": "train",
         **point,

@@ -28,7 +28,9 @@ from mxnet import autograd
 from resnet_recipe import (
     checkpoints,
     devices,
+    distributed,
     evaluation,
+    launcher,
     network,
     pipelines,
     precision,
@@ -38,7 +40,7 @@ from resnet_recipe import (
 from resnet_recipe.atomic_files import atomic_directory
 from resnet_recipe.listing import read_classes
 from resnet_recipe.progress import format_duration
-from resnet_recipe.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS
+from resnet_recipe.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS, Distributed
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +59,20 @@ def train(
     pipeline_settings,
     lock_dir,
     run="run",
+    distributed_settings=None,
 ):
     """Train one run and write its model, metrics.jsonl and report.json into out_dir.
 
     settings: the run (settings.TrainingRun); network_settings: settings.Network;
     pipeline_settings: settings.InputPipeline. Resumes from the newest complete epoch under
-    state_root that was made with the same settings and data.
+    state_root that was made with the same settings and data. settings.nodes above 1: this
+    call starts as many workers (launcher.py, with distributed_settings), which come back here.
     """
+    distributed_settings = distributed_settings or Distributed()
+    if settings.nodes > 1 and not distributed.is_worker():
+        # locals() here are exactly train()'s arguments.
+        launcher.launch_training(launcher.job_of(**locals()), settings.nodes, distributed_settings)
+        return out_dir
     classes = len(read_classes(classes_tsv))
     digest = state_digest(
         settings, network_settings, pipeline_settings, (train_idx, val_idx), classes
@@ -73,33 +82,49 @@ def train(
     with devices.acquire_gpus(settings.gpus, lock_dir):
         contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
         precision.require_dtype_supported(settings.dtype, contexts)
+        membership = distributed.join(settings)
         log.info(
             "run %s: %d classes, %d training images, contexts %s, settings %s, network %s",
             *(run, classes, train_records, contexts),
             json.dumps(settings.to_config(), sort_keys=True),
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
-        loop = TrainingLoop(contexts, classes, train_records, settings, network_settings, run)
-        loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, contexts))
+        loop = TrainingLoop(
+            contexts, classes, train_records, settings, network_settings, run, membership
+        )
+        resume(loop, state_dir)
         if loop.epoch < settings.epochs:
-            train_data, val_data = open_data(
-                settings,
-                pipeline_settings,
-                contexts,
-                classes=classes,
-                first_epoch=loop.epoch,
-                train=(train_rec, train_idx),
-                val=(val_rec, val_idx),
-                layout=network_settings.layout_for(settings.dtype),
-            )
+            splits = ((train_rec, train_idx), (val_rec, val_idx))
+            data = open_data(loop, pipeline_settings, network_settings, *splits)
         while loop.epoch < settings.epochs:
-            loop.run_epoch(train_data, val_data)
-            # The export first: a crash between the two repeats the epoch and its export.
-            if exported_after(loop.epoch, settings):
-                checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
-            checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
-        write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
+            loop.run_epoch(*data)
+            save_state(loop, state_dir)
+        # Every worker enters: the BN statistics of the export are averaged over all.
+        with membership.statistics_of_all_workers(loop.net):
+            if membership.writes_outputs:
+                write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     return out_dir
+
+
+def resume(loop, state_dir):
+    """Restore into loop the newest complete epoch under state_dir, if any. Every worker
+    must resume after the same epoch: checked before any of them touches the kvstore's
+    parameters (loading the optimizer state does)."""
+    latest = checkpoints.latest_epoch(state_dir)
+    loop.membership.require_same("the epoch to resume after", latest)
+    loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts))
+
+
+def save_state(loop, state_dir):
+    """The state after loop's epoch, and its export when one is due, from the first worker
+    (with the BN statistics of all workers' devices; every worker calls this)."""
+    with loop.membership.statistics_of_all_workers(loop.net):
+        if not loop.membership.writes_outputs:
+            return
+        # The export first: a crash between the two repeats the epoch and its export.
+        if exported_after(loop.epoch, loop.settings):
+            checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
+        checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
 
 
 def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
@@ -127,22 +152,31 @@ class TrainingDiverged(RuntimeError):
     overflowing at its floor): continuing would only produce a model of NaN."""
 
 
-def open_data(run, pipeline_settings, contexts, *, classes, first_epoch, train, val, layout):
-    """Training and validation batches of `run` (a settings.TrainingRun) from the (rec, idx)
-    pairs `train` and `val`, in the network's `layout`. The training order is seeded by the
-    run's seed and the epoch it starts after, so a restarted run draws a fresh, reproducible
-    order."""
+def open_data(loop, pipeline_settings, network_settings, train, val):
+    """Training and validation batches of loop's run from the (rec, idx) pairs `train` and
+    `val`, in the network's layout, from this worker's shards. The training order is
+    seeded by the run's seed and the epoch it starts after, so a restarted run draws a
+    fresh, reproducible order; every worker runs the loop's iterations per epoch whatever
+    the size of its shard."""
+    run = loop.settings
+    first_shard, total_shards = distributed.shard_plan(loop.membership, len(loop.contexts))
     common = dict(
         batch_per_device=run.batch_per_device,
         settings=pipeline_settings,
         dtype=run.dtype,
-        layout=layout,
-        num_classes=classes,
+        layout=network_settings.layout_for(run.dtype),
+        num_classes=loop.classes,
+        first_shard=first_shard,
+        total_shards=total_shards,
     )
     train_data = pipelines.train_batches(
-        *train, contexts, seed=run.seed * 1000 + first_epoch, **common
+        *train,
+        loop.contexts,
+        seed=run.seed * 1000 + loop.epoch,
+        iterations=loop.iterations_per_epoch,
+        **common,
     )
-    return train_data, pipelines.val_batches(*val, contexts, **common)
+    return train_data, pipelines.val_batches(*val, loop.contexts, **common)
 
 
 def record_identity(idx_path):
@@ -155,19 +189,31 @@ class TrainingLoop:
     """Network, trainer, loss scaler and metrics of one run (settings: a
     settings.TrainingRun), advanced an epoch at a time."""
 
-    def __init__(self, contexts, classes, train_records, settings, network_settings, run="run"):
+    def __init__(
+        self,
+        contexts,
+        classes,
+        train_records,
+        settings,
+        network_settings,
+        run="run",
+        membership=None,
+    ):
         self.run = run
         self.contexts = contexts
         self.classes = classes
         self.settings = settings
         self.dtype = settings.dtype
-        self.global_batch = settings.batch_per_device * len(contexts)
+        self.membership = membership or distributed.Membership()
+        # Images of one iteration on this worker's devices, and over all workers.
+        self.local_batch = settings.batch_per_device * len(contexts)
+        self.global_batch = self.local_batch * self.membership.workers
         self.iterations_per_epoch = train_records // self.global_batch
         if self.iterations_per_epoch < 1:
             raise ValueError(
                 f"{train_records} training images are fewer than one global batch of "
                 f"{self.global_batch} ({settings.batch_per_device} per device x "
-                f"{len(contexts)} devices)"
+                f"{len(contexts)} devices x {self.membership.workers} workers)"
             )
         self.epoch = 0
         self.history = []  # one metrics dict per finished epoch
@@ -184,6 +230,7 @@ class TrainingLoop:
             self.global_batch,
             self.iterations_per_epoch,
             self.dtype,
+            kvstore=self.membership.kvstore,
         )
         # 1 while every gradient since the last check was finite (see check_finite).
         self.finite_flag = mx.nd.ones(1, ctx=contexts[0])
@@ -211,7 +258,7 @@ class TrainingLoop:
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
-        val_metrics = evaluation.evaluate(self.net, val_data, self.classes)
+        val_metrics = self.validate(val_data)
         epoch_seconds = time.monotonic() - started
         self.elapsed += epoch_seconds
         metrics = {
@@ -236,6 +283,19 @@ class TrainingLoop:
             format_duration(epoch_seconds),
             format_duration(self.elapsed),
         )
+
+    def validate(self, val_data):
+        """evaluate() over this worker's validation shard, averaged over all workers'
+        images."""
+        if self.membership.workers == 1:
+            return evaluation.evaluate(self.net, val_data, self.classes)
+        counted = distributed.CountedBatches(val_data)
+        metrics = evaluation.evaluate(self.net, counted, self.classes)
+        names = sorted(metrics)
+        sums = self.membership.sum_over_workers(
+            "validation", [counted.images, *(metrics[name] * counted.images for name in names)]
+        )
+        return {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
 
     def train_one_epoch(self, train_data):
         """SGD over one epoch. Metrics and the finiteness check accumulate on the devices
@@ -263,7 +323,7 @@ class TrainingLoop:
                 self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 now = time.monotonic()
-                images = batch_index * self.global_batch
+                images = batch_index * self.local_batch  # this worker's loss so far
                 seen_loss = sum(value.asscalar() for value in loss_sum) / images
                 self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 batches = batch_index - last_logged_batch
@@ -271,9 +331,13 @@ class TrainingLoop:
                 last_log, last_logged_batch = now, batch_index
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
         images = self.iterations_per_epoch * self.global_batch
+        total_loss, total_correct = self.membership.sum_over_workers(
+            "training",
+            [sum(value.asscalar() for value in loss_sum), sum(v.asscalar() for v in correct)],
+        )
         return {
-            "train_loss": sum(value.asscalar() for value in loss_sum) / images,
-            "train_top1": sum(value.asscalar() for value in correct) / images,
+            "train_loss": total_loss / images,
+            "train_top1": total_correct / images,
             "lr": lr,
             "loss_scale": self.loss_scaler.scale,
             # Updates a dynamic loss scaler skipped for overflow (float16) this epoch.
@@ -387,6 +451,7 @@ def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     report = {
         "run": loop.run,
         "gpus": loop.settings.gpus,
+        "nodes": loop.membership.workers,
         "devices": [str(ctx) for ctx in loop.contexts],
         "dtype": loop.dtype,
         "batch_per_device": loop.settings.batch_per_device,

@@ -69,6 +69,10 @@ def get_run_gpus(wildcards):
     return get_run_settings(wildcards.run)["gpus"]
 
 
+def get_run_nodes(wildcards):
+    return get_run_settings(wildcards.run)["nodes"]
+
+
 def get_score_gpus(wildcards):
     """Scoring takes one GPU, or none when the run trained on the CPU."""
     return min(get_run_gpus(wildcards), 1)

@@ -18,12 +18,20 @@ rule train:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(get_run_gpus(wildcards))
     resources:
-        gpu=get_run_gpus,
+        # A run over several nodes holds its gpus on each of them.
+        gpu=lambda wildcards: get_run_gpus(wildcards) * get_run_nodes(wildcards),
+        # SLURM: one node per worker; a CPU run asks one task per worker (the executor
+        # plugin gives a GPU run one task per GPU).
+        nodes=get_run_nodes,
+        tasks=lambda wildcards: (
+            1 if get_run_gpus(wildcards) else get_run_nodes(wildcards)
+        ),
     params:
         settings=lambda wildcards: get_tracked_run_settings(wildcards.run),
         network=config["network"],
         pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
+        distributed=config["distributed"],
         # Root of the resumable per-epoch state (one folder per settings digest under
         # it); not an output, so a failed job keeps it.
         state_root=lambda wildcards: f"results/checkpoints/{wildcards.run}",

@@ -1,7 +1,7 @@
 """Stage entry point of the train rule: one run of the training matrix."""
 
 from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import InputPipeline, Network, TrainingRun
+from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
 from resnet_recipe.training import train
 
 # Settings come from the config; the rule's params are the rerun triggers, which leave out
@@ -24,4 +24,5 @@ run_logged(
     pipeline_settings=InputPipeline.from_config(config["input"], "input"),
     lock_dir=snakemake.params.lock_dir,
     run=run,
+    distributed_settings=Distributed.from_config(snakemake.params.distributed, "distributed"),
 )

@@ -48,3 +48,10 @@ def setup_suffix(network, image_size):
     parts = [] if network == REFERENCE_SETUP["network"] else [network]
     parts += [] if image_size == REFERENCE_SETUP["image_size"] else [f"{image_size} px"]
     return "".join(f", {part}" for part in parts)
+
+
+def nodes_label(nodes, gpus):
+    """device_label(gpus) on one node; '4 nodes x 8 GPUs' on several."""
+    if pd.isna(nodes) or int(nodes) == 1:
+        return device_label(gpus)
+    return f"{int(nodes)} nodes x {device_label(gpus)}"

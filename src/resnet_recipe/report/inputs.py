@@ -21,6 +21,12 @@ BENCH_COLUMNS = {
 }
 # The engine of an inference point that names none: MXNet's own points.
 MXNET_ENGINE = "mxnet"
+# What tells two benchmark points of a kind apart (beside their setup): a training point
+# also has its node count, an inference point its engine.
+POINT_KEYS = {
+    "train": ("dtype", "gpus", "batch_per_device", "nodes"),
+    "infer": ("dtype", "gpus", "batch_size", "engine"),
+}
 
 # Reference table: (file name, columns it must have, the experiment it measured, added to
 # it as constant columns: inference ran on one V100).
@@ -93,10 +99,10 @@ def read_bench(paths, kind, engine_paths=()):
     """Benchmark points of `kind` ("train" or "infer") as a table, one row per file: the
     fields of BENCH_COLUMNS, the network name, the image size, the input pipeline
     ("input": dali-gpu, dali-cpu or synthetic) and the layout; training adds the validation
-    images/s, inference the images/s and one latency column per statistic of its waited
-    pass, and its engine (mxnet for MXNet's points, which name none). engine_paths:
-    inference points of other engines (onnxruntime), listed beside MXNet's. The result
-    column holds each whole JSON."""
+    images/s and the node count (gpus is per node), inference the images/s and one latency
+    column per statistic of its waited pass, and its engine (mxnet for MXNet's points,
+    which name none). engine_paths: inference points of other engines (onnxruntime), listed
+    beside MXNet's. The result column holds each whole JSON."""
     points = [results.read(path, results.BENCH_POINTS[kind]) for path in paths]
     points += [results.read(path, results.BENCH_INFER_ENGINE) for path in engine_paths]
     paths = [*paths, *engine_paths]
@@ -111,16 +117,18 @@ def read_bench(paths, kind, engine_paths=()):
         row["images_per_s"] = point["images_per_s"]
         if kind == "train":
             row["val_images_per_s"] = point["val_images_per_s"]
+            # Points written before training could span nodes ran on one.
+            row["nodes"] = point.get("nodes", 1)
         if kind == "infer":
             row["latency_images_per_s"] = point["latency_images_per_s"]
             row.update({f"latency_{s}_ms": point["latency_ms"][s] for s in LATENCY_STATISTICS})
         rows.append(row)
     columns = [*BENCH_COLUMNS[kind], "input", "layout", *REFERENCE_SETUP, "images_per_s"]
     if kind == "train":
-        columns.append("val_images_per_s")
+        columns += ["val_images_per_s", "nodes"]
     if kind == "infer":
         columns += ["latency_images_per_s", *(f"latency_{s}_ms" for s in LATENCY_STATISTICS)]
-    key = [*BENCH_COLUMNS[kind][:3], *REFERENCE_SETUP, *(["engine"] if kind == "infer" else [])]
+    key = [*POINT_KEYS[kind], *REFERENCE_SETUP]
     what = "training" if kind == "train" else "inference"
     _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)
     table = pd.DataFrame(rows, columns=columns)

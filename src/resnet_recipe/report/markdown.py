@@ -61,7 +61,10 @@ def _shown_columns(table, columns):
 
 
 def _unmatched_reference(reference, table, keys):
-    """Reference rows that no measured row shares `keys` (the experiment included) with."""
+    """Reference rows that no measured row shares `keys` (the experiment included) with;
+    the reference ran on one node, so rows on several never match it."""
+    if "nodes" in table:
+        table = table[table["nodes"] == 1]
     merged = reference.merge(table[keys].drop_duplicates(), on=keys, how="left", indicator=True)
     return reference[(merged["_merge"] == "left_only").to_numpy()]
 
@@ -133,10 +136,11 @@ SECTIONS = {
             "FP16 speedup = float16 images/s / float32 images/s at the same GPU count, "
             "with the same batch per GPU where both were measured, otherwise float32's "
             "largest batch at that GPU count (column 'vs FP32 batch'; the original "
-            "compared batch 208 with 96). Weak scaling = images/s at N GPUs / images/s at "
-            "1 GPU, same dtype and batch per GPU. Reference columns: "
-            f"{REFERENCE_HARDWARE}, same GPU count, dtype and batch per GPU; only for GPU "
-            "points of the reference's experiment."
+            "compared batch 208 with 96). Weak scaling = images/s on nodes x N GPUs / "
+            "images/s on 1 GPU, same dtype and batch per GPU; ideal scaling = nodes x N, "
+            "every GPU adding a whole GPU's images/s. Reference columns: "
+            f"{REFERENCE_HARDWARE}, same GPU count on one node, dtype and batch per GPU; "
+            "only for GPU points of the reference's experiment."
         ),
         columns=TRAINING_COLUMNS,
         keys=TRAINING_KEYS,

@@ -14,7 +14,7 @@ from collections import Counter
 import pandas as pd
 
 from resnet_recipe.report.experiment import device_label
-from resnet_recipe.report.inputs import BENCH_COLUMNS, MXNET_ENGINE
+from resnet_recipe.report.inputs import MXNET_ENGINE, POINT_KEYS
 from resnet_recipe.results import PROVENANCE
 
 ORIGIN_COLUMN = "origin"
@@ -58,12 +58,9 @@ PROVENANCE_COLUMNS = [
     ("gpu_driver", "driver", _text),
     (ORIGIN_COLUMN, "origin", _marked),
 ]
-# The key of a benchmark row in its table: the point's settings and its setup (and, for
-# inference, its engine).
-BENCH_KEYS = {
-    "train": [*BENCH_COLUMNS["train"][:3], "network", "image_size"],
-    "infer": [*BENCH_COLUMNS["infer"][:3], "network", "image_size", "engine"],
-}
+# The key of a benchmark row in its table: the point's settings (for inference, with its
+# engine) and its setup.
+BENCH_KEYS = {kind: [*keys, "network", "image_size"] for kind, keys in POINT_KEYS.items()}
 
 
 def provenance_row(label, result):

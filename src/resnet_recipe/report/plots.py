@@ -151,15 +151,17 @@ def _gpu_positions(gpu_counts):
 
 
 def plot_training_scaling(training, reference, path):
-    """Images/s against GPU count per dtype, batch per GPU and setup, with ideal linear
-    scaling from each 1-GPU point and the reference points of the dtypes measured in the
-    reference's experiment. CPU points stand apart at the left: a line from the CPU to one
-    GPU would mean nothing. Returns a note for report.md, or ''."""
+    """Images/s against the GPUs in all (nodes x GPUs per node) per dtype, batch per GPU,
+    node count and setup, with ideal linear scaling from each 1-GPU point and the
+    reference points of the dtypes measured in the reference's experiment. CPU points
+    stand apart at the left: a line from the CPU to one GPU would mean nothing. Returns a
+    note for report.md, or ''."""
     title = "Training throughput against GPU count"
     if training.empty:
         return nothing_to_draw(path, title, "No training benchmark results were given.")
+    training = training.assign(all_gpus=training["gpus"] * training["nodes"])
     reference, notes = _comparable_reference(training, reference)
-    positions = _gpu_positions([*training["gpus"], *reference["gpus"]])
+    positions = _gpu_positions([*training["all_gpus"], *reference["gpus"]])
     figure, axes = _figure()
     notes += _plot_scaling_series(axes, training, positions)
     for (dtype, batch), points in reference.groupby(["dtype", "batch_per_device"]):
@@ -172,33 +174,44 @@ def plot_training_scaling(training, reference, path):
         list(positions.values()), labels=[device_label(g) if g == 0 else str(g) for g in positions]
     )
     axes.set_xlim(min(positions.values()) - 0.3, max(positions.values()) + 0.3)
-    _finish(axes, title, "GPUs (log2 scale)", "training throughput (images/s, log scale)", notes)
+    x_label = "GPUs in all: nodes x GPUs per node (log2 scale)"
+    _finish(axes, title, x_label, "training throughput (images/s, log scale)", notes)
     _save(figure, path)
     return " ".join(notes)
 
 
 def _plot_scaling_series(axes, training, positions):
-    """The measured series of the scaling graph, each GPU series with its dashed ideal
-    line from its 1-GPU point; returns notes on the series that have no 1-GPU point."""
+    """The measured series of the scaling graph (one per node count), each GPU series with
+    its dashed ideal line from the 1-GPU point of its dtype and batch; returns notes on
+    the series that have no 1-GPU point."""
     notes = []
     gpu_counts = [g for g in positions if g >= 1]
-    ideal_drawn = False  # one grey legend entry stands for every dashed ideal line
+    ideal_drawn = set()  # (dtype, batch, setup) whose ideal line is drawn
     series = training.assign(on_cpu=training["gpus"] == 0)
-    keys = ["dtype", "batch_per_device", "on_cpu", *REFERENCE_SETUP]
+    keys = ["dtype", "batch_per_device", "on_cpu", "nodes", *REFERENCE_SETUP]
     for number, (key, points) in enumerate(series.groupby(keys)):
-        dtype, batch, on_cpu, network, image_size = key
-        points = points.sort_values("gpus")
+        dtype, batch, on_cpu, nodes, network, image_size = key
+        points = points.sort_values("all_gpus")
         style = {"color": DTYPE_COLORS[dtype], "marker": SERIES_MARKERS[number % 8]}
         where = ", CPU" if on_cpu else " per GPU"
+        where += f", {nodes} nodes" if nodes > 1 else ""
         axes.plot(
-            [positions[int(g)] for g in points["gpus"]],
+            [positions[int(g)] for g in points["all_gpus"]],
             points["images_per_s"],
             label=f"{dtype}, batch {batch}{where}{setup_suffix(network, image_size)}",
             **style,
         )
-        if on_cpu:
+        line = (dtype, batch, network, image_size)
+        if on_cpu or line in ideal_drawn:
             continue
-        one_gpu = points.loc[points["gpus"] == 1, "images_per_s"]
+        one_gpu = series.loc[
+            (series["all_gpus"] == 1)
+            & (series["dtype"] == dtype)
+            & (series["batch_per_device"] == batch)
+            & (series["network"] == network)
+            & (series["image_size"] == image_size),
+            "images_per_s",
+        ]
         if one_gpu.empty:
             notes.append(f"No 1-GPU point for {dtype} batch {batch}, so no ideal line.")
         elif len(gpu_counts) > 1:
@@ -209,7 +222,7 @@ def _plot_scaling_series(axes, training, positions):
                 linestyle="--",
                 linewidth=1,
             )
-            ideal_drawn = True
+            ideal_drawn.add(line)
     if ideal_drawn:
         axes.plot(
             [], [], color="grey", linestyle="--", linewidth=1, label="ideal linear from 1 GPU"

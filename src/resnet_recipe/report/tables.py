@@ -20,6 +20,7 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK,
     TRAINING_KEYS,
     device_label,
+    nodes_label,
     setup_suffix,
 )
 from resnet_recipe.report.inputs import LATENCY_STATISTICS, MXNET_ENGINE
@@ -68,7 +69,7 @@ ACCURACY_COLUMNS = [
     ("training_time_ratio", "wall time measured/reference", _ratio),
 ]
 TRAINING_COLUMNS = [
-    ("device", "GPUs", _text),
+    ("device", "nodes x GPUs", _text),
     ("dtype", "dtype", _text),
     NETWORK_COLUMN,
     IMAGE_COLUMN,
@@ -81,6 +82,7 @@ TRAINING_COLUMNS = [
     ("fp16_speedup", "FP16 speedup", _number(2)),
     ("speedup_fp32_batch", "vs FP32 batch", _text),
     ("weak_scaling", "weak scaling", _number(2)),
+    ("ideal_scaling", "ideal scaling", _text),
     ("reference_images_per_s", "reference images/s", _number(1)),
     ("images_per_s_ratio", "images/s measured/reference", _ratio),
     ("reference_fp16_speedup", "reference FP16 speedup", _number(2)),
@@ -175,24 +177,30 @@ def accuracy_table(runs, scores, reference):
 
 
 def add_speedup_and_scaling(points):
-    """Add the FP16 speedup and weak scaling columns to training throughput points
-    (columns dtype, gpus, batch_per_device, images_per_s, network, image_size); points
-    are only set against points of the same network and image size.
+    """Add the FP16 speedup, weak scaling and ideal scaling columns to training throughput
+    points (columns dtype, gpus (per node), batch_per_device, images_per_s, network,
+    image_size, and nodes, 1 when absent); points are only set against points of the same
+    network and image size.
 
-    fp16_speedup (float16 rows only) = float16 images/s / float32 images/s at the same GPU
-    count. The float32 point has the same batch per GPU when that was measured, otherwise
-    the largest float32 batch at that GPU count, as the original README compared FP16 at
-    batch 208 with FP32 at batch 96; speedup_fp32_batch names the batch used.
+    fp16_speedup (float16 rows only) = float16 images/s / float32 images/s at the same
+    nodes and GPU count. The float32 point has the same batch per GPU when that was
+    measured, otherwise the largest float32 batch at that GPU count, as the original README
+    compared FP16 at batch 208 with FP32 at batch 96; speedup_fp32_batch names the batch used.
 
-    weak_scaling = images/s at N GPUs / images/s at 1 GPU of the same dtype and batch per
-    GPU (1.0 on the 1-GPU row; none on CPU rows, which have no 1-GPU baseline).
+    weak_scaling = images/s at nodes x N GPUs / images/s at 1 GPU on 1 node of the same
+    dtype and batch per GPU (1.0 on the 1-GPU row; none on CPU rows, which have no 1-GPU
+    baseline); ideal_scaling = nodes x N, what it would be if every GPU added a whole GPU's
+    images/s.
     """
     points = points.reset_index(drop=True).copy()
+    if "nodes" not in points:
+        points["nodes"] = 1
     fp32 = points[points["dtype"] == "float32"]
     speedup, fp32_batch = [], []
     for row in points.itertuples():
         same_gpus = fp32[
             (fp32["gpus"] == row.gpus)
+            & (fp32["nodes"] == row.nodes)
             & (fp32["network"] == row.network)
             & (fp32["image_size"] == row.image_size)
         ]
@@ -210,23 +218,28 @@ def add_speedup_and_scaling(points):
     points["speedup_fp32_batch"] = pd.array(fp32_batch, dtype="Int64")
 
     series = ["dtype", "batch_per_device", *REFERENCE_SETUP]
-    one_gpu = points.loc[points["gpus"] == 1, [*series, "images_per_s"]]
+    one_gpu = points.loc[(points["gpus"] == 1) & (points["nodes"] == 1), [*series, "images_per_s"]]
     one_gpu = one_gpu.rename(columns={"images_per_s": "one_gpu_images_per_s"})
     with_base = points.merge(one_gpu, on=series, how="left")
     scaling = with_base["images_per_s"] / with_base["one_gpu_images_per_s"]
-    points["weak_scaling"] = scaling.where(with_base["gpus"] >= 1).to_numpy()
+    on_gpus = with_base["gpus"] >= 1
+    points["weak_scaling"] = scaling.where(on_gpus).to_numpy()
+    ideal = (points["gpus"] * points["nodes"]).astype("Int64")
+    points["ideal_scaling"] = ideal.where(on_gpus.to_numpy(), pd.NA)
     return points
 
 
 def training_throughput_table(bench, reference):
-    """One row per training benchmark point with speedup, weak scaling and the reference
-    of the same experiment at the same GPU count, dtype and batch per GPU (with its own
-    speedup and scaling)."""
+    """One row per training benchmark point (nodes x GPUs per node) with speedup, weak and
+    ideal scaling and the reference of the same experiment at the same GPU count on one
+    node, dtype and batch per GPU (with its own speedup and scaling)."""
     measured = add_speedup_and_scaling(bench.drop(columns="result"))
-    measured.insert(2, "device", measured["gpus"].map(device_label))
+    labels = [nodes_label(n, g) for n, g in zip(measured["nodes"], measured["gpus"], strict=True)]
+    measured.insert(2, "device", labels)
     ref = add_speedup_and_scaling(
         reference.rename(columns={"img_per_s": "images_per_s"})[[*TRAINING_KEYS, "images_per_s"]]
-    )
+    ).drop(columns="ideal_scaling")
+    # The reference ran on one node: multi-node points have none.
     ref = ref.rename(
         columns={
             "images_per_s": "reference_images_per_s",
@@ -234,13 +247,13 @@ def training_throughput_table(bench, reference):
             "weak_scaling": "reference_weak_scaling",
         }
     ).drop(columns="speedup_fp32_batch")
-    table = measured.merge(ref, on=TRAINING_KEYS, how="left")
+    table = measured.merge(ref, on=[*TRAINING_KEYS, "nodes"], how="left")
     table["images_per_s_ratio"] = table["images_per_s"] / table["reference_images_per_s"]
     table["reference_hardware"] = _hardware_where(table["reference_images_per_s"])
-    table = table[_csv_columns(TRAINING_COLUMNS)].astype(
-        {"gpus": "Int64", "batch_per_device": "Int64"}
+    table = table[["nodes", *_csv_columns(TRAINING_COLUMNS)]].astype(
+        {"gpus": "Int64", "nodes": "Int64", "batch_per_device": "Int64"}
     )
-    order = ["dtype", *REFERENCE_SETUP, "batch_per_device", "gpus"]
+    order = ["dtype", *REFERENCE_SETUP, "batch_per_device", "nodes", "gpus"]
     return table.sort_values(order, ignore_index=True)
 
 

@@ -1,0 +1,256 @@
+"""Training over MXNet's distributed kvstore, launched on loopback by the local launcher:
+the same result as one process over as many devices, resume after a kill, and failures
+that end the whole job in bounded time."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy
+import pytest
+
+from resnet_recipe import launcher, training
+from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
+
+TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
+TINY_PIPELINE = InputPipeline(
+    backend="dali-cpu", image_size=16, val_resize=18, min_random_area=0.5, dali_threads=1
+)
+# Global batch 16 both ways: 2 workers x 1 context x 8, or 1 worker x 2 contexts x 8.
+TINY_SETTINGS = TrainingRun(
+    gpus=0,
+    batch_per_device=8,
+    dtype="float32",
+    epochs=2,
+    lr_per_256=1.6,
+    warmup_epochs=1,
+    lr_steps=(),
+    log_interval=1,
+)
+LABELS = [index % 3 for index in range(48)]
+LOOPBACK = Distributed(interface="lo", connect_timeout=300)
+# Weights, BN running statistics and losses of the two set-ups may differ only by float32
+# rounding: the gradients of the two devices are summed by the parameter servers instead of
+# the local kvstore, and CPU kernels may order their sums differently with other thread
+# counts. (Measured: bitwise equal.) Both start from the first device's BN statistics after
+# the first iteration, the Trainer's first reduction copying them to every device.
+RELATIVE_TOLERANCE = 1e-4
+ABSOLUTE_TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_data(make_tiny_rec, tmp_path_factory):
+    """Train and val records of three solid colours (val: 19 images, an odd count, so the
+    workers' validation shards differ in size)."""
+    train = make_tiny_rec("dist_train_colours", LABELS, noise=8)
+    val = make_tiny_rec("dist_val_colours", LABELS[:19], noise=8)
+    classes = tmp_path_factory.mktemp("classes") / "classes.tsv"
+    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
+    return {
+        "train_rec": train.rec,
+        "train_idx": train.idx,
+        "val_rec": val.rec,
+        "val_idx": val.idx,
+        "classes_tsv": str(classes),
+    }
+
+
+def train_arguments(tiny_data, folder, **settings):
+    return dict(
+        **tiny_data,
+        out_dir=str(folder / "run"),
+        state_root=str(folder / "state"),
+        settings=TINY_SETTINGS.replace(**settings),
+        network_settings=TINY_NETWORK,
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(folder / "locks"),
+        run="tiny",
+        distributed_settings=LOOPBACK,
+    )
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_weights(out, epoch):
+    _, args, aux = mx.model.load_checkpoint(str(out / "model"), epoch)
+    return {name: value.asnumpy() for name, value in {**args, **aux}.items()}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_data, tmp_path_factory):
+    """The same run as 1 worker x 2 CPU contexts and as 2 workers x 1 CPU context."""
+    single = tmp_path_factory.mktemp("single")
+    training.train(**train_arguments(tiny_data, single, cpu_contexts=2))
+    spread = tmp_path_factory.mktemp("spread")
+    training.train(**train_arguments(tiny_data, spread, nodes=2))
+    return single / "run", spread / "run"
+
+
+def test_two_workers_match_one_worker_with_two_devices(two_runs):
+    single, spread = two_runs
+    single_metrics, spread_metrics = read_metrics(single), read_metrics(spread)
+    assert [m["epoch"] for m in spread_metrics] == [1, 2]
+    for one, two in zip(single_metrics, spread_metrics, strict=True):
+        for name in ("train_loss", "train_top1", "lr", "val_loss", "val_top1", "val_top5"):
+            assert two[name] == pytest.approx(one[name], rel=RELATIVE_TOLERANCE), name
+    weights_single, weights_spread = final_weights(single, 2), final_weights(spread, 2)
+    assert weights_spread.keys() == weights_single.keys()
+    for name, value in weights_single.items():
+        numpy.testing.assert_allclose(
+            weights_spread[name],
+            value,
+            rtol=RELATIVE_TOLERANCE,
+            atol=ABSOLUTE_TOLERANCE,
+            err_msg=name,
+        )
+    report = json.loads((spread / "report.json").read_text())
+    assert (report["nodes"], report["global_batch"]) == (2, 16)
+
+
+def test_the_run_moved_the_weights(two_runs, tiny_data):
+    """The comparison above means something only if training changed the weights."""
+    single, _ = two_runs
+    metrics = read_metrics(single)
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+
+
+def test_only_one_worker_writes_state_and_outputs(two_runs):
+    _, spread = two_runs
+    state = spread.parent / "state"
+    (digest,) = [p for p in state.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in digest.iterdir()) == ["epoch-0001", "epoch-0002", "exports"]
+    assert sorted(p.name for p in (digest / "exports").iterdir()) == ["epoch-0001", "epoch-0002"]
+    assert sorted(p.name for p in spread.iterdir()) == [
+        "metrics.jsonl",
+        "model-0001.params",
+        "model-0002.params",
+        "model-symbol.json",
+        "report.json",
+    ]
+
+
+def launcher_process(arguments, log_path):
+    """A separate Python that runs train() with `arguments` (a JSON job), like a train
+    job of the workflow, logging to log_path."""
+    job = launcher.job_of(**arguments)
+    job_path = log_path.with_suffix(".json")
+    job_path.write_text(json.dumps(job))
+    code = (
+        "import json, sys\n"
+        "from resnet_recipe import launcher, progress, settings\n"
+        "job = json.load(open(sys.argv[1]))\n"
+        "progress.run_logged(sys.argv[2], launcher.launch_training, job=job, "
+        "workers=job['settings']['nodes'], distributed_settings="
+        "settings.Distributed.from_config(job['distributed_settings'], 'distributed'))\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(job_path), str(log_path)])
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_worker_killed_mid_run_fails_the_job_and_the_run_resumes(tiny_data, tmp_path):
+    """SIGKILL of one worker after epoch 1 was saved: the launcher notices, stops every
+    other role and fails naming that worker (no role waits forever for the dead one);
+    running the same train() again resumes after the saved epoch."""
+    arguments = train_arguments(tiny_data, tmp_path, nodes=2, epochs=3)
+    log_path = tmp_path / "first.log"
+    first = launcher_process(arguments, log_path)
+    state = tmp_path / "state"
+    try:
+        wait_for(lambda: any(state.glob("*/epoch-0001")), 300, "the state of epoch 1")
+        # Arguments are NUL-separated in /proc/PID/cmdline.
+        victim = role_processes(tmp_path, "resnet_recipe.launcher\0worker")[0]
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        assert first.wait(120) != 0
+        assert time.monotonic() - killed < 60, "the dead worker was not noticed in bounded time"
+    finally:
+        first.kill()
+        first.wait()
+    assert "exited with status -9" in log_path.read_text()
+    wait_for(lambda: not role_processes(tmp_path), 30, "the other roles to end")
+    assert not (tmp_path / "run").exists()
+    saved = sorted(p.name for p in next(state.glob("*")).glob("epoch-*"))
+
+    second_log = tmp_path / "second.log"
+    second = launcher_process(arguments, second_log)
+    assert second.wait(600) == 0
+    log = second_log.read_text()
+    assert f"resuming after epoch {int(saved[-1][-4:])}" in log
+    assert "rank 0 of 2" in log and "rank 1 of 2" in log
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+
+
+def role_processes(folder, role=""):
+    """Pids of the roles (scheduler, servers, workers) whose command line names a job
+    file under `folder` (and holds `role`)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in command and role in command:
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_failing_worker_fails_the_job_with_its_error(tiny_data, tmp_path, caplog):
+    # A missing validation index makes every worker raise right after connecting.
+    arguments = train_arguments(tiny_data, tmp_path, nodes=2)
+    arguments["val_idx"] = str(tmp_path / "missing.idx")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker \d exited with status 1") as failure:
+        training.train(**arguments)
+    assert "missing.idx" in str(failure.value)
+    assert time.monotonic() - started < 120, "the failure was not noticed in bounded time"
+    assert not role_processes(tmp_path)
+
+
+def test_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path, monkeypatch):
+    """Workers that cannot reach the scheduler (here: a port nobody listens on) end the
+    job after connect_timeout seconds instead of waiting forever."""
+    port = launcher.free_port("127.0.0.1")
+    worker = launcher.role_environment("worker", 1, "127.0.0.1", port, "lo")
+    code = "import mxnet; mxnet.kv.create('dist_sync')"
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="only 0 of 1 workers reached the scheduler"):
+        launcher.supervise(
+            [("worker 0", [sys.executable, "-c", code], worker)],
+            1,
+            connect_timeout=5,
+            scheduler=f"127.0.0.1:{port}",
+        )
+    assert time.monotonic() - started < 60
+
+
+def test_unknown_interface_is_named():
+    with pytest.raises(ValueError, match="distributed.interface 'nosuch0'"):
+        launcher.interface_address("nosuch0")
+
+
+def test_loopback_address():
+    assert launcher.interface_address("lo") == "127.0.0.1"
+
+
+def test_roles_never_inherit_what_overrides_the_interface(monkeypatch):
+    """DMLC_NODE_HOST, PORT or DMLC_USE_KUBERNETES in the job's environment would make
+    ps-lite bind elsewhere than distributed.interface (all interfaces, for the last)."""
+    for name in launcher.OVERRIDING_VARIABLES:
+        monkeypatch.setenv(name, "1")
+    environment = launcher.role_environment("server", 2, "127.0.0.1", 9000, "lo")
+    assert not set(launcher.OVERRIDING_VARIABLES) & set(environment)
+    assert (environment["DMLC_INTERFACE"], environment["DMLC_PS_ROOT_URI"]) == ("lo", "127.0.0.1")
