@@ -31,7 +31,6 @@ TINY_SETTINGS = TrainingRun(
     lr_steps=(),
     log_interval=1,
 )
-LABELS = [index % 3 for index in range(48)]
 LOOPBACK = Distributed(interface="lo", connect_timeout=300)
 # Weights, BN running statistics and losses of the two set-ups may differ only by float32
 # rounding: the gradients of the two devices are summed by the parameter servers instead of
@@ -40,23 +39,6 @@ LOOPBACK = Distributed(interface="lo", connect_timeout=300)
 # the first iteration, the Trainer's first reduction copying them to every device.
 RELATIVE_TOLERANCE = 1e-4
 ABSOLUTE_TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tiny_data(make_tiny_rec, tmp_path_factory):
-    """Train and val records of three solid colours (val: 19 images, an odd count, so the
-    workers' validation shards differ in size)."""
-    train = make_tiny_rec("dist_train_colours", LABELS, noise=8)
-    val = make_tiny_rec("dist_val_colours", LABELS[:19], noise=8)
-    classes = tmp_path_factory.mktemp("classes") / "classes.tsv"
-    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
-    return {
-        "train_rec": train.rec,
-        "train_idx": train.idx,
-        "val_rec": val.rec,
-        "val_idx": val.idx,
-        "classes_tsv": str(classes),
-    }
 
 
 def train_arguments(tiny_data, folder, **settings):

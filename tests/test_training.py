@@ -29,23 +29,6 @@ TINY_SETTINGS = TrainingRun(
     lr_steps=(2,),
     log_interval=2,
 )
-LABELS = [index % 3 for index in range(48)]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(make_tiny_rec, tmp_path_factory):
-    """Train and val records of three solid colours (val: 19 images, not a multiple of 8)."""
-    train = make_tiny_rec("train_colours", LABELS, noise=8)
-    val = make_tiny_rec("val_colours", LABELS[:19], noise=8)
-    classes = tmp_path_factory.mktemp("classes") / "classes.tsv"
-    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
-    return {
-        "train_rec": train.rec,
-        "train_idx": train.idx,
-        "val_rec": val.rec,
-        "val_idx": val.idx,
-        "classes_tsv": str(classes),
-    }
 
 
 def run_training(tiny_data, tmp_path, **settings):
