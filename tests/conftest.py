@@ -179,13 +179,16 @@ def tiny_image_bytes(kind="jpeg", size=(40, 30), seed=0):
     return out.getvalue()
 
 
+# Labels of the three-colour records the training, scoring and benchmark tests train on.
+COLOUR_LABELS = [index % 3 for index in range(48)]
+
+
 @pytest.fixture(scope="session")
 def tiny_data(make_tiny_rec, tmp_path_factory):
     """train() inputs of three solid colours: 48 training images and 19 validation images
     (an odd count, not a multiple of 8, so batches and workers' shards differ in size)."""
-    labels = [index % 3 for index in range(48)]
-    train = make_tiny_rec("train_colours", labels, noise=8)
-    val = make_tiny_rec("val_colours", labels[:19], noise=8)
+    train = make_tiny_rec("train_colours", COLOUR_LABELS, noise=8)
+    val = make_tiny_rec("val_colours", COLOUR_LABELS[:19], noise=8)
     classes = tmp_path_factory.mktemp("classes") / "classes.tsv"
     classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
     return {

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import mxnet as mx
 import numpy
 import pytest
-from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
+from conftest import COLOUR_LABELS
+from test_training import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
 
 from resnet_recipe import cli, evaluation, pipelines, training
 from resnet_recipe.settings import Score
@@ -48,10 +49,10 @@ def nhwc_trained_run(make_tiny_rec, tmp_path_factory):
 
 
 def train_tiny_run(make_tiny_rec, tmp_path_factory, network_settings):
-    train = make_tiny_rec("train_colours", LABELS, noise=8)
+    train = make_tiny_rec("train_colours", COLOUR_LABELS, noise=8)
     # Validation images drowned in noise: many are misclassified, so equal accuracies
     # below are not equal by being perfect (a constant guess still gets a third right).
-    val = make_tiny_rec("val_noisy_colours", LABELS[:VAL_IMAGES], noise=250)
+    val = make_tiny_rec("val_noisy_colours", COLOUR_LABELS[:VAL_IMAGES], noise=250)
     folder = tmp_path_factory.mktemp("scored_run")
     classes = folder / "classes.tsv"
     classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
@@ -267,5 +268,5 @@ def test_validation_counts_every_image_once_without_padding(trained_run):
     assert metrics["top1"] == pytest.approx(7 / 19)
     assert metrics["top5"] == pytest.approx(13 / 19)
     log_softmax = scores - numpy.log(numpy.exp(scores).sum())
-    expected_loss = -numpy.mean([log_softmax[label] for label in LABELS[:VAL_IMAGES]])
+    expected_loss = -numpy.mean([log_softmax[label] for label in COLOUR_LABELS[:VAL_IMAGES]])
     assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)

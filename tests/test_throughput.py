@@ -8,7 +8,7 @@ import mxnet as mx
 import pytest
 import yaml
 from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
-from test_training import LABELS, TINY_NETWORK, TINY_PIPELINE
+from test_training import TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe import throughput
 from resnet_recipe.settings import BenchInfer, BenchTrain, TrainingRun
@@ -83,23 +83,22 @@ INFER_BENCH = BenchInfer(
 
 
 @pytest.fixture(scope="module")
-def tiny(make_tiny_rec, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench")
-    classes = folder / "classes.tsv"
-    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
-    train = make_tiny_rec("train_colours", LABELS, noise=8)
-    val = make_tiny_rec("val_colours", LABELS[:19], noise=8)
+def tiny(tiny_data, tmp_path_factory):
     shared = dict(
-        classes_tsv=str(classes),
+        classes_tsv=tiny_data["classes_tsv"],
         network=TINY_NETWORK,
         pipeline=TINY_PIPELINE,
-        lock_dir=str(folder / "locks"),
+        lock_dir=str(tmp_path_factory.mktemp("bench") / "locks"),
     )
     return SimpleNamespace(
         train=throughput.BenchSetup(
-            rec=train.rec, idx=train.idx, val_rec=val.rec, val_idx=val.idx, **shared
+            rec=tiny_data["train_rec"],
+            idx=tiny_data["train_idx"],
+            val_rec=tiny_data["val_rec"],
+            val_idx=tiny_data["val_idx"],
+            **shared,
         ),
-        val=throughput.BenchSetup(rec=val.rec, idx=val.idx, **shared),
+        val=throughput.BenchSetup(rec=tiny_data["val_rec"], idx=tiny_data["val_idx"], **shared),
     )
 
 
