@@ -54,9 +54,10 @@ def tiny_demo_config():
     return config
 
 
-def run_snakemake(workdir, *args, check=True, timeout=900):
-    """Run Snakemake in workdir (profiles/default applies); return the finished process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_snakemake(workdir, *args, check=True, timeout=900, env=None):
+    """Run Snakemake in workdir (profiles/default applies), with `env` added to this
+    process's environment; return the finished process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.run(
         [SNAKEMAKE, *args],
         cwd=workdir,

@@ -84,8 +84,9 @@ def train(
         precision.require_dtype_supported(settings.dtype, contexts)
         membership = distributed.join(settings)
         log.info(
-            "run %s: %d classes, %d training images, contexts %s, settings %s, network %s",
-            *(run, classes, train_records, contexts),
+            "run %s: %d classes, %d training images, contexts %s, OMP_NUM_THREADS=%s, "
+            "settings %s, network %s",
+            *(run, classes, train_records, contexts, os.environ.get("OMP_NUM_THREADS", "unset")),
             json.dumps(settings.to_config(), sort_keys=True),
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
