@@ -10,6 +10,9 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(MXNET)
 CORES ?= all
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each running whole test files: most tests wait on
+# subprocesses (Snakemake, SLURM's status checks, launched workers) about half the time.
+TEST_WORKERS ?= 2
 
 .PHONY: run test clean-results
 
@@ -34,7 +37,7 @@ run: $(STAMP)
 	@echo "Results are in results/: tables and graphs in results/report/, the browsable report in results/report.html."
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results logs resources/demo .snakemake

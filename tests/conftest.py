@@ -14,6 +14,20 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "resources/reference"]
 
 
+# Test files of minutes (a SLURM cluster's status waits, whole workflow runs), longest
+# first, collected before the rest: with several test processes (make test), the others
+# work through the rest meanwhile.
+LONG_FILES = ["test_slurm.py", "test_caching.py", "test_distributed.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def place(item):
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=place)
+
+
 def copy_workflow(dest):
     """Copy what a workflow run needs (not results or data) into dest."""
     dest = Path(dest)
