@@ -119,6 +119,9 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
     local = copy_workflow(tmp_path_factory.mktemp("local"))
     cluster = copy_workflow(tmp_path_factory.mktemp("cluster"))
     config = tiny_demo_config()
+    # ResNet-18 at 16 px: the cluster's jobs queue on its two CPUs, one training at a time.
+    config["network"]["depth"] = 18
+    config["input"].update(image_size=16, val_resize=16)
     config["training"]["runs"][TWO_WORKERS] = {"nodes": 2}
     for workdir in (local, cluster):
         write_config(workdir / "tiny.yaml", config)
