@@ -12,25 +12,14 @@ import time
 import mxnet as mx
 import numpy
 import pytest
+import test_training
+from test_training import TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe import launcher, training
-from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
+from resnet_recipe.settings import Distributed
 
-TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
-TINY_PIPELINE = InputPipeline(
-    backend="dali-cpu", image_size=16, val_resize=18, min_random_area=0.5, dali_threads=1
-)
 # Global batch 16 both ways: 2 workers x 1 context x 8, or 1 worker x 2 contexts x 8.
-TINY_SETTINGS = TrainingRun(
-    gpus=0,
-    batch_per_device=8,
-    dtype="float32",
-    epochs=2,
-    lr_per_256=1.6,
-    warmup_epochs=1,
-    lr_steps=(),
-    log_interval=1,
-)
+TINY_SETTINGS = test_training.TINY_SETTINGS.replace(epochs=2, lr_steps=(), log_interval=1)
 LOOPBACK = Distributed(interface="lo", connect_timeout=300)
 # Weights, BN running statistics and losses of the two set-ups may differ only by float32
 # rounding: the gradients of the two devices are summed by the parameter servers instead of
@@ -71,10 +60,7 @@ def two_runs(tiny_data, tmp_path_factory):
     """The same run as 1 worker x 2 CPU contexts and as 2 workers x 1 CPU context, every
     process on one CPU thread."""
     single = tmp_path_factory.mktemp("single")
-    job_path = single / "job.json"
-    job_path.write_text(
-        json.dumps(launcher.job_of(**train_arguments(tiny_data, single, cpu_contexts=2)))
-    )
+    job_path = write_job(train_arguments(tiny_data, single, cpu_contexts=2), single / "job.json")
     subprocess.run(
         [sys.executable, "-m", "resnet_recipe.launcher", "worker", str(job_path)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -131,12 +117,16 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
     ]
 
 
+def write_job(arguments, path):
+    """The train() call with `arguments` as a launcher job file at path."""
+    path.write_text(json.dumps(launcher.job_of(**arguments)))
+    return path
+
+
 def launcher_process(arguments, log_path):
     """A separate Python that runs train() with `arguments` (a JSON job), like a train
     job of the workflow, logging to log_path."""
-    job = launcher.job_of(**arguments)
-    job_path = log_path.with_suffix(".json")
-    job_path.write_text(json.dumps(job))
+    job_path = write_job(arguments, log_path.with_suffix(".json"))
     code = (
         "import json, sys\n"
         "from resnet_recipe import launcher, progress, settings\n"
