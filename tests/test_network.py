@@ -195,8 +195,9 @@ def test_exported_symbol_takes_the_dtype_of_its_input():
 NHWC_ON_CPU = network.layout_on("NHWC", [mx.cpu()])
 # Parity tolerances in float32, as fractions of the largest output magnitude. Inference
 # (BN with running statistics): 1e-5; the layouts pool in another order. Training mode (BN
-# with batch statistics, on the CPU through other kernels: MKLDNN for axis 1, MXNet's own
-# for axis 3, whose rounding differences grow over ResNet-50's 53 BN layers): 1e-4, on
+# with batch statistics, through other oneDNN kernels: the NCHW network's BN reads its
+# convolution's blocked or channels-last output, the NHWC one's the plain output of a
+# transpose; their rounding differences grow over ResNet-50's 53 BN layers): 1e-4, on
 # 64 px batches of 4 so that the last stage normalises 16 values per channel (with the 2
 # of a 32 px batch of 2 the variance is ill-conditioned and the kernels differ by 1e-3).
 PARITY_RTOL = 1e-5
@@ -335,3 +336,12 @@ def test_input_shape_per_layout():
     assert network.layout_on("NHWC", [mx.cpu()]).by_transpose
     assert not network.layout_on("NHWC", [mx.gpu(0)]).by_transpose
     assert not network.layout_on("NCHW", [mx.cpu()]).by_transpose
+
+
+def test_the_cpu_nhwc_graph_runs_batchnorm_on_axis_1_only():
+    # MXNet 1.9.1's oneDNN BatchNorm on another axis can segfault on AVX-512 CPUs
+    # (NHWCBatchNormByTranspose); the CPU network must never ask for it.
+    graph = network.resnet(50, classes=5, layout=NHWC_ON_CPU).forward(mx.sym.var("data"))
+    batch_norms = [n for n in json.loads(graph.tojson())["nodes"] if n["op"] == "BatchNorm"]
+    assert len(batch_norms) == 53
+    assert {node["attrs"]["axis"] for node in batch_norms} == {"1"}

@@ -73,6 +73,40 @@ class NHWCConvByTranspose(nn.Conv2D):
         return F.transpose(output, axes=OIHW_TO_OHWI)
 
 
+class NHWCBatchNormByTranspose(nn.BatchNorm):
+    """BatchNorm over axis 3 of NHWC data computed over axis 1 between transposes, for the
+    CPU only: MXNet 1.9.1 can segfault in its oneDNN BatchNorm on any other axis.
+
+    For axis != 1 MXNet reshapes the data to (N*H*W, C, 1, 1) views
+    (src/operator/nn/mkldnn/mkldnn_batch_norm-inl.h L162-173) and asks the output view for
+    memory in the primitive's dst format (L188); NDArray::CreateMKLDNNData returns nullptr
+    for a view whose requested format is not the plain one (src/ndarray/ndarray.cc L726-732),
+    and the nullptr is dereferenced (L248, `*out_mem`). The format is plain unless oneDNN's
+    primitive cache (oneDNN 2.4.4, bundled) hands back a primitive built earlier for the
+    same problem with another layout. That happens on CPUs where oneDNN picks its brgemm 1x1
+    convolution (AVX-512 cores: Intel Sapphire/Emerald Rapids, AMD Zen 4), which writes
+    channels-last ("acdb"); for 1x1 spatial (ResNet's last stage at 32 px) "acdb" and the
+    plain "abcd" are one descriptor to oneDNN, which ignores the strides of size-1 dims. So
+    an NCHW network (conv -> BN axis 1 on acdb data) followed by this NHWC one (BN axis 3 on
+    a (2, 1, 1, 512) batch, reshaped to (2, 512, 1, 1)) crashes; AVX2 machines (blocked
+    nChw8c outputs) and DNNL_PRIMITIVE_CACHE_CAPACITY=0 do not. Known family: apache/mxnet
+    issues #19150 and #20858 (MKLDNN BatchNorm on views), introduced with axis != 1 support
+    in pull request #18504. Axis 1 on 4-d data is never reshaped, so it is safe."""
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        kwargs = {**self._kwargs, "axis": 1}
+        output = F.BatchNorm(
+            F.transpose(x, axes=OHWI_TO_OIHW),
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            name="fwd",
+            **kwargs,
+        )
+        return F.transpose(output, axes=OIHW_TO_OHWI)
+
+
 def he_normal():
     """He et al. 2015 initialisation: Gaussian with variance 2 / fan_in (MSRA)."""
     return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
@@ -92,9 +126,11 @@ class Layout:
         conv_class = NHWCConvByTranspose if self.by_transpose else nn.Conv2D
         return conv_class(*args, layout="NHWC", **kwargs)
 
-    @property
-    def channel_axis(self):
-        return 1 if self.name == "NCHW" else 3
+    def batch_norm(self, **kwargs):
+        if self.name == "NCHW":
+            return nn.BatchNorm(axis=1, **kwargs)
+        bn_class = NHWCBatchNormByTranspose if self.by_transpose else nn.BatchNorm
+        return bn_class(axis=3, **kwargs)
 
 
 def conv_bn(channels, kernel, stride, in_channels, zero_gamma, layout, index=""):
@@ -110,8 +146,7 @@ def conv_bn(channels, kernel, stride, in_channels, zero_gamma, layout, index="")
         weight_initializer=he_normal(),
         prefix=f"conv{index}_",
     )
-    bn = nn.BatchNorm(
-        axis=layout.channel_axis,
+    bn = layout.batch_norm(
         in_channels=channels,
         gamma_initializer="zeros" if zero_gamma else "ones",
         prefix=f"bn{index}_",
