@@ -37,7 +37,7 @@ run: $(STAMP)
 	@echo "Results are in results/: tables and graphs in results/report/, the browsable report in results/report.html."
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results logs resources/demo .snakemake
