@@ -200,6 +200,10 @@ def test_describe_machine_without_snakemake():
     machine = json.loads(done.stdout)
     assert machine["logical_cores"] == os.cpu_count()
     assert machine["hostname"] and machine["cpu_model"]
+    assert set(machine["cpu_flags"]) <= set(devices.KERNEL_CPU_FLAGS)
+    with open("/proc/cpuinfo") as cpuinfo:
+        assert ("avx2" in cpuinfo.read()) == ("avx2" in machine["cpu_flags"])
+    assert machine["onednn_isa"]  # e.g. "Intel AVX2", as oneDNN names it
     assert isinstance(machine["gpus"], list)
     assert machine["versions"]["mxnet"] == "1.9.1"
     assert machine["versions"]["nvidia-dali"] == "1.34.0"

@@ -3,12 +3,14 @@ run at the same time (one flock-ed lock file per GPU), MXNet contexts, machine f
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import platform
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from importlib import metadata
 
@@ -24,6 +26,33 @@ VERSIONED_PACKAGES = {
     "nvidia-dali": ("nvidia-dali-cuda110", "nvidia-dali-cuda120", "nvidia-dali"),
     "numpy": ("numpy",),
 }
+
+
+# CPU features that decide which oneDNN kernels MXNet runs (and so its results' last digits
+# and its speed): AVX2, the AVX-512 families, and AMX. Names as /proc/cpuinfo spells them.
+KERNEL_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512dq",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+# oneDNN names the instruction set it dispatches to in its first verbose line; a child
+# process runs one convolution to get it, since MXNet 1.9.1 does not export oneDNN's API.
+ONEDNN_ISA_PROBE = (
+    "import mxnet as mx\n"
+    "x = mx.nd.ones((1, 1, 1, 1))\n"
+    "mx.nd.Convolution(x, x, kernel=(1, 1), num_filter=1, no_bias=True).wait_to_read()\n"
+)
+ONEDNN_ISA_PREFIX = "dnnl_verbose,info,cpu,isa:"
 
 
 def nvidia_smi_gpus():
@@ -219,6 +248,38 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The KERNEL_CPU_FLAGS this CPU has, in that order; [] where /proc/cpuinfo is missing."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in KERNEL_CPU_FLAGS if flag in present]
+    return []
+
+
+@functools.cache
+def onednn_isa():
+    """The instruction set MXNet's oneDNN runs its kernels with on this machine, as oneDNN
+    reports it (DNNL_MAX_CPU_ISA, inherited, can lower it); None if MXNet was built without
+    oneDNN or the probe fails. About 2 s once per process."""
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", ONEDNN_ISA_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, "DNNL_VERBOSE": "1", "MKLDNN_VERBOSE": "1"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in probe.stdout.splitlines():
+        if line.startswith(ONEDNN_ISA_PREFIX):
+            return line[len(ONEDNN_ISA_PREFIX) :].strip()
+    return None
+
+
 def package_version(names):
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -234,13 +295,16 @@ def package_versions():
 
 
 def describe_machine():
-    """Facts about this machine for result files: host, CPU, GPUs (model of each, and the
-    NVIDIA driver), package versions."""
+    """Facts about this machine for result files: host, CPU (model, the flags that pick
+    MXNet's kernels, the oneDNN instruction set in force), GPUs
+    (model of each, and the NVIDIA driver), package versions."""
     gpus = nvidia_smi_gpus()
     drivers = sorted({driver for _, driver in gpus if driver})
     return {
         "hostname": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "onednn_isa": onednn_isa(),
         "logical_cores": os.cpu_count(),
         "gpus": [name for name, _ in gpus],
         "gpu_count": len(gpus),
