@@ -10,7 +10,7 @@ min_version("9.0")
 # Numbers in exponent form (lr_per_256: 1e-3) are numbers, though YAML 1.1 reads them as
 # text: converted by this checkout's package before the schema checks the config.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from resnet_recipe.settings import read_config_numbers
+from resnet_recipe.workflow_support.settings import read_config_numbers
 
 validate(read_config_numbers(config), "workflow/schemas/config.schema.yaml")
 

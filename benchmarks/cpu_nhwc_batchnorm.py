@@ -22,7 +22,8 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from resnet_recipe import network
+from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.model import network
 
 CLASSES = 1000
 
@@ -41,7 +42,7 @@ def trainer_of(args, layout):
     net.hybridize(static_alloc=True, static_shape=True)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9})
-    shape = network.input_shape(layout.name, args.batch, args.image_size)
+    shape = input_shape(layout.name, args.batch, args.image_size)
     data = mx.nd.random.normal(shape=shape)
     label = mx.nd.array([index % CLASSES for index in range(args.batch)])
 

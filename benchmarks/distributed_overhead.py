@@ -1,5 +1,5 @@
 """Training images/s through MXNet's distributed kvstore (2 workers x 1 CPU context,
-launched on loopback by resnet_recipe.launcher) against one process over 2 CPU contexts
+launched on loopback by resnet_recipe.training.launcher) against one process over 2 CPU contexts
 (kvstore `device`), at the same global batch, on the same records.
 
 Both run training.train on the same synthetic-input run (the `synthetic` backend: fixed
@@ -23,8 +23,9 @@ from pathlib import Path
 
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import training
-from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
+from resnet_recipe.training import run as training
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.workflow_support.settings import Distributed, InputPipeline, Network, TrainingRun
 
 
 def epoch_rates(out):
@@ -35,19 +36,21 @@ def epoch_rates(out):
 def run(folder, records, settings, network, pipeline):
     out = Path(folder) / "run"
     training.train(
-        train_rec=records + ".rec",
-        train_idx=records + ".idx",
-        val_rec=records + ".rec",
-        val_idx=records + ".idx",
-        classes_tsv=records + ".classes.tsv",
-        out_dir=str(out),
-        state_root=str(Path(folder) / "state"),
-        settings=settings,
-        network_settings=network,
-        pipeline_settings=pipeline,
-        lock_dir=str(Path(folder) / "locks"),
-        run="overhead",
-        distributed_settings=Distributed(interface="lo"),
+        TrainingJob(
+            train_rec=records + ".rec",
+            train_idx=records + ".idx",
+            val_rec=records + ".rec",
+            val_idx=records + ".idx",
+            classes_tsv=records + ".classes.tsv",
+            out_dir=str(out),
+            state_root=str(Path(folder) / "state"),
+            settings=settings,
+            network_settings=network,
+            pipeline_settings=pipeline,
+            lock_dir=str(Path(folder) / "locks"),
+            run="overhead",
+            distributed_settings=Distributed(interface="lo"),
+        )
     )
     return statistics.median(epoch_rates(out))
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from conftest import SNAKEMAKE, copy_workflow, write_config  # noqa: E402
 from pack_records import Im2recProcess, measure  # noqa: E402
 
-from resnet_recipe.records import pack_records  # noqa: E402
+from resnet_recipe.data.records import pack_records  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 IMAGENET_VAL = 50_000
@@ -166,7 +166,7 @@ def start_times(copy, repeats):
 
 
 LISTING = (
-    "import sys; from resnet_recipe.listing import make_list, write_classes; "
+    "import sys; from resnet_recipe.data.listing import make_list, write_classes; "
     "write_classes(sys.argv[1], sys.argv[3]); make_list(sys.argv[1], sys.argv[3], sys.argv[2], 0)"
 )
 

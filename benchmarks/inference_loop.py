@@ -1,7 +1,7 @@
 """Images/s of our inference benchmark loops against bare MXNet forward loops.
 
 Ours: the network as bench_infer builds it (network.build) and its two loops, over
-synthetic batches from resnet_recipe.pipelines: the throughput loop
+synthetic batches from resnet_recipe.data.pipelines: the throughput loop
 (timing.time_batch_ends: batches not waited for, the first of each epoch left out, one wait
 closing the epoch, as the original benchmark.py measured) and the latency loop
 (timing.time_forward: every batch waited for). Bare: the same ResNet built with plain Gluon
@@ -23,8 +23,12 @@ import time
 import mxnet as mx
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import network, pipelines, throughput, timing
-from resnet_recipe.settings import LAYOUTS, InputPipeline, Network
+from resnet_recipe.benchmarking import throughput
+from resnet_recipe.data import pipelines
+from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.model import network
+from resnet_recipe.scoring import timing
+from resnet_recipe.workflow_support.settings import LAYOUTS, InputPipeline, Network
 
 CLASSES = 1000
 DTYPE = "float32"
@@ -72,7 +76,7 @@ def main():
     bare_net = network.resnet(args.depth, "1.5", CLASSES, layout=layout)
     bare_net.initialize(ctx=ctx)
     bare_net.hybridize(static_alloc=True, static_shape=True)
-    shape = network.input_shape(args.layout, args.batch, args.image_size)
+    shape = input_shape(args.layout, args.batch, args.image_size)
     data = mx.nd.random.normal(shape=shape, ctx=ctx)
 
     with tempfile.TemporaryDirectory() as folder:

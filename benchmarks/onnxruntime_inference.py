@@ -23,8 +23,11 @@ import tempfile
 import mxnet as mx
 from pipeline_throughput import imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import network, onnx_export, onnx_inference, pipelines, throughput
-from resnet_recipe.settings import BenchInfer, InputPipeline, Network
+from resnet_recipe.benchmarking import throughput
+from resnet_recipe.data import pipelines
+from resnet_recipe.deployment import onnx_export, onnx_inference
+from resnet_recipe.model import network
+from resnet_recipe.workflow_support.settings import BenchInfer, InputPipeline, Network
 
 CLASSES = 10
 # The two numbers of an inference point that the ratios compare.

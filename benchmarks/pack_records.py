@@ -35,10 +35,10 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from resnet_recipe.image_check import check_image
-from resnet_recipe.listing import make_list, write_classes
-from resnet_recipe.recordio import image_record
-from resnet_recipe.records import pack_records
+from resnet_recipe.data.image_check import check_image
+from resnet_recipe.data.listing import make_list, write_classes
+from resnet_recipe.data.records import pack_records
+from resnet_recipe.files.recordio import image_record
 
 # Found without importing MXNet: only the im2rec.py process loads it (see Im2recProcess).
 IM2REC = os.path.join(

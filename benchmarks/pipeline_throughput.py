@@ -1,7 +1,7 @@
 """Images/s of the DALI CPU input pipelines on ImageNet-sized JPEGs.
 
 Builds a .rec of 500x375 JPEGs cut from scikit-learn's two sample photos, then times
-resnet_recipe.pipelines (ImageNet settings, dali-cpu, one CPU context, float32, the
+resnet_recipe.data.pipelines (ImageNet settings, dali-cpu, one CPU context, float32, the
 batches handed over as MXNet arrays) against a one-thread Pillow loader doing the same
 decode, random-resized crop, flip and normalize in the same run (best of interleaved rounds).
 Prints images/s and the ratio.
@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from resnet_recipe import pipelines
-from resnet_recipe.settings import InputPipeline
+from resnet_recipe.data import pipelines
+from resnet_recipe.workflow_support.settings import InputPipeline
 
 IMAGENET_INPUT = InputPipeline(backend="dali-cpu")
 

@@ -3,7 +3,7 @@ training pipeline's images/s beside them.
 
 Ours: training.TrainingLoop.step (forward, the recipe's loss, backward, the recipe's SGD
 update with its per-iteration learning rate) over synthetic batches from
-resnet_recipe.pipelines, as bench_train times it: an epoch of iterations ending with
+resnet_recipe.data.pipelines, as bench_train times it: an epoch of iterations ending with
 mx.nd.waitall(). Bare: the same ResNet built with plain Gluon calls and hybridized the
 same way, gluon.loss.SoftmaxCrossEntropyLoss and a plain gluon.Trainer SGD (same momentum
 and weight decay), trainer.step(batch), over one fixed array. Same batch, dtype (float32:
@@ -26,8 +26,10 @@ import mxnet as mx
 from mxnet import autograd, gluon
 from pipeline_throughput import IMAGENET_INPUT, dali_images_per_s, imagenet_sized_jpegs, write_rec
 
-from resnet_recipe import network, pipelines, training
-from resnet_recipe.settings import InputPipeline, Network, TrainingRun
+from resnet_recipe.data import pipelines
+from resnet_recipe.model import network
+from resnet_recipe.training import loop as training
+from resnet_recipe.workflow_support.settings import InputPipeline, Network, TrainingRun
 
 CLASSES = 1000
 DTYPE = "float32"

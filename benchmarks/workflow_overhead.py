@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import SNAKEMAKE, copy_workflow, run_snakemake, write_config  # noqa: E402
 from test_caching import tiny_config  # noqa: E402
 
-from resnet_recipe.code_digest import code_digests  # noqa: E402
-from resnet_recipe.demo_data import write_demo_tree  # noqa: E402
-from resnet_recipe.listing import tree_fingerprint  # noqa: E402
+from resnet_recipe.data.demo_data import write_demo_tree  # noqa: E402
+from resnet_recipe.data.listing import tree_fingerprint  # noqa: E402
+from resnet_recipe.workflow_support.code_digest import code_digests  # noqa: E402
 
 GOAL_SECONDS = 3.0
 

@@ -28,9 +28,10 @@ from conftest import (
     write_config,
 )
 
-from resnet_recipe import devices, onnx_export, provenance
-from resnet_recipe.code_digest import stage_modules
-from resnet_recipe.demo_data import write_demo_tree
+from resnet_recipe.data.demo_data import write_demo_tree
+from resnet_recipe.deployment import onnx_export
+from resnet_recipe.workflow_support import devices, provenance
+from resnet_recipe.workflow_support.code_digest import stage_modules
 
 pytestmark = pytest.mark.slow
 

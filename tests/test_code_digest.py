@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from resnet_recipe.code_digest import code_digests, import_statements, stage_modules
+from resnet_recipe.workflow_support.code_digest import (
+    code_digests,
+    import_statements,
+    stage_modules,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -161,11 +165,11 @@ def test_the_stage_scripts_use_the_modules_of_their_stage():
     modules = {
         script.name: set(stage_modules(str(script), str(SOURCE))) for script in SCRIPTS.glob("*.py")
     }
-    assert "resnet_recipe.records" in modules["pack_records.py"]
-    assert "resnet_recipe.network" in modules["train.py"]
-    assert "resnet_recipe.network" in modules["bench_infer.py"]
-    assert "resnet_recipe.network" not in modules["report.py"]
-    assert "resnet_recipe.records" not in modules["train.py"]
+    assert "resnet_recipe.data.records" in modules["pack_records.py"]
+    assert "resnet_recipe.model.network" in modules["train.py"]
+    assert "resnet_recipe.model.network" in modules["bench_infer.py"]
+    assert "resnet_recipe.model.network" not in modules["report.py"]
+    assert "resnet_recipe.data.records" not in modules["train.py"]
     assert not any(name.startswith("resnet_recipe.report") for name in modules["train.py"])
     assert not any("resnet_recipe.cli" in used for used in modules.values())
 
@@ -173,7 +177,7 @@ def test_the_stage_scripts_use_the_modules_of_their_stage():
 def test_the_digest_imports_neither_mxnet_nor_dali():
     code = (
         "import sys\n"
-        "from resnet_recipe.code_digest import code_digests\n"
+        "from resnet_recipe.workflow_support.code_digest import code_digests\n"
         f"code_digests([{str(SCRIPTS / 'train.py')!r}], {str(SOURCE)!r})\n"
         "print(sorted(m for m in ('mxnet', 'nvidia.dali', 'numpy') if m in sys.modules))\n"
     )

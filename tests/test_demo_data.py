@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resnet_recipe.demo_data import ODDITIES, SIDE_PIXELS, write_demo_tree
-from resnet_recipe.image_check import AS_IS, REENCODED, check_image
+from resnet_recipe.data.demo_data import ODDITIES, SIDE_PIXELS, write_demo_tree
+from resnet_recipe.data.image_check import AS_IS, REENCODED, check_image
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from resnet_recipe import devices
+from resnet_recipe.workflow_support import devices
 
 # A job holding GPUs: prints its CUDA_VISIBLE_DEVICES, then holds until stdin closes.
 HOLDER = """
 import logging, os, sys
-from resnet_recipe.devices import acquire_gpus
+from resnet_recipe.workflow_support.devices import acquire_gpus
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 count, total, lock_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 with acquire_gpus(count, lock_dir, total=total, poll_seconds=0.05):
@@ -190,7 +190,7 @@ def test_contexts():
 def test_describe_machine_without_snakemake():
     script = (
         "import json, sys\n"
-        "from resnet_recipe.devices import describe_machine\n"
+        "from resnet_recipe.workflow_support.devices import describe_machine\n"
         "print(json.dumps(describe_machine()))\n"
         "assert 'snakemake' not in sys.modules and 'mxnet' not in sys.modules\n"
     )

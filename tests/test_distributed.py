@@ -15,8 +15,10 @@ import pytest
 import test_training
 from test_training import TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import launcher, training
-from resnet_recipe.settings import Distributed
+from resnet_recipe.training import launcher
+from resnet_recipe.training import run as training
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.workflow_support.settings import Distributed
 
 # Global batch 16 both ways: 2 workers x 1 context x 8, or 1 worker x 2 contexts x 8.
 TINY_SETTINGS = test_training.TINY_SETTINGS.replace(epochs=2, lr_steps=(), log_interval=1)
@@ -32,8 +34,8 @@ RELATIVE_TOLERANCE = 1e-4
 ABSOLUTE_TOLERANCE = 1e-5
 
 
-def train_arguments(tiny_data, folder, **settings):
-    return dict(
+def job_for(tiny_data, folder, **settings):
+    return TrainingJob(
         **tiny_data,
         out_dir=str(folder / "run"),
         state_root=str(folder / "state"),
@@ -60,9 +62,9 @@ def two_runs(tiny_data, tmp_path_factory):
     """The same run as 1 worker x 2 CPU contexts and as 2 workers x 1 CPU context, every
     process on one CPU thread."""
     single = tmp_path_factory.mktemp("single")
-    job_path = write_job(train_arguments(tiny_data, single, cpu_contexts=2), single / "job.json")
+    job_path = write_job(job_for(tiny_data, single, cpu_contexts=2), single / "job.json")
     subprocess.run(
-        [sys.executable, "-m", "resnet_recipe.launcher", "worker", str(job_path)],
+        [sys.executable, "-m", "resnet_recipe.training.launcher", "worker", str(job_path)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         check=True,
         timeout=600,
@@ -70,7 +72,7 @@ def two_runs(tiny_data, tmp_path_factory):
     spread = tmp_path_factory.mktemp("spread")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "2")  # the local launcher gives each worker one
-        training.train(**train_arguments(tiny_data, spread, nodes=2))
+        training.train(job_for(tiny_data, spread, nodes=2))
     return single / "run", spread / "run"
 
 
@@ -117,23 +119,23 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
     ]
 
 
-def write_job(arguments, path):
-    """The train() call with `arguments` as a launcher job file at path."""
-    path.write_text(json.dumps(launcher.job_of(**arguments)))
+def write_job(job, path):
+    """`job` as a launcher job file at path."""
+    path.write_text(job.to_json())
     return path
 
 
-def launcher_process(arguments, log_path):
-    """A separate Python that runs train() with `arguments` (a JSON job), like a train
-    job of the workflow, logging to log_path."""
-    job_path = write_job(arguments, log_path.with_suffix(".json"))
+def launcher_process(job, log_path):
+    """A separate Python that launches `job` (through a JSON job file), like a train job
+    of the workflow, logging to log_path."""
+    job_path = write_job(job, log_path.with_suffix(".json"))
     code = (
-        "import json, sys\n"
-        "from resnet_recipe import launcher, progress, settings\n"
-        "job = json.load(open(sys.argv[1]))\n"
-        "progress.run_logged(sys.argv[2], launcher.launch_training, job=job, "
-        "workers=job['settings']['nodes'], distributed_settings="
-        "settings.Distributed.from_config(job['distributed_settings'], 'distributed'))\n"
+        "import sys\n"
+        "from resnet_recipe.training import launcher\n"
+        "from resnet_recipe.training.job import TrainingJob\n"
+        "from resnet_recipe.workflow_support import progress\n"
+        "job = TrainingJob.from_json(open(sys.argv[1]).read())\n"
+        "progress.run_logged(sys.argv[2], launcher.launch_training, job=job)\n"
     )
     return subprocess.Popen([sys.executable, "-c", code, str(job_path), str(log_path)])
 
@@ -149,14 +151,14 @@ def test_a_worker_killed_mid_run_fails_the_job_and_the_run_resumes(tiny_data, tm
     """SIGKILL of one worker after epoch 1 was saved: the launcher notices, stops every
     other role and fails naming that worker (no role waits forever for the dead one);
     running the same train() again resumes after the saved epoch."""
-    arguments = train_arguments(tiny_data, tmp_path, nodes=2, epochs=3)
+    job = job_for(tiny_data, tmp_path, nodes=2, epochs=3)
     log_path = tmp_path / "first.log"
-    first = launcher_process(arguments, log_path)
+    first = launcher_process(job, log_path)
     state = tmp_path / "state"
     try:
         wait_for(lambda: any(state.glob("*/epoch-0001")), 300, "the state of epoch 1")
         # Arguments are NUL-separated in /proc/PID/cmdline.
-        victim = role_processes(tmp_path, "resnet_recipe.launcher\0worker")[0]
+        victim = role_processes(tmp_path, "resnet_recipe.training.launcher\0worker")[0]
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
         assert first.wait(120) != 0
@@ -171,7 +173,7 @@ def test_a_worker_killed_mid_run_fails_the_job_and_the_run_resumes(tiny_data, tm
     saved = sorted(p.name for p in state.glob("*/epoch-*"))
 
     second_log = tmp_path / "second.log"
-    second = launcher_process(arguments, second_log)
+    second = launcher_process(job, second_log)
     assert second.wait(600) == 0
     log = second_log.read_text()
     assert f"resuming after epoch {int(saved[-1][-4:])}" in log
@@ -197,11 +199,10 @@ def role_processes(folder, role=""):
 
 def test_a_failing_worker_fails_the_job_with_its_error(tiny_data, tmp_path, caplog):
     # A missing validation index makes every worker raise right after connecting.
-    arguments = train_arguments(tiny_data, tmp_path, nodes=2)
-    arguments["val_idx"] = str(tmp_path / "missing.idx")
+    job = job_for(tiny_data, tmp_path, nodes=2).replace(val_idx=str(tmp_path / "missing.idx"))
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"worker \d exited with status 1") as failure:
-        training.train(**arguments)
+        training.train(job)
     assert "missing.idx" in str(failure.value)
     assert time.monotonic() - started < 120, "the failure was not noticed in bounded time"
     assert not role_processes(tmp_path)

@@ -10,8 +10,12 @@ import pytest
 from conftest import COLOUR_LABELS
 from test_training import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
 
-from resnet_recipe import cli, evaluation, pipelines, training
-from resnet_recipe.settings import Score
+from resnet_recipe import cli
+from resnet_recipe.data import pipelines
+from resnet_recipe.scoring import evaluation
+from resnet_recipe.training import run as training
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.workflow_support.settings import Score
 
 SCORE_KEYS = {
     "run",
@@ -58,18 +62,20 @@ def train_tiny_run(make_tiny_rec, tmp_path_factory, network_settings):
     classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
     run_dir = folder / "run"
     training.train(
-        train_rec=train.rec,
-        train_idx=train.idx,
-        val_rec=val.rec,
-        val_idx=val.idx,
-        classes_tsv=str(classes),
-        out_dir=str(run_dir),
-        state_root=str(folder / "state"),
-        settings=TINY_SETTINGS.replace(epochs=2),
-        network_settings=network_settings,
-        pipeline_settings=TINY_PIPELINE,
-        lock_dir=str(folder / "locks"),
-        run="tiny",
+        TrainingJob(
+            train_rec=train.rec,
+            train_idx=train.idx,
+            val_rec=val.rec,
+            val_idx=val.idx,
+            classes_tsv=str(classes),
+            out_dir=str(run_dir),
+            state_root=str(folder / "state"),
+            settings=TINY_SETTINGS.replace(epochs=2),
+            network_settings=network_settings,
+            pipeline_settings=TINY_PIPELINE,
+            lock_dir=str(folder / "locks"),
+            run="tiny",
+        )
     )
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return SimpleNamespace(

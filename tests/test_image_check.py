@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_image_bytes
 from PIL import Image
 
-from resnet_recipe.image_check import AS_IS, REENCODED, REJECTED, check_image, check_plain_jpeg
+from resnet_recipe.data.image_check import AS_IS, REENCODED, REJECTED, check_image, check_plain_jpeg
 
 JPEG = tiny_image_bytes("jpeg", size=(120, 90))
 PROGRESSIVE = tiny_image_bytes("progressive", size=(120, 90), seed=1)

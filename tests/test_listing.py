@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from resnet_recipe.listing import ListingError, make_list, write_classes
+from resnet_recipe.data.listing import ListingError, make_list, write_classes
 
 
 def make_tree(root, files):
@@ -166,7 +166,7 @@ def test_label_csv_errors_name_the_files(tmp_path, classes, files, csv_text, mes
 
 
 def test_tree_fingerprint_sees_every_edit_and_nothing_else(tmp_path):
-    from resnet_recipe.listing import class_folders, tree_fingerprint
+    from resnet_recipe.data.listing import class_folders, tree_fingerprint
 
     (tmp_path / "b" / "nested").mkdir(parents=True)
     (tmp_path / "a").mkdir()
@@ -196,7 +196,7 @@ def test_tree_fingerprint_sees_every_edit_and_nothing_else(tmp_path):
 def test_folder_signature_sees_names_change_not_contents(tmp_path):
     """An added, removed or renamed file (at any depth) changes its folder's mtime and so
     the signature; a file rewritten in place does not."""
-    from resnet_recipe.listing import folder_signature
+    from resnet_recipe.data.listing import folder_signature
 
     nested = tmp_path / "a" / "deeper"
     nested.mkdir(parents=True)
@@ -227,7 +227,7 @@ def test_folder_signature_sees_names_change_not_contents(tmp_path):
 
 
 def test_cached_fingerprint_scans_again_only_when_told_or_when_folders_change(tmp_path):
-    from resnet_recipe.listing import cached_tree_fingerprint, tree_fingerprint
+    from resnet_recipe.data.listing import cached_tree_fingerprint, tree_fingerprint
 
     tree = tmp_path / "tree"
     (tree / "a").mkdir(parents=True)

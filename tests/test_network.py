@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network
+from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.model import network
 
 TINY = (2, 3, 32, 32)
 
@@ -281,7 +282,7 @@ def sgd_steps(net, batches, make_input):
 def test_a_model_trained_in_one_layout_exports_the_same_checkpoint_and_scores_in_either(
     tmp_path, trained_in
 ):
-    from resnet_recipe.settings import Network
+    from resnet_recipe.workflow_support.settings import Network
 
     rng = np.random.default_rng(3)
     batches = [
@@ -331,8 +332,8 @@ def test_the_exported_checkpoint_does_not_depend_on_the_layout(tmp_path):
 
 
 def test_input_shape_per_layout():
-    assert network.input_shape("NCHW", 8, 224) == (8, 3, 224, 224)
-    assert network.input_shape("NHWC", 8, 224) == (8, 224, 224, 4)
+    assert input_shape("NCHW", 8, 224) == (8, 3, 224, 224)
+    assert input_shape("NHWC", 8, 224) == (8, 224, 224, 4)
     assert network.layout_on("NHWC", [mx.cpu()]).by_transpose
     assert not network.layout_on("NHWC", [mx.gpu(0)]).by_transpose
     assert not network.layout_on("NCHW", [mx.cpu()]).by_transpose

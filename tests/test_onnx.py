@@ -17,9 +17,12 @@ from conftest import planned_jobs
 from test_throughput import INFER_BENCH, INFER_KEYS
 from test_training import TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import cli, network, onnx_export, onnx_inference, results
-from resnet_recipe.settings import Onnx, Score
-from resnet_recipe.throughput import BenchSetup
+from resnet_recipe import cli
+from resnet_recipe.benchmarking.throughput import BenchSetup
+from resnet_recipe.deployment import onnx_export, onnx_inference
+from resnet_recipe.model import network
+from resnet_recipe.workflow_support import results
+from resnet_recipe.workflow_support.settings import Onnx, Score
 
 # The scoring tests' tiny run (2 epochs of three noisy colours, ResNet-18 at 16 px), trained
 # in NHWC (on the CPU: convolutions by transpose), as the original trained float16.

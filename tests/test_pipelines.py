@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from nvidia.dali import Pipeline, fn
 
-from resnet_recipe import pipelines
-from resnet_recipe.settings import InputPipeline
+from resnet_recipe.data import pipelines
+from resnet_recipe.workflow_support.settings import InputPipeline
 
 SETTINGS = InputPipeline(
     backend="dali-cpu",

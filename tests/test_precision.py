@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, precision, recipe
-from resnet_recipe.precision import LossScaler, next_loss_scale
-from resnet_recipe.settings import TrainingRun
+from resnet_recipe.model import network, precision, recipe
+from resnet_recipe.model.precision import LossScaler, next_loss_scale
+from resnet_recipe.workflow_support.settings import TrainingRun
 
 SETTINGS = TrainingRun(warmup_epochs=0, weight_decay=0.0)
 

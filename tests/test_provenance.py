@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from resnet_recipe import devices, provenance
+from resnet_recipe.workflow_support import devices, provenance
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]

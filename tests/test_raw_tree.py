@@ -12,7 +12,7 @@ import shutil
 import pytest
 from conftest import copy_workflow, planned_jobs, run_snakemake, tiny_demo_config, write_config
 
-from resnet_recipe.demo_data import write_demo_tree
+from resnet_recipe.data.demo_data import write_demo_tree
 
 pytestmark = pytest.mark.slow
 

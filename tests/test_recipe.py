@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from resnet_recipe import network, recipe
-from resnet_recipe.precision import LossScaler
-from resnet_recipe.settings import TrainingRun
+from resnet_recipe.model import network, recipe
+from resnet_recipe.model.precision import LossScaler
+from resnet_recipe.workflow_support.settings import TrainingRun
 
 # The original recipe's training settings.
 RECIPE = TrainingRun()

@@ -13,9 +13,10 @@ import pytest
 from conftest import REPO, tiny_image_bytes
 from PIL import Image
 
-from resnet_recipe import recordio, records
-from resnet_recipe.image_check import AS_IS, REJECTED, check_image
-from resnet_recipe.records import TooManyRejected, pack_records
+from resnet_recipe.data import records
+from resnet_recipe.data.image_check import AS_IS, REJECTED, check_image
+from resnet_recipe.data.records import TooManyRejected, pack_records
+from resnet_recipe.files import recordio
 
 MAGIC = struct.pack("<I", 0xCED7230A)
 
@@ -267,7 +268,7 @@ def test_too_many_rejected_fails_naming_counts_and_files_and_writes_nothing(spli
 
 
 def test_progress_and_summary_are_logged(split, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="resnet_recipe.records")
+    caplog.set_level(logging.INFO, logger="resnet_recipe.data.records")
     pack_to(split, tmp_path)
     text = caplog.text
     assert "images/s" in text and "MB/s" in text and "ETA" in text
@@ -325,7 +326,7 @@ def test_a_failing_worker_names_the_line_and_leaves_nothing(split, tmp_path):
 
 KILLED_PACK = """
 import sys
-from resnet_recipe.records import pack_records
+from resnet_recipe.data.records import pack_records
 pack_records(*sys.argv[1:6], workers=2)
 """
 
@@ -428,7 +429,7 @@ def test_command_line_lists_and_packs_a_tree(tmp_path):
 def test_a_part_is_appended_while_its_worker_still_writes(tmp_path):
     """Once part 0 is complete, part 1's records are copied as they grow; the index lines
     of part 1 get part 0's size added; the part files are removed at the end."""
-    from resnet_recipe.part_files import PartFiles, RecordJoiner
+    from resnet_recipe.files.part_files import PartFiles, RecordJoiner
 
     outputs = PartFiles(*(str(tmp_path / name) for name in ("x.rec", "x.idx", "x.tsv")))
     for path, text in zip(outputs, ["AAAA", "0\t0\n", "path\treason\nbad\tno\n"], strict=True):

@@ -12,12 +12,19 @@ from conftest import REPO, copy_workflow, demo_config, run_snakemake, write_conf
 from matplotlib.figure import Figure
 from PIL import Image
 
-from resnet_recipe import report, results
 from resnet_recipe.report import plots
+from resnet_recipe.report.build import ReportOutputs, build_report
 from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
-from resnet_recipe.report.inputs import read_bench, read_run, read_runs, read_scores
+from resnet_recipe.report.inputs import (
+    read_bench,
+    read_run,
+    read_runs,
+    read_scores,
+    reference_files,
+)
 from resnet_recipe.report.origins import ORIGIN_NOTE
 from resnet_recipe.report.tables import epoch_metrics
+from resnet_recipe.workflow_support import results
 
 REFERENCE_DIR = REPO / "resources" / "reference"
 VERSIONS = {"mxnet": "1.9.1", "numpy": "1.23.5", "nvidia-dali": "1.34.0", "python": "3.11.7"}
@@ -301,8 +308,8 @@ def write_results(root, runs=RUNS, scores=RUNS, bench_train=BENCH_TRAIN, bench_i
 
 def build(tmp_path, **subset):
     inputs = write_results(tmp_path / "results", **subset)
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
-    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    outputs = ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
+    build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
     return outputs
 
 
@@ -366,8 +373,8 @@ def test_training_table_and_graph_show_nodes_x_gpus_with_ideal_scaling(tmp_path)
     inputs["bench_train_files"] = [
         write_bench_train(tmp_path / "results", *point[:4], nodes=point[4]) for point in points
     ]
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
-    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    outputs = ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
+    build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
     table = pd.read_csv(outputs.training_csv)
     two_nodes = row(table, gpus=4, nodes=2)
     assert two_nodes["device"] == "2 nodes x 4 GPUs" and two_nodes["global_batch"] == 1664
@@ -441,10 +448,10 @@ def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
         write_bench_infer(root, "float32", batch, ips, gpus=0, engine="onnxruntime")
         for batch, ips in ((1, 90.0), (8, 300.0))
     ]
-    outputs = report.ReportOutputs.in_folder(str(root / "report"))
-    report.build_report(
+    outputs = ReportOutputs.in_folder(str(root / "report"))
+    build_report(
         **inputs,
-        **report.reference_files(REFERENCE_DIR),
+        **reference_files(REFERENCE_DIR),
         outputs=outputs,
         onnx_parity_files=parities,
         bench_infer_onnx_files=onnx_points,
@@ -531,7 +538,7 @@ def assert_png(path):
 
 
 def test_every_graph_is_a_sane_png(full_report):
-    for field in report.ReportOutputs.__dataclass_fields__:
+    for field in ReportOutputs.__dataclass_fields__:
         if field.endswith("_png"):
             assert_png(getattr(full_report, field))
 
@@ -583,10 +590,8 @@ def test_reference_only_for_the_same_experiment(tmp_path):
         write_run(tmp_path, r, gpus, "float32", 3600.0, **kw) for r, (gpus, kw) in runs.items()
     ]
     scores = [write_score(tmp_path, run, "float32", 0.75, 0.92) for run in runs]
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
-    report.build_report(
-        run_dirs, scores, train, infer, **report.reference_files(REFERENCE_DIR), outputs=outputs
-    )
+    outputs = ReportOutputs.in_folder(str(tmp_path / "report"))
+    build_report(run_dirs, scores, train, infer, **reference_files(REFERENCE_DIR), outputs=outputs)
 
     for path, reference, ratio in [
         (outputs.training_csv, 400.2, 300.0 / 400.2),
@@ -635,8 +640,8 @@ def test_demo_results_get_no_reference_and_say_their_size(tmp_path):
             for batch, ips in [(1, 271.2), (8, 873.8), (32, 1384.1)]
         ],
     }
-    outputs = report.ReportOutputs.in_folder(str(root / "report"))
-    report.build_report(**inputs, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    outputs = ReportOutputs.in_folder(str(root / "report"))
+    build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
     for path in (outputs.accuracy_csv, outputs.training_csv, outputs.inference_csv):
         table = pd.read_csv(path)
         reference = [name for name in table.columns if "reference" in name or "ratio" in name]
@@ -707,7 +712,7 @@ def test_partial_results_build_and_say_what_is_missing(tmp_path, subset, missing
     text = open(outputs.markdown).read()
     for sentence in missing:
         assert sentence in text
-    for field in report.ReportOutputs.__dataclass_fields__:
+    for field in ReportOutputs.__dataclass_fields__:
         path = getattr(outputs, field)
         if field.endswith("_png"):
             assert_png(path)
@@ -741,11 +746,9 @@ def test_bad_score_file_is_named(tmp_path, edit, message):
     result = json.loads(path.read_text())
     edit(result)
     path.write_text(json.dumps(result))
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
+    outputs = ReportOutputs.in_folder(str(tmp_path / "report"))
     with pytest.raises(ValueError, match="run.json") as error:
-        report.build_report(
-            [], [str(path)], [], [], **report.reference_files(REFERENCE_DIR), outputs=outputs
-        )
+        build_report([], [str(path)], [], [], **reference_files(REFERENCE_DIR), outputs=outputs)
     assert message in str(error.value)
 
 
@@ -831,7 +834,7 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
     run_snakemake(workdir, *args, "--cores", "1")
     run_snakemake(workdir, *args, "--report", "report.html")
     # The rule's outputs (from its table) are the files the package names.
-    expected = report.ReportOutputs.in_folder("results/report")
+    expected = ReportOutputs.in_folder("results/report")
     written = {path.name for path in (workdir / "results" / "report").iterdir()}
     assert written == {
         os.path.basename(getattr(expected, f)) for f in expected.__dataclass_fields__
@@ -911,12 +914,12 @@ def two_runs(tmp_path, second_batch=32, second_log_interval=50):
 
 def build_two_runs(tmp_path, **kw):
     inputs = two_runs(tmp_path, **kw)
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
-    report.build_report(
+    outputs = ReportOutputs.in_folder(str(tmp_path / "report"))
+    build_report(
         **inputs,
         bench_train_files=[],
         bench_infer_files=[],
-        **report.reference_files(REFERENCE_DIR),
+        **reference_files(REFERENCE_DIR),
         outputs=outputs,
     )
     return outputs
@@ -965,15 +968,15 @@ def test_provenance_section_lists_each_result_and_marks_other_code(tmp_path):
     edit = json.loads(open(old).read())
     del edit["provenance"]
     write_json(Path(old), edit)
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
-    report.build_report(
+    outputs = ReportOutputs.in_folder(str(tmp_path / "report"))
+    build_report(
         **inputs,
         bench_train_files=[
             train,
             write_bench_train(tmp_path / "results", "float32", 0, 8, 10.0, image_size=32),
         ],
         bench_infer_files=[old],
-        **report.reference_files(REFERENCE_DIR),
+        **reference_files(REFERENCE_DIR),
         outputs=outputs,
     )
     made = results.read(inputs["run_dirs"][0] + "/report.json", results.RUN_REPORT)["provenance"]
@@ -1041,8 +1044,8 @@ def test_the_report_lists_what_differs_from_the_reference(tmp_path):
     results["bench_infer_files"].append(
         write_bench_infer(tmp_path / "extra", "float16", 16, 900.0, layout="NCHW")
     )
-    outputs = report.ReportOutputs.in_folder(str(tmp_path / "report"))
-    report.build_report(**results, **report.reference_files(REFERENCE_DIR), outputs=outputs)
+    outputs = ReportOutputs.in_folder(str(tmp_path / "report"))
+    build_report(**results, **reference_files(REFERENCE_DIR), outputs=outputs)
     text = open(outputs.markdown).read()
     section = text.split("## What differs from the reference")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines()}

@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from resnet_recipe import results
-from resnet_recipe.provenance import settings_digest
+from resnet_recipe.workflow_support import results
+from resnet_recipe.workflow_support.provenance import settings_digest
 
 SCORE = {
     "run": "r",
@@ -104,7 +104,7 @@ def test_benchmark_summary_round_trip(tmp_path):
 
 def test_results_module_imports_neither_mxnet_nor_pandas():
     code = (
-        "import sys, resnet_recipe.results; "
+        "import sys, resnet_recipe.workflow_support.results; "
         "print(sorted(m for m in ('mxnet', 'pandas', 'nvidia.dali') if m in sys.modules))"
     )
     out = subprocess.run(

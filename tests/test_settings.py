@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, demo_config
 
 from resnet_recipe import cli
-from resnet_recipe.settings import (
+from resnet_recipe.workflow_support.settings import (
     BenchTrain,
     InputPipeline,
     Network,

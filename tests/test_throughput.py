@@ -10,8 +10,8 @@ import yaml
 from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
 from test_training import TINY_NETWORK, TINY_PIPELINE
 
-from resnet_recipe import throughput
-from resnet_recipe.settings import BenchInfer, BenchTrain, TrainingRun
+from resnet_recipe.benchmarking import throughput
+from resnet_recipe.workflow_support.settings import BenchInfer, BenchTrain, TrainingRun
 
 NHWC_NETWORK = TINY_NETWORK.replace(layout={"float16": "NHWC", "float32": "NHWC"})
 

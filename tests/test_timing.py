@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import mxnet as mx
 import pytest
 
-from resnet_recipe import pipelines, timing
+from resnet_recipe.data import pipelines
+from resnet_recipe.scoring import timing
 
 
 def test_epoch_throughput_leaves_out_the_warmup_epochs():

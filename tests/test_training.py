@@ -7,8 +7,11 @@ import mxnet as mx
 import numpy
 import pytest
 
-from resnet_recipe import checkpoints, network, recipe, training
-from resnet_recipe.settings import InputPipeline, Network, TrainingRun
+from resnet_recipe.model import network, recipe
+from resnet_recipe.training import checkpoints, loop
+from resnet_recipe.training import run as training
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.workflow_support.settings import InputPipeline, Network, TrainingRun
 
 TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
 TINY_PIPELINE = InputPipeline(
@@ -34,14 +37,16 @@ TINY_SETTINGS = TrainingRun(
 def run_training(tiny_data, tmp_path, **settings):
     out = tmp_path / "run"
     training.train(
-        **tiny_data,
-        out_dir=str(out),
-        state_root=str(tmp_path / "state"),
-        settings=TINY_SETTINGS.replace(**settings),
-        network_settings=TINY_NETWORK,
-        pipeline_settings=TINY_PIPELINE,
-        lock_dir=str(tmp_path / "locks"),
-        run="tiny",
+        TrainingJob(
+            **tiny_data,
+            out_dir=str(out),
+            state_root=str(tmp_path / "state"),
+            settings=TINY_SETTINGS.replace(**settings),
+            network_settings=TINY_NETWORK,
+            pipeline_settings=TINY_PIPELINE,
+            lock_dir=str(tmp_path / "locks"),
+            run="tiny",
+        )
     )
     return out
 
@@ -114,7 +119,7 @@ def test_the_resumable_state_ignores_speed_and_presentation_settings(tiny_data):
     indexes = (tiny_data["train_idx"], tiny_data["val_idx"])
 
     def digest(run=TINY_SETTINGS, pipeline=TINY_PIPELINE):
-        return training.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
+        return loop.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
 
     faster = TINY_PIPELINE.replace(
         dali_threads=4, dali_val_threads=4, prefetch_queue_depth=3, nvjpeg_padding_mb=16
@@ -141,7 +146,7 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
     data = mx.nd.random.uniform(shape=(4, 3, 16, 16))
     label = mx.nd.array([0, 1, 2, 0])
     loss = recipe.CrossEntropy(3)
-    scaler = training.precision.make_loss_scaler("dynamic", "float32")
+    scaler = loop.precision.make_loss_scaler("dynamic", "float32")
     for iteration in range(3):
         with mx.autograd.record():
             value = loss(net(data), label)
@@ -192,7 +197,7 @@ def epochs_in_state(tmp_path):
 
 
 def test_a_diverging_run_stops_in_its_first_epoch_and_writes_nothing(tiny_data, tmp_path):
-    with pytest.raises(training.TrainingDiverged) as stopped:
+    with pytest.raises(loop.TrainingDiverged) as stopped:
         run_training(tiny_data, tmp_path, lr_per_256=1e30, epochs=2)
     message = str(stopped.value)
     assert message.startswith("run tiny diverged in epoch 1/2: the ")
@@ -208,7 +213,7 @@ def test_a_diverging_run_stops_in_its_first_epoch_and_writes_nothing(tiny_data, 
 
 def test_a_run_diverging_in_its_second_epoch_keeps_the_first(tiny_data, tmp_path):
     # A step "schedule" that multiplies the rate by 1e30 after epoch 1.
-    with pytest.raises(training.TrainingDiverged) as stopped:
+    with pytest.raises(loop.TrainingDiverged) as stopped:
         run_training(tiny_data, tmp_path, lr_steps=(1,), lr_factor=1e30)
     message = str(stopped.value)
     assert (
@@ -224,9 +229,9 @@ def test_a_run_diverging_in_its_second_epoch_keeps_the_first(tiny_data, tmp_path
 def test_a_dynamic_loss_scale_stuck_at_its_floor_stops_the_run(tiny_data, tmp_path, monkeypatch):
     # float16 needs a GPU; the dynamic scaler's bookkeeping is the same in float32.
     monkeypatch.setattr(
-        training.precision, "make_loss_scaler", lambda *_: training.precision.LossScaler(4.0)
+        loop.precision, "make_loss_scaler", lambda *_: loop.precision.LossScaler(4.0)
     )
-    with pytest.raises(training.TrainingDiverged) as stopped:
+    with pytest.raises(loop.TrainingDiverged) as stopped:
         run_training(tiny_data, tmp_path, lr_per_256=1e30, max_overflows_at_min_loss_scale=2)
     message = str(stopped.value)
     assert "diverged in epoch 1/3: the gradients overflowed 2 steps in a row at the smallest" in (
@@ -253,5 +258,5 @@ def test_exports_every_n_epochs_and_the_last(tiny_data, tmp_path):
     (state_dir,) = (tmp_path / "state").iterdir()
     exported = state_dir / "exports" / "epoch-0002" / "model-0002.params"
     assert (out / "model-0002.params").stat().st_ino == exported.stat().st_ino
-    assert training.exported_after(3, TINY_SETTINGS.replace(export_every=0))
-    assert not training.exported_after(2, TINY_SETTINGS.replace(export_every=0))
+    assert loop.exported_after(3, TINY_SETTINGS.replace(export_every=0))
+    assert not loop.exported_after(2, TINY_SETTINGS.replace(export_every=0))

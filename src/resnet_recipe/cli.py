@@ -14,8 +14,8 @@ import typing
 # command line gets all of them, as under Snakemake, which sets this to the job's threads.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
-from resnet_recipe import settings as sections
-from resnet_recipe.progress import setup_logging
+from resnet_recipe.workflow_support import settings as sections
+from resnet_recipe.workflow_support.progress import setup_logging
 
 LOCK_DIR = "/tmp/resnet-recipe-gpu-locks"
 
@@ -48,7 +48,8 @@ def _add_report(stages):
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
 
     def run(args):
-        from resnet_recipe.report import ReportOutputs, build_report, reference_files
+        from resnet_recipe.report.build import ReportOutputs, build_report
+        from resnet_recipe.report.inputs import reference_files
 
         build_report(
             args.runs,
@@ -78,7 +79,7 @@ def _add_compare(stages):
     p.add_argument("--json", action="store_true", help="print JSON instead of text tables")
 
     def run(args):
-        from resnet_recipe.compare import compare, format_json, format_text
+        from resnet_recipe.report.compare import compare, format_json, format_text
 
         comparison = compare(args.a, args.b)
         sys.stdout.write((format_json if args.json else format_text)(comparison))
@@ -95,7 +96,7 @@ def _add_demo_data(stages):
     p.add_argument("--seed", type=int, default=0)
 
     def run(args):
-        from resnet_recipe.demo_data import write_demo_tree
+        from resnet_recipe.data.demo_data import write_demo_tree
 
         write_demo_tree(args.root, seed=args.seed)
         return 0
@@ -120,7 +121,7 @@ def _add_make_list(stages):
     )
 
     def run(args):
-        from resnet_recipe.listing import make_list, write_classes
+        from resnet_recipe.data.listing import make_list, write_classes
 
         if args.write_classes:
             write_classes(args.split_dir, args.classes, args.class_names)
@@ -152,7 +153,7 @@ def _add_pack(stages):
     )
 
     def run(args):
-        from resnet_recipe.records import pack_records
+        from resnet_recipe.data.records import pack_records
 
         stem = args.rec.removesuffix(".rec")
         fraction = args.max_rejected_fraction
@@ -237,9 +238,10 @@ def _add_train(stages):
     _add_settings(p, "distributed (--nodes above 1)", sections.Distributed)
 
     def run(args):
-        from resnet_recipe.training import train
+        from resnet_recipe.training.job import TrainingJob
+        from resnet_recipe.training.run import train
 
-        train(
+        job = TrainingJob(
             train_rec=args.train_rec,
             train_idx=_index_of(args.train_rec),
             val_rec=args.val_rec,
@@ -254,6 +256,7 @@ def _add_train(stages):
             run=os.path.basename(args.out.rstrip("/")),
             distributed_settings=_settings(args, sections.Distributed),
         )
+        train(job)
         return 0
 
     p.set_defaults(run=run)
@@ -286,7 +289,7 @@ def _add_score(stages):
     _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        from resnet_recipe.evaluation import score_checkpoint
+        from resnet_recipe.scoring.evaluation import score_checkpoint
 
         score_checkpoint(
             args.out,
@@ -307,7 +310,7 @@ def _add_score(stages):
 
 
 def _bench_setup(args, rec, val_rec=None):
-    from resnet_recipe.throughput import BenchSetup
+    from resnet_recipe.benchmarking.throughput import BenchSetup
 
     return BenchSetup(
         rec=rec,
@@ -342,7 +345,7 @@ def _add_bench_train(stages):
     _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        from resnet_recipe.throughput import bench_train
+        from resnet_recipe.benchmarking.throughput import bench_train
 
         num_examples = args.num_examples or sections.BenchTrain().num_examples[args.dtype]
         bench_train(
@@ -376,7 +379,7 @@ def _add_bench_infer(stages):
     _add_settings(p, "input pipeline", sections.InputPipeline)
 
     def run(args):
-        from resnet_recipe.throughput import bench_infer
+        from resnet_recipe.benchmarking.throughput import bench_infer
 
         bench_infer(
             args.out,
@@ -398,7 +401,7 @@ def _add_onnx(stages):
     p.add_argument("--epoch", type=int, help="checkpoint epoch (default: the final one)")
 
     def export(args):
-        from resnet_recipe.onnx_export import export_run
+        from resnet_recipe.deployment.onnx_export import export_run
 
         export_run(args.out, run_dir=args.run_dir, epoch=args.epoch, classes_tsv=args.classes)
         return 0
@@ -420,8 +423,8 @@ def _add_onnx(stages):
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="onnxruntime threads")
 
     def score(args):
-        from resnet_recipe.evaluation import read_run_report
-        from resnet_recipe.onnx_inference import score_onnx
+        from resnet_recipe.deployment.onnx_inference import score_onnx
+        from resnet_recipe.scoring.evaluation import read_run_report
 
         report_path = os.path.join(args.run_dir, "report.json")
         score_onnx(

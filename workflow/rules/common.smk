@@ -15,9 +15,9 @@ os.environ.update(
 )
 
 import resnet_recipe
-from resnet_recipe.code_digest import code_digests
-from resnet_recipe.listing import cached_tree_fingerprint, class_folders
-from resnet_recipe.settings import INPUT_SPEED_SETTINGS, WATCH_SETTINGS
+from resnet_recipe.workflow_support.code_digest import code_digests
+from resnet_recipe.data.listing import cached_tree_fingerprint, class_folders
+from resnet_recipe.workflow_support.settings import INPUT_SPEED_SETTINGS, WATCH_SETTINGS
 
 # The folder holding the resnet_recipe package that this process and every job import.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(resnet_recipe.__file__))

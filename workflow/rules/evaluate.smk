@@ -1,5 +1,8 @@
 # Scoring of trained runs and throughput benchmarks, one cached job per point.
-from resnet_recipe.settings import BENCH_POINT_SETTINGS, PRESENTATION_SETTINGS
+from resnet_recipe.workflow_support.settings import (
+    BENCH_POINT_SETTINGS,
+    PRESENTATION_SETTINGS,
+)
 
 
 rule score:

@@ -1,8 +1,8 @@
 """Stage entry point of the bench_infer rule: one (dtype, batch) inference point."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import BenchInfer
-from resnet_recipe.throughput import BenchSetup, bench_infer
+from resnet_recipe.benchmarking.throughput import BenchSetup, bench_infer
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import BenchInfer
 
 run_logged(
     snakemake.log[0],

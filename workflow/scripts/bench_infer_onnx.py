@@ -1,9 +1,9 @@
 """Stage entry point of the bench_infer_onnx rule: one onnxruntime inference point."""
 
-from resnet_recipe.onnx_inference import bench_infer_onnxruntime
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import BenchInfer
-from resnet_recipe.throughput import BenchSetup
+from resnet_recipe.benchmarking.throughput import BenchSetup
+from resnet_recipe.deployment.onnx_inference import bench_infer_onnxruntime
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import BenchInfer
 
 run_logged(
     snakemake.log[0],

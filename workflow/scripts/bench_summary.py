@@ -1,7 +1,7 @@
 """Stage entry point of the bench_summary rule: the original benchmark.py report per kind."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.throughput import summarize
+from resnet_recipe.benchmarking.throughput import summarize
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -1,8 +1,8 @@
 """Stage entry point of the bench_train rule: one (dtype, gpus, batch) training point."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import BenchTrain, TrainingRun
-from resnet_recipe.throughput import BenchSetup, bench_train
+from resnet_recipe.benchmarking.throughput import BenchSetup, bench_train
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import BenchTrain, TrainingRun
 
 run_logged(
     snakemake.log[0],

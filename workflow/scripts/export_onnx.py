@@ -1,8 +1,8 @@
 """Stage entry point of the export_onnx rule: one training run as model.onnx."""
 
-from resnet_recipe.onnx_export import export_run
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import Score
+from resnet_recipe.deployment.onnx_export import export_run
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import Score
 
 run_logged(
     snakemake.log[0],

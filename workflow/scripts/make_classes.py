@@ -1,7 +1,7 @@
 """Stage entry point of the make_classes rule: classes.tsv from the train class folders."""
 
-from resnet_recipe.listing import write_classes
-from resnet_recipe.progress import run_logged
+from resnet_recipe.data.listing import write_classes
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -1,7 +1,7 @@
 """Stage entry point of the make_list rule: the im2rec list of one split."""
 
-from resnet_recipe.listing import make_list
-from resnet_recipe.progress import run_logged
+from resnet_recipe.data.listing import make_list
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -1,7 +1,7 @@
 """Stage entry point of the pack_records rule: one split's list -> .rec, .idx, rejected.tsv."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.records import pack_records
+from resnet_recipe.data.records import pack_records
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

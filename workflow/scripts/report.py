@@ -1,7 +1,7 @@
 """Stage entry point of the report rule: tables, graphs and report.md from all results."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.report import ReportOutputs, build_report
+from resnet_recipe.report.build import ReportOutputs, build_report
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -1,7 +1,7 @@
 """Stage entry point of the rescan_raw_tree rule: fingerprint every raw file again."""
 
-from resnet_recipe.listing import rescan_raw_trees
-from resnet_recipe.progress import run_logged
+from resnet_recipe.data.listing import rescan_raw_trees
+from resnet_recipe.workflow_support.progress import run_logged
 
 run_logged(
     snakemake.log[0],

@@ -1,8 +1,8 @@
 """Stage entry point of the score rule: one training run's checkpoint on the validation set."""
 
-from resnet_recipe.evaluation import score_run
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import InputPipeline, Score
+from resnet_recipe.scoring.evaluation import score_run
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import InputPipeline, Score
 
 # Settings come from the config; the rule's params are the rerun triggers, which leave out
 # what only changes speed (common.smk).

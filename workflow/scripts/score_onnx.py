@@ -1,8 +1,8 @@
 """Stage entry point of the score_onnx rule: a run's model.onnx against MXNet."""
 
-from resnet_recipe.onnx_inference import score_onnx
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import InputPipeline, Onnx, Score
+from resnet_recipe.deployment.onnx_inference import score_onnx
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import InputPipeline, Onnx, Score
 
 # Settings come from the config; the rule's params are the rerun triggers, which leave out
 # what only changes speed (common.smk).

@@ -1,17 +1,16 @@
 """Stage entry point of the train rule: one run of the training matrix."""
 
-from resnet_recipe.progress import run_logged
-from resnet_recipe.settings import Distributed, InputPipeline, Network, TrainingRun
-from resnet_recipe.training import train
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.training.run import train
+from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import Distributed, InputPipeline, Network, TrainingRun
 
 # Settings come from the config; the rule's params are the rerun triggers, which leave out
 # what only changes logging or speed (common.smk).
 config = snakemake.config
 run = snakemake.wildcards.run
 run_settings = {**config["training"]["defaults"], **config["training"]["runs"][run]}
-run_logged(
-    snakemake.log[0],
-    train,
+job = TrainingJob(
     train_rec=snakemake.input.train_rec,
     train_idx=snakemake.input.train_idx,
     val_rec=snakemake.input.val_rec,
@@ -26,3 +25,4 @@ run_logged(
     run=run,
     distributed_settings=Distributed.from_config(snakemake.params.distributed, "distributed"),
 )
+run_logged(snakemake.log[0], train, job=job)

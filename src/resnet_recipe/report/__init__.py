@@ -6,6 +6,7 @@ Every section builds from whatever subset of results it is given and says in wor
 missing, so a matrix with one run, only benchmarks or no FP32 still gives a full report.
 
     build.py       build_report, the entry point: read, tables, graphs, report.md
+    compare.py     two result folders side by side (resnet-recipe compare); reads no graphs
     inputs.py      every file the report reads (results through their contracts, reference CSVs)
     experiment.py  the reference's experiment, and which measured points are that experiment
     differences.py what differs between the measured build and setup and the reference's
@@ -16,8 +17,3 @@ missing, so a matrix with one run, only benchmarks or no FP32 still gives a full
     markdown.py    report.md
     plots.py       the graphs
 """
-
-from resnet_recipe.report.build import ReportOutputs, build_report
-from resnet_recipe.report.inputs import reference_files
-
-__all__ = ["ReportOutputs", "build_report", "reference_files"]

@@ -4,7 +4,7 @@ import logging
 import os
 from dataclasses import dataclass, fields
 
-from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.files.atomic_files import atomic_open
 from resnet_recipe.report.differences import differences
 from resnet_recipe.report.inputs import (
     MXNET_ENGINE,

@@ -14,7 +14,7 @@ MXNet build features from `provenance` where a result has it, layout, loss scale
 what the reference had. Add an entry there for any further difference.
 """
 
-from resnet_recipe.settings import Network
+from resnet_recipe.workflow_support.settings import Network
 
 REFERENCE_BUILD = (
     "NVIDIA's MXNet build in container mxnet:18.12-py3 (CUDA 10.0.130, cuDNN 7.4.1), with "

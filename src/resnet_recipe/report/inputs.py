@@ -1,5 +1,5 @@
 """Every file the report reads, read once and checked here: the result files of training,
-scoring and the benchmarks (through their contracts in resnet_recipe.results) and the
+scoring and the benchmarks (through their contracts in workflow_support.results) and the
 reference CSVs of the published numbers.
 
 The other modules of the report take what this one returns and never open a file."""
@@ -8,8 +8,8 @@ import os
 
 import pandas as pd
 
-from resnet_recipe import results
 from resnet_recipe.report.experiment import REFERENCE_SETUP, REFERENCE_TASK
+from resnet_recipe.workflow_support import results
 
 # The latency statistics (keys of an inference point's latency_ms) that the inference table
 # shows: every one but the slowest batch.

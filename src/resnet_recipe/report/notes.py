@@ -9,7 +9,7 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     same_experiment,
 )
-from resnet_recipe.settings import DTYPES
+from resnet_recipe.workflow_support.settings import DTYPES
 
 # How report.md names measured rows whose setting differs from the reference's.
 DIFFERENCE_WORDS = {

@@ -15,7 +15,7 @@ import pandas as pd
 
 from resnet_recipe.report.experiment import device_label
 from resnet_recipe.report.inputs import MXNET_ENGINE, POINT_KEYS
-from resnet_recipe.results import PROVENANCE
+from resnet_recipe.workflow_support.results import PROVENANCE
 
 ORIGIN_COLUMN = "origin"
 # How report.md marks a row whose origin is not the report's own (a footnote sign).

@@ -8,7 +8,7 @@ import math
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from resnet_recipe.atomic_files import atomic_path
+from resnet_recipe.files.atomic_files import atomic_path
 from resnet_recipe.report.experiment import (
     REFERENCE_LABEL,
     REFERENCE_SETUP,

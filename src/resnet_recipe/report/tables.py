@@ -10,7 +10,7 @@ CSVs hold every column unformatted, report.md shows them formatted.
 import numpy as np
 import pandas as pd
 
-from resnet_recipe.atomic_files import atomic_open
+from resnet_recipe.files.atomic_files import atomic_open
 from resnet_recipe.report.experiment import (
     ACCURACY_KEYS,
     INFERENCE_KEYS,

@@ -33,11 +33,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from resnet_recipe.atomic_files import atomic_path
-from resnet_recipe.image_check import AS_IS, REENCODED, REJECTED, check_image
-from resnet_recipe.part_files import PartFiles, RecordJoiner, remove_leftovers
-from resnet_recipe.progress import Progress
-from resnet_recipe.recordio import IMAGE_RECORD_HEADER, MAX_RECORD_BYTES, image_record, write_pieces
+from resnet_recipe.data.image_check import AS_IS, REENCODED, REJECTED, check_image
+from resnet_recipe.files.atomic_files import atomic_path
+from resnet_recipe.files.part_files import PartFiles, RecordJoiner, remove_leftovers
+from resnet_recipe.files.recordio import (
+    IMAGE_RECORD_HEADER,
+    MAX_RECORD_BYTES,
+    image_record,
+    write_pieces,
+)
+from resnet_recipe.workflow_support.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,12 @@ import time
 
 import mxnet as mx
 
-from resnet_recipe import devices, network, pipelines, precision, recipe, results, timing
-from resnet_recipe.settings import Network
+from resnet_recipe.data import pipelines
+from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.model import network, precision, recipe
+from resnet_recipe.scoring import timing
+from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support.settings import Network
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,7 @@ def score_checkpoint(
 def _scoring_batches(net, records, contexts, dtype, layout, batch_size, pipeline_settings):
     """(validation batches, classes) for scoring `net` on contexts[0], after an untimed
     forward (warm_up) that builds the graph and tells the number of classes."""
-    shape = network.input_shape(layout, batch_size, pipeline_settings.image_size)
+    shape = input_shape(layout, batch_size, pipeline_settings.image_size)
     classes = warm_up(net, shape, contexts[0], dtype)
     batches = pipelines.val_batches(
         *records,

@@ -21,9 +21,10 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from resnet_recipe.atomic_files import atomic_open, atomic_path
-from resnet_recipe.precision import cast_network, float32_parameters
-from resnet_recipe.settings import LAYOUTS
+from resnet_recipe.data.input_layout import IMAGE_CHANNELS, INPUT_CHANNELS
+from resnet_recipe.files.atomic_files import atomic_open, atomic_path
+from resnet_recipe.model.precision import cast_network, float32_parameters
+from resnet_recipe.workflow_support.settings import LAYOUTS
 
 VERSIONS = ("1", "1.5")
 # Residual blocks per stage; 18 and 34 use basic blocks, the deeper ones bottlenecks.
@@ -40,20 +41,9 @@ BOTTLENECK_EXPANSION = 4
 STEM_CHANNELS = 64
 INPUT_NAME = "data"
 STEM_WEIGHT = "stem_conv_weight"
-# Colour channels of the images, and the channels the network takes in each layout.
-IMAGE_CHANNELS = 3
-INPUT_CHANNELS = {"NCHW": IMAGE_CHANNELS, "NHWC": 4}
 # Axis order that turns an NCHW conv weight (OIHW) into NHWC's (OHWI), and back.
 OIHW_TO_OHWI = (0, 2, 3, 1)
 OHWI_TO_OIHW = (0, 3, 1, 2)
-
-
-def input_shape(layout, batch, size):
-    """Shape of a batch of `size` x `size` images as the network takes them in `layout`."""
-    channels = INPUT_CHANNELS[layout]
-    if layout == "NHWC":
-        return (batch, size, size, channels)
-    return (batch, channels, size, size)
 
 
 class NHWCConvByTranspose(nn.Conv2D):

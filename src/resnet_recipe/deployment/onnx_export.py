@@ -27,11 +27,12 @@ import mxnet as mx
 import numpy as np
 import onnx
 
-from resnet_recipe import evaluation, network
-from resnet_recipe.atomic_files import atomic_path
-from resnet_recipe.listing import read_classes
-from resnet_recipe.precision import float32_parameters
-from resnet_recipe.settings import InputPipeline, Network
+from resnet_recipe.data.listing import read_classes
+from resnet_recipe.files.atomic_files import atomic_path
+from resnet_recipe.model import network
+from resnet_recipe.model.precision import float32_parameters
+from resnet_recipe.scoring import evaluation
+from resnet_recipe.workflow_support.settings import InputPipeline, Network
 
 log = logging.getLogger(__name__)
 

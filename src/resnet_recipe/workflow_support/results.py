@@ -21,9 +21,9 @@ provenance section imports MXNet only while a result is written).
 import json
 from dataclasses import dataclass
 
-from resnet_recipe import provenance
-from resnet_recipe.atomic_files import atomic_open, write_json
-from resnet_recipe.settings import DTYPES
+from resnet_recipe.files.atomic_files import atomic_open, write_json
+from resnet_recipe.workflow_support import provenance
+from resnet_recipe.workflow_support.settings import DTYPES
 
 # Latency summary keys of a result's latency_ms (milliseconds): the mean, percentiles
 # p50..p99 of the per-batch latencies, and the slowest batch.

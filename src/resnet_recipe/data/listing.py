@@ -16,7 +16,7 @@ import os
 import random
 import time
 
-from resnet_recipe.atomic_files import atomic_open, write_json
+from resnet_recipe.files.atomic_files import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import mxnet as mx
 from mxnet import gluon
 
-from resnet_recipe.precision import accumulate_finite, gradients_are_finite
-from resnet_recipe.settings import DTYPES, WEIGHT_DECAY_RULES
+from resnet_recipe.model.precision import accumulate_finite, gradients_are_finite
+from resnet_recipe.workflow_support.settings import DTYPES, WEIGHT_DECAY_RULES
 
 SCHEDULES = ("step", "cosine")
 IMAGES_PER_LR = 256

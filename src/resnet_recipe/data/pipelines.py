@@ -29,8 +29,8 @@ import numpy as np
 from nvidia.dali import Pipeline, fn, types
 from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
 
-from resnet_recipe.network import IMAGE_CHANNELS, input_shape
-from resnet_recipe.settings import LAYOUTS, InputPipeline
+from resnet_recipe.data.input_layout import IMAGE_CHANNELS, input_shape
+from resnet_recipe.workflow_support.settings import LAYOUTS, InputPipeline
 
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
 DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}

@@ -1,7 +1,7 @@
 """The training loop: data-parallel SGD over N devices in one process, validated and
 checkpointed every epoch, resumable after a crash, exported in MXNet's checkpoint format.
 
-    train(...) -> out_dir/model-symbol.json, model-NNNN.params, metrics.jsonl, report.json
+    train_here(job) -> out_dir/model-symbol.json, model-NNNN.params, metrics.jsonl, report.json
 
 The per-epoch resumable state lives under `state_root` (see checkpoints.py), in a folder
 named after a digest of everything that shapes the result; the outputs in `out_dir` appear
@@ -25,86 +25,58 @@ import time
 import mxnet as mx
 from mxnet import autograd
 
-from resnet_recipe import (
-    checkpoints,
-    devices,
-    distributed,
-    evaluation,
-    launcher,
-    network,
-    pipelines,
-    precision,
-    recipe,
-    results,
-)
-from resnet_recipe.atomic_files import atomic_directory
-from resnet_recipe.listing import read_classes
-from resnet_recipe.progress import format_duration
-from resnet_recipe.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS, Distributed
+from resnet_recipe.data import pipelines
+from resnet_recipe.data.listing import read_classes
+from resnet_recipe.files.atomic_files import atomic_directory
+from resnet_recipe.model import network, precision, recipe
+from resnet_recipe.scoring import evaluation
+from resnet_recipe.training import checkpoints, distributed
+from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support.progress import format_duration
+from resnet_recipe.workflow_support.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS
 
 log = logging.getLogger(__name__)
 
 
-def train(
-    *,
-    train_rec,
-    train_idx,
-    val_rec,
-    val_idx,
-    classes_tsv,
-    out_dir,
-    state_root,
-    settings,
-    network_settings,
-    pipeline_settings,
-    lock_dir,
-    run="run",
-    distributed_settings=None,
-):
-    """Train one run and write its model, metrics.jsonl and report.json into out_dir.
-
-    settings: the run (settings.TrainingRun); network_settings: settings.Network;
-    pipeline_settings: settings.InputPipeline. Resumes from the newest complete epoch under
-    state_root that was made with the same settings and data. settings.nodes above 1: this
-    call starts as many workers (launcher.py, with distributed_settings), which come back here.
-    """
-    distributed_settings = distributed_settings or Distributed()
-    if settings.nodes > 1 and not distributed.is_worker():
-        # locals() here are exactly train()'s arguments.
-        launcher.launch_training(launcher.job_of(**locals()), settings.nodes, distributed_settings)
-        return out_dir
-    classes = len(read_classes(classes_tsv))
+def train_here(job):
+    """Train one run (a TrainingJob) in this process and write its model, metrics.jsonl and
+    report.json into job.out_dir. Resumes from the newest complete epoch under
+    job.state_root that was made with the same settings and data. In a worker of a run over
+    several nodes (training.launcher), joins the others through the distributed kvstore."""
+    settings, network_settings = job.settings, job.network_settings
+    classes = len(read_classes(job.classes_tsv))
     digest = state_digest(
-        settings, network_settings, pipeline_settings, (train_idx, val_idx), classes
+        settings, network_settings, job.pipeline_settings, (job.train_idx, job.val_idx), classes
     )
-    state_dir = checkpoints.run_state_dir(state_root, digest)
-    train_records = pipelines.count_records(train_rec, train_idx)
-    with devices.acquire_gpus(settings.gpus, lock_dir):
+    state_dir = checkpoints.run_state_dir(job.state_root, digest)
+    train_records = pipelines.count_records(job.train_rec, job.train_idx)
+    with devices.acquire_gpus(settings.gpus, job.lock_dir):
         contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
         precision.require_dtype_supported(settings.dtype, contexts)
         membership = distributed.join(settings)
         log.info(
             "run %s: %d classes, %d training images, contexts %s, OMP_NUM_THREADS=%s, "
             "settings %s, network %s",
-            *(run, classes, train_records, contexts, os.environ.get("OMP_NUM_THREADS", "unset")),
+            *(job.run, classes, train_records, contexts),
+            os.environ.get("OMP_NUM_THREADS", "unset"),
             json.dumps(settings.to_config(), sort_keys=True),
             json.dumps(network_settings.to_config(), sort_keys=True),
         )
         loop = TrainingLoop(
-            contexts, classes, train_records, settings, network_settings, run, membership
+            contexts, classes, train_records, settings, network_settings, job.run, membership
         )
         resume(loop, state_dir)
         if loop.epoch < settings.epochs:
-            splits = ((train_rec, train_idx), (val_rec, val_idx))
-            data = open_data(loop, pipeline_settings, network_settings, *splits)
+            splits = ((job.train_rec, job.train_idx), (job.val_rec, job.val_idx))
+            data = open_data(loop, job.pipeline_settings, network_settings, *splits)
         while loop.epoch < settings.epochs:
             loop.run_epoch(*data)
             save_state(loop, state_dir)
         # Every worker enters: the BN statistics of the export are averaged over all.
         with membership.statistics_of_all_workers(loop.net):
             if membership.writes_outputs:
-                write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
-    return out_dir
+                write_outputs(loop, job.out_dir, state_dir, network_settings, job.pipeline_settings)
+    return job.out_dir
 
 
 def resume(loop, state_dir):

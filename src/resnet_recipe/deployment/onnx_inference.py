@@ -34,9 +34,14 @@ import mxnet as mx
 import numpy as np
 import onnxruntime
 
-from resnet_recipe import evaluation, network, onnx_export, pipelines, results, throughput
-from resnet_recipe.listing import read_classes
-from resnet_recipe.throughput import INFERENCE_WEIGHTS
+from resnet_recipe.benchmarking import throughput
+from resnet_recipe.benchmarking.throughput import INFERENCE_WEIGHTS
+from resnet_recipe.data import pipelines
+from resnet_recipe.data.listing import read_classes
+from resnet_recipe.deployment import onnx_export
+from resnet_recipe.model import network
+from resnet_recipe.scoring import evaluation
+from resnet_recipe.workflow_support import results
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import os
 import re
 import shutil
 
-from resnet_recipe import network
-from resnet_recipe.atomic_files import atomic_directory
+from resnet_recipe.files.atomic_files import atomic_directory
+from resnet_recipe.model import network
 
 log = logging.getLogger(__name__)
 

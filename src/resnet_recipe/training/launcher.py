@@ -10,19 +10,18 @@ never to all.
 
 launch_training() is the train job's side. Without SLURM (launch_local) every role is a
 process on this machine. Inside a SLURM job (launch_slurm) the scheduler runs beside the
-job's script and `srun` starts one node agent per worker (`python -m resnet_recipe.launcher
+job's script and `srun` starts one node agent per worker (`python -m resnet_recipe.training.launcher
 node JOB`), which runs that node's server and worker. Either way the launcher streams every
 role's output into its own log, and a role that fails, or workers that do not all reach
 the scheduler within connect_timeout seconds, end the whole job: every process group is
 killed and the error names the role with its last lines. A worker (`python -m
-resnet_recipe.launcher worker JOB`) runs the job's train() call, which joins the kvstore
-(distributed.join).
+resnet_recipe.training.launcher worker JOB`) trains the job (loop.train_here), which joins the
+kvstore (distributed.join).
 """
 
 import collections
 import ctypes
 import fcntl
-import json
 import logging
 import math
 import os
@@ -34,8 +33,10 @@ import sys
 import threading
 import time
 
-from resnet_recipe import settings as sections
-from resnet_recipe.distributed import READY_MARK
+from resnet_recipe.training import loop
+from resnet_recipe.training.distributed import READY_MARK
+from resnet_recipe.training.job import TrainingJob
+from resnet_recipe.workflow_support.progress import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,15 @@ SIOCGIFADDR = 0x8915  # ioctl: the IPv4 address of a network interface
 PR_SET_PDEATHSIG = 1
 
 
-def launch_training(job, workers, distributed_settings):
-    """Run the train() call `job` (a JSON-ready mapping of its keyword arguments, settings
-    as config mappings) on `workers` workers: locally, or over srun inside a SLURM job.
-    Returns when every worker finished; raises RuntimeError when any role failed."""
-    os.makedirs(job["state_root"], exist_ok=True)
-    job_path = os.path.join(job["state_root"], "distributed-job.json")
+def launch_training(job):
+    """Run `job` (a TrainingJob) on its settings.nodes workers: locally, or over srun inside
+    a SLURM job. Returns when every worker finished; raises RuntimeError when any role
+    failed."""
+    os.makedirs(job.state_root, exist_ok=True)
+    job_path = os.path.join(job.state_root, "distributed-job.json")
     with open(job_path, "w") as handle:
-        json.dump(job, handle, indent=1)
+        handle.write(job.to_json())
+    workers, distributed_settings = job.settings.nodes, job.distributed_settings
     if os.environ.get("SLURM_JOB_ID"):
         launch_slurm(job_path, workers, distributed_settings)
     else:
@@ -114,7 +116,7 @@ def server_command(job_path):
 
 
 def worker_command(job_path):
-    return [sys.executable, "-m", "resnet_recipe.launcher", "worker", job_path]
+    return [sys.executable, "-m", "resnet_recipe.training.launcher", "worker", job_path]
 
 
 def launch_local(job_path, workers, distributed_settings):
@@ -162,7 +164,7 @@ def launch_slurm(job_path, workers, distributed_settings):
         "--mem=0",
         sys.executable,
         "-m",
-        "resnet_recipe.launcher",
+        "resnet_recipe.training.launcher",
         "node",
         job_path,
     ]
@@ -311,41 +313,12 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
 
 
 def run_worker(job_path):
-    """Run the job's train() call in this worker process (DMLC_ROLE=worker)."""
-    from resnet_recipe.training import train
-
+    """Train the job of job_path in this worker process (DMLC_ROLE=worker)."""
     with open(job_path) as handle:
-        job = json.load(handle)
-    train(
-        **{key: value for key, value in job.items() if key not in SETTINGS_ARGUMENTS},
-        **{
-            key: section.from_config(job[key], key)
-            for key, section in SETTINGS_ARGUMENTS.items()
-            if key in job
-        },
-    )
-
-
-# train() keyword arguments that are settings sections, and their classes.
-SETTINGS_ARGUMENTS = {
-    "settings": sections.TrainingRun,
-    "network_settings": sections.Network,
-    "pipeline_settings": sections.InputPipeline,
-    "distributed_settings": sections.Distributed,
-}
-
-
-def job_of(**train_arguments):
-    """A train() call as a JSON-ready mapping (settings sections as config mappings)."""
-    return {
-        key: value.to_config() if key in SETTINGS_ARGUMENTS else value
-        for key, value in train_arguments.items()
-    }
+        loop.train_here(TrainingJob.from_json(handle.read()))
 
 
 def main(argv=None):
-    from resnet_recipe.progress import setup_logging
-
     kind, job_path = argv or sys.argv[1:]
     setup_logging()
     if kind == "worker":
@@ -354,7 +327,7 @@ def main(argv=None):
         run_node(job_path)
     else:
         raise SystemExit(
-            f"usage: python -m resnet_recipe.launcher worker|node JOB.json, not {kind}"
+            f"usage: python -m resnet_recipe.training.launcher worker|node JOB.json, not {kind}"
         )
 
 

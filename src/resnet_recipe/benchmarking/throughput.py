@@ -36,10 +36,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from resnet_recipe import devices, network, pipelines, precision, results, timing, training
-from resnet_recipe.listing import read_classes
-from resnet_recipe.progress import Progress
-from resnet_recipe.settings import InputPipeline, Network
+from resnet_recipe.data import pipelines
+from resnet_recipe.data.listing import read_classes
+from resnet_recipe.model import network, precision
+from resnet_recipe.scoring import timing
+from resnet_recipe.training import loop as training
+from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support.progress import Progress
+from resnet_recipe.workflow_support.settings import InputPipeline, Network
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
-from resnet_recipe.settings import DTYPES
+from resnet_recipe.workflow_support.settings import DTYPES
 
 # multi_all_finite reads at most 200 arrays per call (MultiAllFiniteKernelParam::N).
 FINITE_CHECK_CHUNK = 200

@@ -15,7 +15,7 @@ import os
 import subprocess
 from importlib import metadata
 
-from resnet_recipe import devices
+from resnet_recipe.workflow_support import devices
 
 DISTRIBUTION = "resnet-recipe"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -12,8 +12,8 @@ This module imports neither MXNet, DALI nor pandas: `resnet-recipe compare` star
 import json
 import os
 
-from resnet_recipe import results
-from resnet_recipe.settings import PRESENTATION_SETTINGS
+from resnet_recipe.workflow_support import results
+from resnet_recipe.workflow_support.settings import PRESENTATION_SETTINGS
 
 # The sections of a training report that hold its settings; the training settings keep
 # their own names, the others are prefixed with their section (network.depth).

@@ -14,7 +14,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from resnet_recipe.results import LATENCY_PERCENTILES
+from resnet_recipe.workflow_support.results import LATENCY_PERCENTILES
 
 
 def latency_summary(seconds):

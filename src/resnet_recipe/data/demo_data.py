@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from resnet_recipe.atomic_files import atomic_directory
+from resnet_recipe.files.atomic_files import atomic_directory
 
 log = logging.getLogger(__name__)
 

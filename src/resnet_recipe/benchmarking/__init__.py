@@ -1,0 +1,4 @@
+"""Throughput benchmarks in the original benchmark.py's manner.
+
+throughput.py  one training or inference point per call, and the summary of all points
+"""

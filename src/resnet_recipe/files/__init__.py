@@ -1,0 +1,6 @@
+"""Files at the byte level, below everything else.
+
+atomic_files.py  outputs appear complete or not at all (write beside, then rename)
+part_files.py    the part files of a pack in worker processes, and how they join
+recordio.py      dmlc RecordIO framing of MXNet image records
+"""
