@@ -226,12 +226,12 @@ def test_editing_code_only_the_report_uses_reruns_only_the_report(finished):
 
 
 def test_editing_the_packing_code_repacks_and_reruns_what_follows(finished):
-    records = finished / "src/resnet_recipe/records.py"
+    records = finished / "src/resnet_recipe/data/records.py"
     assert planned_after_editing(finished, [records]) == REPACK_AND_DOWNSTREAM
 
 
 def test_editing_the_network_reruns_training_scoring_and_benchmarks(finished):
-    network = finished / "src/resnet_recipe/network.py"
+    network = finished / "src/resnet_recipe/model/network.py"
     assert planned_after_editing(finished, [network]) == {
         "train": 1,
         "score": 1,

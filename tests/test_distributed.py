@@ -242,3 +242,13 @@ def test_roles_never_inherit_what_overrides_the_interface(monkeypatch):
     environment = launcher.role_environment("server", 2, "127.0.0.1", 9000, "lo")
     assert not set(launcher.OVERRIDING_VARIABLES) & set(environment)
     assert (environment["DMLC_INTERFACE"], environment["DMLC_PS_ROOT_URI"]) == ("lo", "127.0.0.1")
+
+
+def test_the_node_agent_does_not_import_mxnet():
+    # Importing MXNet starts the ps-lite role DMLC_ROLE names: the node agent under srun
+    # (`launcher node`) only starts its server and worker processes.
+    code = (
+        "import sys\nfrom resnet_recipe.training import launcher\nprint('mxnet' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

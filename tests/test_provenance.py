@@ -19,7 +19,7 @@ def gather_in(package_root, settings, env=None):
     package_root."""
     code = (
         "import json, sys\n"
-        "from resnet_recipe import provenance\n"
+        "from resnet_recipe.workflow_support import provenance\n"
         "print(json.dumps(provenance.gather(json.loads(sys.argv[1]))))\n"
     )
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(package_root)}
@@ -76,7 +76,7 @@ def test_a_checkout_gives_its_commit_and_whether_it_was_edited(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     assert gather_in(source, {})["code"]["git_uncommitted_changes"] is False
 
-    module = source / "resnet_recipe" / "records.py"
+    module = source / "resnet_recipe" / "data" / "records.py"
     module.write_text(module.read_text() + "# edited\n")
     edited = gather_in(source, {})["code"]
     assert edited["git_commit"] == head

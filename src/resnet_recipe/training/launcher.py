@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 
-from resnet_recipe.training import loop
 from resnet_recipe.training.distributed import READY_MARK
 from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.progress import setup_logging
@@ -314,6 +313,10 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
 
 def run_worker(job_path):
     """Train the job of job_path in this worker process (DMLC_ROLE=worker)."""
+    # Imported here, not at the top: the loop imports MXNet, and MXNet's import runs the
+    # ps-lite role that DMLC_ROLE names, which the node agent (run_node) must not do.
+    from resnet_recipe.training import loop
+
     with open(job_path) as handle:
         loop.train_here(TrainingJob.from_json(handle.read()))
 
