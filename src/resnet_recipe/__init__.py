@@ -1,7 +1,7 @@
 """ResNet-50 v1.5 on MXNet and DALI: the pieces every workflow stage is made of.
 
 Layers, lowest first; a module imports only from its own layer and the layers below it
-(tests/test_layers.py checks it):
+(tests/unit/test_layers.py checks it):
 
     files             byte-level formats and atomic writes
     workflow_support  settings, result-file contracts, provenance, code digests, devices, logging

@@ -1,6 +1,6 @@
 """The workflow on a real SLURM cluster through profiles/slurm.
 
-tests/slurm/setup.sh brings up a one-node cluster with accounting on this machine
+tests/workflow/slurm/setup.sh brings up a one-node cluster with accounting on this machine
 (installing the Debian packages if needed); the workflow then runs through
 `snakemake --profile profiles/slurm` and its results must equal a local run's.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
-    REPO,
+from helpers import REPO
+from helpers.workflow_runs import (
     copy_workflow,
     demo_config,
     planned_jobs,
@@ -24,8 +24,8 @@ from conftest import (
     write_config,
 )
 
-SETUP = REPO / "tests" / "slurm" / "setup.sh"
-TEARDOWN = REPO / "tests" / "slurm" / "teardown.sh"
+SETUP = REPO / "tests" / "workflow" / "slurm" / "setup.sh"
+TEARDOWN = REPO / "tests" / "workflow" / "slurm" / "teardown.sh"
 # A fixed place, so that the next setup finds and stops a cluster a killed run left behind.
 STATE_DIR = Path("/tmp/resnet-recipe-slurm")
 # setup.sh's exit status when this machine cannot host the cluster.
@@ -68,11 +68,11 @@ def slurm_cluster():
         ["bash", str(SETUP), str(STATE_DIR)], capture_output=True, text=True, timeout=1800
     )
     if setup.returncode == CANNOT_HOST:
-        reason = setup.stderr.strip().splitlines()[-1:] or ["tests/slurm/setup.sh said no"]
+        reason = setup.stderr.strip().splitlines()[-1:] or [f"{SETUP} said no"]
         pytest.skip(f"no SLURM test cluster: {reason[0]}")
     try:
         if setup.returncode != 0:
-            pytest.fail(f"tests/slurm/setup.sh failed ({setup.returncode}):\n{setup.stderr}")
+            pytest.fail(f"{SETUP} failed ({setup.returncode}):\n{setup.stderr}")
         yield str(STATE_DIR / "etc" / "slurm.conf")
     finally:
         subprocess.run(["bash", str(TEARDOWN), str(STATE_DIR)], check=True, timeout=300)

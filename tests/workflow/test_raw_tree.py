@@ -10,7 +10,13 @@ import json
 import shutil
 
 import pytest
-from conftest import copy_workflow, planned_jobs, run_snakemake, tiny_demo_config, write_config
+from helpers.workflow_runs import (
+    copy_workflow,
+    planned_jobs,
+    run_snakemake,
+    tiny_demo_config,
+    write_config,
+)
 
 from resnet_recipe.data.demo_data import write_demo_tree
 

@@ -2,19 +2,23 @@
 counted, the result file, float16 on the CPU, the command line."""
 
 import json
-from types import SimpleNamespace
 
 import mxnet as mx
 import numpy
 import pytest
-from conftest import COLOUR_LABELS
-from test_training import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
+from helpers.tiny import (
+    COLOUR_LABELS,
+    NHWC_NETWORK,
+    TINY_NETWORK,
+    TINY_PIPELINE,
+    TINY_SETTINGS,
+    VAL_IMAGES,
+    score,
+)
 
 from resnet_recipe import cli
 from resnet_recipe.data import pipelines
 from resnet_recipe.scoring import evaluation
-from resnet_recipe.training import run as training
-from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.settings import Score
 
 SCORE_KEYS = {
@@ -34,70 +38,6 @@ SCORE_KEYS = {
     "provenance",
 }
 LATENCY_KEYS = {"mean", "p50", "p90", "p95", "p99", "max"}
-VAL_IMAGES = 19  # not a multiple of any batch size scored here but 19
-
-
-NHWC_NETWORK = TINY_NETWORK.replace(layout={"float16": "NHWC", "float32": "NHWC"})
-
-
-@pytest.fixture(scope="module")
-def trained_run(make_tiny_rec, tmp_path_factory):
-    """A 2-epoch run on three noisy colours, validated on 19 images."""
-    return train_tiny_run(make_tiny_rec, tmp_path_factory, TINY_NETWORK)
-
-
-@pytest.fixture(scope="module")
-def nhwc_trained_run(make_tiny_rec, tmp_path_factory):
-    """The same run trained in NHWC (on the CPU: convolutions by transpose)."""
-    return train_tiny_run(make_tiny_rec, tmp_path_factory, NHWC_NETWORK)
-
-
-def train_tiny_run(make_tiny_rec, tmp_path_factory, network_settings):
-    train = make_tiny_rec("train_colours", COLOUR_LABELS, noise=8)
-    # Validation images drowned in noise: many are misclassified, so equal accuracies
-    # below are not equal by being perfect (a constant guess still gets a third right).
-    val = make_tiny_rec("val_noisy_colours", COLOUR_LABELS[:VAL_IMAGES], noise=250)
-    folder = tmp_path_factory.mktemp("scored_run")
-    classes = folder / "classes.tsv"
-    classes.write_text("".join(f"{label}\tcolour{label}\n" for label in range(3)))
-    run_dir = folder / "run"
-    training.train(
-        TrainingJob(
-            train_rec=train.rec,
-            train_idx=train.idx,
-            val_rec=val.rec,
-            val_idx=val.idx,
-            classes_tsv=str(classes),
-            out_dir=str(run_dir),
-            state_root=str(folder / "state"),
-            settings=TINY_SETTINGS.replace(epochs=2),
-            network_settings=network_settings,
-            pipeline_settings=TINY_PIPELINE,
-            lock_dir=str(folder / "locks"),
-            run="tiny",
-        )
-    )
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return SimpleNamespace(
-        run_dir=run_dir, val=val, metrics=metrics, last=metrics[-1], lock_dir=folder / "locks"
-    )
-
-
-def score(trained_run, path, **overrides):
-    arguments = {
-        "prefix": str(trained_run.run_dir / "model"),
-        "epoch": 2,
-        "val_rec": trained_run.val.rec,
-        "val_idx": trained_run.val.idx,
-        "dtype": "float32",
-        "gpus": 0,
-        "batch_size": 8,
-        "pipeline_settings": TINY_PIPELINE,
-        "lock_dir": str(trained_run.lock_dir),
-        "run": "tiny",
-        **overrides,
-    }
-    return evaluation.score_checkpoint(str(path), **arguments)
 
 
 def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
-    REPO,
+from helpers import REPO
+from helpers.workflow_runs import (
     SNAKEMAKE,
     copy_workflow,
     planned_jobs,

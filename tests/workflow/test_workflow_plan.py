@@ -1,7 +1,7 @@
 """The workflow's plan: config validation and the jobs a dry-run lists."""
 
 import pytest
-from conftest import demo_config, planned_jobs, run_snakemake, write_config
+from helpers.workflow_runs import demo_config, planned_jobs, run_snakemake, write_config
 
 
 def test_demo_plan_lists_every_stage(workflow_dir):

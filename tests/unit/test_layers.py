@@ -2,11 +2,11 @@
 module reaches itself through imports (a circle). Read from the source with ast."""
 
 import ast
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "resnet_recipe"
+PACKAGE = REPO / "src" / "resnet_recipe"
 # Lowest first, as resnet_recipe/__init__.py lists them; modules directly in the package
 # (the command line) sit on top.
 LAYERS = [

@@ -5,7 +5,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import tiny_image_bytes
+from helpers.images import tiny_image_bytes
 from PIL import Image
 
 from resnet_recipe.data.image_check import AS_IS, REENCODED, REJECTED, check_image, check_plain_jpeg

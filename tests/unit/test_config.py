@@ -5,7 +5,7 @@ import re
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 

@@ -4,7 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, SNAKEMAKE, run_snakemake
+from helpers import REPO
+from helpers.workflow_runs import SNAKEMAKE, run_snakemake
 
 BIN = Path(sys.executable).parent
 PYTHON_PATHS = ["src", "tests", "benchmarks", "workflow/scripts"]

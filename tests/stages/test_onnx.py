@@ -12,10 +12,8 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import test_evaluation
-from conftest import planned_jobs
-from test_throughput import INFER_BENCH, INFER_KEYS
-from test_training import TINY_NETWORK, TINY_PIPELINE
+from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE, score
+from helpers.workflow_runs import planned_jobs
 
 from resnet_recipe import cli
 from resnet_recipe.benchmarking.throughput import BenchSetup
@@ -26,8 +24,6 @@ from resnet_recipe.workflow_support.settings import Onnx, Score
 
 # The scoring tests' tiny run (2 epochs of three noisy colours, ResNet-18 at 16 px), trained
 # in NHWC (on the CPU: convolutions by transpose), as the original trained float16.
-tiny_run = test_evaluation.nhwc_trained_run
-NHWC_NETWORK = test_evaluation.NHWC_NETWORK
 
 # Largest absolute logit difference accepted between onnxruntime and MXNet in float32 here
 # (logits of the tiny run are of order 1-10; the engines differ by float rounding only, a
@@ -51,6 +47,12 @@ PARITY_KEYS = {
 PARITY_IMAGES = 300
 # What an onnxruntime point holds beside every field of an MXNet inference point.
 ENGINE_KEYS = {"engine", "provider", "threads"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(nhwc_trained_run):
+    """The tiny run trained in NHWC, which the tests below export and check."""
+    return nhwc_trained_run
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +190,7 @@ def test_both_engines_agree_on_the_validation_images(tiny_run, exported, parity_
     # Noise makes this a hard set (a constant guess gets a third right): not all correct.
     assert result["mxnet"]["top1"] < 1
     # The MXNet side is MXNet scoring: the same top-1 and top-5 as the score stage.
-    scored = test_evaluation.score(
+    scored = score(
         tiny_run, tmp_path / "score.json", val_rec=parity_val.rec, val_idx=parity_val.idx
     )
     assert result["mxnet"]["top1"] == pytest.approx(scored["top1"])

@@ -8,7 +8,8 @@ import sys
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, demo_config
+from helpers import REPO
+from helpers.workflow_runs import demo_config
 
 from resnet_recipe import cli
 from resnet_recipe.workflow_support.settings import (

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.provenance import settings_digest

@@ -1,7 +1,8 @@
 """The data rules run by Snakemake: demo tree -> lists -> records, a user tree with a flat
 val folder and Kaggle labels, and a packing failure whose reason reaches the user."""
 
-from conftest import demo_config, run_snakemake, tiny_image_bytes, write_config
+from helpers.images import tiny_image_bytes
+from helpers.workflow_runs import demo_config, run_snakemake, write_config
 
 RECORDS = ["results/records/train.rec", "results/records/val.rec"]
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Bring up a real one-node SLURM cluster with job accounting on this machine, for
-# tests/test_slurm.py and for trying profiles/slurm by hand:
+# tests/workflow/test_slurm.py and for trying profiles/slurm by hand:
 #   munged -> MariaDB -> slurmdbd -> slurmctld -> slurmd, node idle in `sinfo`.
 #
-#   tests/slurm/setup.sh [STATE_DIR]      (default /tmp/resnet-recipe-slurm)
+#   tests/workflow/slurm/setup.sh [STATE_DIR]      (default /tmp/resnet-recipe-slurm)
 #   export SLURM_CONF=STATE_DIR/etc/slurm.conf   # then sbatch, sinfo, sacct, snakemake ...
-#   tests/slurm/teardown.sh [STATE_DIR]
+#   tests/workflow/slurm/teardown.sh [STATE_DIR]
 #
 # Everything is private to STATE_DIR: its own munge key and socket, its own MariaDB data
 # directory, its own config files and ports, so a system SLURM or database is never touched.

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from resnet_recipe.workflow_support.code_digest import (
     code_digests,
@@ -16,7 +16,6 @@ from resnet_recipe.workflow_support.code_digest import (
     stage_modules,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "workflow" / "scripts"
 SOURCE = REPO / "src"
 

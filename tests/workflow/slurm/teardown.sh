@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Stop the test cluster that tests/slurm/setup.sh started in STATE_DIR: cancel its jobs, then
+# Stop the test cluster that tests/workflow/slurm/setup.sh started in STATE_DIR: cancel its jobs, then
 # stop slurmd, slurmctld, slurmdbd, MariaDB and munged. Only the processes recorded in
 # STATE_DIR/run/*.pid are signalled, and only while they still run the program recorded
 # there. Logs stay in STATE_DIR/log. Safe to run when nothing is up.
 #
-#   tests/slurm/teardown.sh [STATE_DIR]      (default /tmp/resnet-recipe-slurm)
+#   tests/workflow/slurm/teardown.sh [STATE_DIR]      (default /tmp/resnet-recipe-slurm)
 set -uo pipefail
 
 STATE_DIR=${1:-/tmp/resnet-recipe-slurm}

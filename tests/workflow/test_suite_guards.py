@@ -6,7 +6,7 @@ import sys
 import textwrap
 import time
 
-from conftest import REPO
+from helpers import REPO
 
 # Bounds this test's own pytest runs: a guard that failed would otherwise hang this one.
 RUN_LIMIT_S = 180

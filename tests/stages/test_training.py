@@ -170,7 +170,7 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
 
 def test_schema_defaults_are_the_recipe(tmp_path):
     import yaml
-    from conftest import REPO
+    from helpers import REPO
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     training_defaults = {

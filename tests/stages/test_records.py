@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_image_bytes
+from helpers import REPO
+from helpers.images import tiny_image_bytes
 from PIL import Image
 
 from resnet_recipe.data import records

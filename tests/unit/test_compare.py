@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from test_report import DEMO_SETUP, write_bench_infer, write_run, write_score
+from helpers import REPO
+from helpers.result_files import DEMO_SETUP, write_bench_infer, write_run, write_score
 
 from resnet_recipe.cli import main
 

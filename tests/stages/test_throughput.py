@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import mxnet as mx
 import pytest
 import yaml
-from conftest import REPO, demo_config, planned_jobs, run_snakemake, write_config
-from test_training import TINY_NETWORK, TINY_PIPELINE
+from helpers import REPO
+from helpers.tiny import TINY_NETWORK, TINY_PIPELINE
+from helpers.workflow_runs import demo_config, planned_jobs, run_snakemake, write_config
 
 from resnet_recipe.benchmarking import throughput
 from resnet_recipe.workflow_support.settings import BenchInfer, BenchTrain, TrainingRun
@@ -383,7 +384,7 @@ def touch_finished_tree(workdir):
 
 @pytest.fixture(scope="module")
 def finished_tree(tmp_path_factory):
-    from conftest import copy_workflow
+    from helpers.workflow_runs import copy_workflow
 
     workdir = copy_workflow(tmp_path_factory.mktemp("finished") / "workflow-copy")
     touch_finished_tree(workdir)

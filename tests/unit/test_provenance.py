@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+
+from helpers import REPO
 
 from resnet_recipe.workflow_support import devices, provenance
 
-SOURCE = Path(__file__).resolve().parents[1] / "src"
+SOURCE = REPO / "src"
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 
 
