@@ -31,6 +31,19 @@ def workflow_dir(tmp_path):
     return copy_workflow(tmp_path / "workflow-copy")
 
 
+@pytest.fixture
+def outside_slurm(monkeypatch):
+    """No SLURM job and no CUDA_VISIBLE_DEVICES: the GPU allocator takes GPUs by lock files."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
+@pytest.fixture
+def lock_dir(tmp_path):
+    """A GPU allocator's lock folder, not yet made."""
+    return tmp_path / "locks"
+
+
 @pytest.fixture(scope="session")
 def make_tiny_rec(tmp_path_factory):
     """Factory of small .rec/.idx pairs: make_tiny_rec(name, labels, noise=0, side=None)

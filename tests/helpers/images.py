@@ -1,6 +1,7 @@
 """Small image files and .rec/.idx record files of them."""
 
 import io
+import struct
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,3 +59,18 @@ def write_tiny_rec(folder, name, labels, noise=0, side=None):
         writer.write_idx(index, mx.recordio.pack(header, jpeg.getvalue()))
     writer.close()
     return SimpleNamespace(rec=rec, idx=idx, labels=list(labels), colours=colours)
+
+
+MAGIC = struct.pack("<I", 0xCED7230A)
+
+
+def jpeg_holding_the_magic_word():
+    """A valid JPEG whose comment segment holds RecordIO's magic word at offsets 8, 20 and
+    24 of the image (4-byte aligned in the record, after the 24-byte IRHeader) and at 13
+    (not aligned): the writer must split its record at the aligned ones."""
+    base = tiny_image_bytes("jpeg", seed=7)
+    comment = b"\0\0" + MAGIC + b"\0" + MAGIC + b"\0\0\0" + MAGIC + MAGIC + b"end"
+    segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+    data = base[:2] + segment + base[2:]
+    assert [data.find(MAGIC, start) for start in (0, 9, 14, 21)] == [8, 13, 20, 24]
+    return data

@@ -3,6 +3,7 @@ contracts): training runs, scores, benchmark points and parity checks, and a rep
 from a chosen subset of them."""
 
 import json
+from pathlib import Path
 
 from helpers import REPO
 from resnet_recipe.report.build import ReportOutputs, build_report
@@ -294,3 +295,24 @@ def build(tmp_path, **subset):
     outputs = ReportOutputs.in_folder(str(tmp_path / "results" / "report"))
     build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
     return outputs
+
+
+def edit_json(path, edit):
+    path = Path(path)
+    result = json.loads(path.read_text())
+    edit(result)
+    path.write_text(json.dumps(result))
+
+
+def results_folder(root, batch, commit=None, extra_run=False):
+    """A results folder with run r (batch per device `batch`), its score and one inference
+    point; the run's files carry git commit `commit` when given."""
+    run = write_run(root, "r", 0, "float32", 300.0 * batch / 32, batch=batch, **DEMO_SETUP)
+    score = write_score(root, "r", "float32", 0.5 + batch / 1000, 0.9, classes=10)
+    write_bench_infer(root, "float32", 8, 100.0 * batch, gpus=0, image_size=32)
+    if extra_run:
+        write_run(root, "only_here", 0, "float32", 60.0, epochs=2)
+    if commit:
+        for path in (f"{run}/report.json", score):
+            edit_json(path, lambda r: r["provenance"]["code"].update(git_commit=commit))
+    return root

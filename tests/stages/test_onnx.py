@@ -1,8 +1,8 @@
 """ONNX export and onnxruntime parity on a tiny run trained in NHWC: the export matches
 MXNet in the layout the run trained in and as its NCHW float32 checkpoint, the metadata
 round-trips, the two engines agree, disagreement is measured, bad input names its file, the
-onnxruntime inference point is measured as MXNet's, the command line, the workflow's plan.
-The whole workflow's ONNX outputs are checked on test_caching's finished run."""
+onnxruntime inference point is measured as MXNet's, the command line. The workflow's plan:
+workflow/test_workflow_plan.py; its ONNX outputs: workflow/test_caching.py's finished run."""
 
 import json
 import shutil
@@ -13,7 +13,6 @@ import onnx
 import onnxruntime
 import pytest
 from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE, score
-from helpers.workflow_runs import planned_jobs
 
 from resnet_recipe import cli
 from resnet_recipe.benchmarking.throughput import BenchSetup
@@ -352,9 +351,3 @@ def test_command_line_exports_and_scores(tiny_run, parity_val, tmp_path):
     assert cli.main([*arguments, "--batch-size", "32", "--threads", "1"]) == 0
     result = json.loads(out.read_text())
     assert result["images"] == PARITY_IMAGES and result["same_prediction_fraction"] >= 0.999
-
-
-def test_the_workflow_plans_export_parity_and_onnxruntime_points(workflow_dir):
-    jobs = planned_jobs(workflow_dir)
-    assert (jobs["export_onnx"], jobs["score_onnx"]) == (1, 1)
-    assert jobs["bench_infer_onnx"] == 3  # the demo's float32 batch sizes 1, 8, 32

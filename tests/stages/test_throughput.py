@@ -1,20 +1,16 @@
-"""Benchmark points on tiny data (real MXNet and DALI on the CPU), what is and is not
-timed, the benchmark.py-shaped summary, and the plan after adding one batch size."""
+"""Benchmark points on tiny data (real MXNet and DALI on the CPU) and what is and is not
+timed. Their summary: unit/test_benchmark_summary.py; the plan after adding a batch size:
+workflow/test_benchmark_plans.py."""
 
 import json
 from types import SimpleNamespace
 
 import mxnet as mx
 import pytest
-import yaml
-from helpers import REPO
-from helpers.tiny import TINY_NETWORK, TINY_PIPELINE
-from helpers.workflow_runs import demo_config, planned_jobs, run_snakemake, write_config
+from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe.benchmarking import throughput
-from resnet_recipe.workflow_support.settings import BenchInfer, BenchTrain, TrainingRun
-
-NHWC_NETWORK = TINY_NETWORK.replace(layout={"float16": "NHWC", "float32": "NHWC"})
+from resnet_recipe.workflow_support.settings import BenchTrain, TrainingRun
 
 TRAIN_KEYS = {
     "kind",
@@ -44,42 +40,12 @@ TRAIN_KEYS = {
     "versions",
     "provenance",
 }
-INFER_KEYS = {
-    "kind",
-    "dtype",
-    "gpus",
-    "device",
-    "batch_size",
-    "data",
-    "input_backend",
-    "image_size",
-    "layout",
-    "weights",
-    "iterations",
-    "epochs",
-    "warmup_epochs",
-    "throughput_method",
-    "epoch_batch_seconds",
-    "epoch_images_per_s",
-    "images_per_s",
-    "latency_method",
-    "latency_iterations",
-    "latency_images_per_s",
-    "latency_ms",
-    "network",
-    "machine",
-    "versions",
-    "provenance",
-}
 TRAIN_BENCH = BenchTrain(
     data="dali",
     iterations=2,
     epochs=3,
     warmup_epochs=1,
     num_examples={"float16": 64, "float32": 32},
-)
-INFER_BENCH = BenchInfer(
-    data="dali", iterations=4, epochs=3, warmup_epochs=1, latency_iterations=5, gpus=0
 )
 
 
@@ -238,210 +204,4 @@ def test_inference_point_in_nhwc_reads_padded_nhwc_batches(tiny, tmp_path):
     assert result["layout"] == "NHWC" and result["images_per_s"] > 0
 
 
-# What every point carries beside its own numbers (results.BENCH_TRAIN / BENCH_INFER).
-POINT_SETUP = {
-    "network": {"depth": 50, "version": "1.5"},
-    "layout": "NCHW",
-    "image_size": 224,
-    "input_backend": "dali-gpu",
-    "machine": {"hostname": "test-host"},
-}
-
-
-def train_point(dtype, gpus, batch, rate):
-    return {
-        "kind": "train",
-        "dtype": dtype,
-        "gpus": gpus,
-        "batch_per_device": batch,
-        "global_batch": batch * max(gpus, 1),
-        "images_per_s": rate,
-        "val_images_per_s": 3 * rate,
-        **POINT_SETUP,
-    }
-
-
-def infer_point(dtype, batch, rate, mean_ms):
-    latency = {"mean": mean_ms, "p50": 1.0, "p90": 2.0, "p95": 3.0, "p99": 4.0, "max": 5.0}
-    return {
-        "kind": "infer",
-        "dtype": dtype,
-        "gpus": 1,
-        "batch_size": batch,
-        "images_per_s": rate,
-        "epoch_images_per_s": [rate],
-        "latency_images_per_s": batch / mean_ms * 1000,
-        "latency_ms": latency,
-        **POINT_SETUP,
-    }
-
-
-def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
-    points = {
-        "train": [
-            train_point("float32", 4, 96, 4000.0),
-            train_point("float32", 1, 96, 1000.0),
-            train_point("float16", 1, 208, 2000.0),
-        ],
-        "infer": [infer_point("float32", 1, 400.0, 2.5), infer_point("float32", 8, 2000.0, 4.0)],
-    }
-    files = {}
-    for kind, kind_points in points.items():
-        files[kind] = []
-        for number, point in enumerate(kind_points):
-            path = tmp_path / f"{kind}{number}.json"
-            path.write_text(json.dumps(point))
-            files[kind].append(str(path))
-    out = {kind: tmp_path / "bench_summary" / f"{kind}.json" for kind in points}
-    throughput.summarize(files["train"], files["infer"], str(out["train"]), str(out["infer"]))
-    train = json.loads(out["train"].read_text())
-    infer = json.loads(out["infer"].read_text())
-
-    assert set(train) == {"float16", "float32"} and set(infer) == {"float32"}
-    assert (
-        train["float32"].pop("provenance")["settings_digest"]
-        != (train["float16"]["provenance"]["settings_digest"])
-    )
-    assert train["float32"] == {
-        "model": "resnet50_v1.5",
-        "ngpus": [1, 4],
-        "bs": [96],
-        "metric_keys": ["train.total_ips", "val.total_ips"],
-        "metrics": {
-            "1": {"96": {"train.total_ips": 1000.0, "val.total_ips": 3000.0}},
-            "4": {"96": {"train.total_ips": 4000.0, "val.total_ips": 12000.0}},
-        },
-    }
-    assert train["float16"]["metrics"] == {
-        "1": {"208": {"train.total_ips": 2000.0, "val.total_ips": 6000.0}}
-    }
-    report = infer["float32"]
-    assert report["ngpus"] == [1] and report["bs"] == [1, 8]
-    assert report["metric_keys"] == [
-        "val.total_ips",
-        "val.ips",
-        "val.latency_avg",
-        "val.latency_50",
-        "val.latency_90",
-        "val.latency_95",
-        "val.latency_99",
-        "val.latency_100",
-    ]
-    # Read the way the original's tools read it: every metric of every (ngpus, bs).
-    for report in (*train.values(), *infer.values()):
-        for gpus in report["ngpus"]:
-            for batch in report["bs"]:
-                assert set(report["metrics"][str(gpus)][str(batch)]) == set(report["metric_keys"])
-    assert infer["float32"]["metrics"]["1"]["8"]["val.total_ips"] == 2000.0
-    assert infer["float32"]["metrics"]["1"]["8"]["val.ips"] == pytest.approx(2000.0)
-    assert infer["float32"]["metrics"]["1"]["8"]["val.latency_avg"] == pytest.approx(0.004)
-    assert infer["float32"]["metrics"]["1"]["1"]["val.latency_100"] == pytest.approx(0.005)
-
-
-def test_summary_refuses_two_files_of_one_point(tmp_path):
-    points = [train_point("float32", 1, 96, 1000.0), train_point("float32", 1, 96, 900.0)]
-    with pytest.raises(ValueError, match="two train benchmark points"):
-        throughput.benchmark_report(points, "train")
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"kind": "train"}))
-    missing = r"bad.json: missing field\(s\) dtype, gpus, batch_per_device, global_batch, network"
-    with pytest.raises(ValueError, match=missing + r".* \(training benchmark point\)"):
-        throughput.summarize([str(bad)], [], str(tmp_path / "t.json"), str(tmp_path / "i.json"))
-
-
-def test_schema_defaults_are_the_original_benchmark_defaults():
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    sections = schema["properties"]["benchmark"]["properties"]
-
-    def defaults(kind, leave_out):
-        properties = sections[kind]["properties"]
-        return {k: v["default"] for k, v in properties.items() if k not in leave_out}
-
-    assert defaults("train", ("points",)) == BenchTrain().to_config()
-    assert BenchTrain().num_examples == {"float16": 25600, "float32": 12800}
-    assert defaults("infer", ("batch_sizes",)) == BenchInfer().to_config()
-
-
 # ---------------------------------------------------------------- the plan
-
-
-def touch_finished_tree(workdir):
-    """Make every output of the demo plan exist and be up to date, with Snakemake's
-    provenance records, without running anything: create each planned output (folders
-    for the outputs without an extension: the demo tree and the training runs), then
-    let `snakemake --touch` order their times and record their parameters and code."""
-    summary = run_snakemake(workdir, "--summary").stdout.splitlines()
-    header = summary.index(next(line for line in summary if line.startswith("output_file")))
-    for line in summary[header + 1 :]:
-        path = workdir / line.split("\t")[0]
-        if "." in path.name:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-    run_snakemake(workdir, "--touch", "--cores", "1")
-
-
-@pytest.fixture(scope="module")
-def finished_tree(tmp_path_factory):
-    from helpers.workflow_runs import copy_workflow
-
-    workdir = copy_workflow(tmp_path_factory.mktemp("finished") / "workflow-copy")
-    touch_finished_tree(workdir)
-    assert planned_jobs(workdir) == {}
-    return workdir
-
-
-def plan_with(workdir, edit):
-    config = demo_config()
-    edit(config)
-    write_config(workdir / "edited.yaml", config)
-    jobs = planned_jobs(workdir, "--configfile", "edited.yaml")
-    listing = run_snakemake(workdir, "-n", "--configfile", "edited.yaml").stdout
-    return jobs, listing
-
-
-@pytest.mark.parametrize(
-    "kind, edit, new_output",
-    [
-        (
-            "bench_infer",
-            lambda c: c["benchmark"]["infer"]["batch_sizes"]["float32"].append(64),
-            "results/bench_infer/float32/b64.json",
-        ),
-        (
-            "bench_train",
-            lambda c: c["benchmark"]["train"]["points"]["float32"]["batch_sizes"].append(8),
-            "results/bench_train/float32/n0_b8.json",
-        ),
-    ],
-    ids=["inference", "training"],
-)
-def test_one_more_batch_size_plans_exactly_one_new_job(finished_tree, kind, edit, new_output):
-    jobs, listing = plan_with(finished_tree, edit)
-    # A float32 inference batch size is also measured in onnxruntime (onnx.benchmark).
-    onnx_point = {"bench_infer_onnx": 1} if kind == "bench_infer" else {}
-    assert jobs == {kind: 1, **onnx_point, "bench_summary": 1, "report": 1, "all": 1}
-    assert new_output in listing
-
-
-def test_training_benchmarks_follow_the_configs_training_defaults(finished_tree):
-    # bench_train runs training.defaults: a changed momentum reruns every training point;
-    # a setting each point sets itself (cpu_contexts), or one that only changes the log,
-    # leaves the training points alone.
-    points = demo_config()["benchmark"]["train"]["points"]
-    count = sum(len(p["gpus"]) * len(p["batch_sizes"]) for p in points.values())
-    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(momentum=0.8))
-    assert jobs["bench_train"] == count and jobs["train"] == len(demo_config()["training"]["runs"])
-    edit = {"cpu_contexts": 2, "log_interval": 3}
-    jobs, _ = plan_with(finished_tree, lambda c: c["training"]["defaults"].update(edit))
-    assert "bench_train" not in jobs and jobs["train"] >= 1
-
-
-def test_the_finished_tree_tracks_parameters(finished_tree):
-    # The control for the test above: a setting every inference point reads reruns them
-    # all, so "one new job" is not an artefact of a tree without provenance records.
-    jobs, _ = plan_with(finished_tree, lambda c: c["benchmark"]["infer"].update(iterations=21))
-    points = len(demo_config()["benchmark"]["infer"]["batch_sizes"]["float32"])
-    expected = {"bench_infer": points, "bench_infer_onnx": points, "bench_summary": 1}
-    assert jobs == {**expected, "report": 1, "all": 1}

@@ -1,38 +1,14 @@
 """`resnet-recipe compare`: two runs or two results folders side by side (metrics, the
-settings that differ, provenance that differs), as text and JSON, without MXNet."""
+settings that differ, provenance that differs), as text and JSON (without MXNet:
+stages/test_light_imports.py)."""
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from helpers import REPO
-from helpers.result_files import DEMO_SETUP, write_bench_infer, write_run, write_score
+from helpers.result_files import results_folder
 
 from resnet_recipe.cli import main
-
-
-def edit_json(path, edit):
-    path = Path(path)
-    result = json.loads(path.read_text())
-    edit(result)
-    path.write_text(json.dumps(result))
-
-
-def results_folder(root, batch, commit=None, extra_run=False):
-    """A results folder with run r (batch per device `batch`), its score and one inference
-    point; the run's files carry git commit `commit` when given."""
-    run = write_run(root, "r", 0, "float32", 300.0 * batch / 32, batch=batch, **DEMO_SETUP)
-    score = write_score(root, "r", "float32", 0.5 + batch / 1000, 0.9, classes=10)
-    write_bench_infer(root, "float32", 8, 100.0 * batch, gpus=0, image_size=32)
-    if extra_run:
-        write_run(root, "only_here", 0, "float32", 60.0, epochs=2)
-    if commit:
-        for path in (f"{run}/report.json", score):
-            edit_json(path, lambda r: r["provenance"]["code"].update(git_commit=commit))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +79,3 @@ def test_unlike_folders_are_an_error_naming_them(folders):
         main(["compare", str(a / "train" / "r"), str(b)])
     with pytest.raises(FileNotFoundError, match="nowhere: not a folder"):
         main(["compare", str(a), str(a / "nowhere")])
-
-
-def test_compare_imports_neither_mxnet_nor_dali(folders):
-    a, b = folders
-    code = (
-        "import sys\n"
-        "from resnet_recipe.cli import main\n"
-        f"main(['compare', {str(a)!r}, {str(b)!r}])\n"
-        "heavy = ('mxnet', 'nvidia.dali', 'pandas', 'matplotlib')\n"
-        "print('LOADED', sorted(name for name in heavy if name in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
-    ).stdout
-    assert "provenance that differs:" in out
-    assert out.splitlines()[-1] == "LOADED []"

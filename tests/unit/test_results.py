@@ -1,12 +1,9 @@
 """Result files as contracts: a writer refuses a result that lacks a field, a reader names
-the file and every missing field, and results.py stays light enough for the report."""
+the file and every missing field (results.py stays light: stages/test_light_imports.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from helpers import REPO
 
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.provenance import settings_digest
@@ -100,18 +97,3 @@ def test_benchmark_summary_round_trip(tmp_path):
     with pytest.raises(ValueError, match=r"\[float16\] \(being written\): missing field\(s\) bs"):
         lacking = {k: v for k, v in entry.items() if k != "bs"}
         results.write_bench_summary(path, {"float16": lacking})
-
-
-def test_results_module_imports_neither_mxnet_nor_pandas():
-    code = (
-        "import sys, resnet_recipe.workflow_support.results; "
-        "print(sorted(m for m in ('mxnet', 'pandas', 'nvidia.dali') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    ).stdout
-    assert out.strip() == "[]"

@@ -2,8 +2,6 @@
 written in exponent form, in config files and on the command line."""
 
 import copy
-import subprocess
-import sys
 
 import jsonschema
 import pytest
@@ -106,25 +104,6 @@ def test_command_line_names_the_option_of_a_wrong_value(capsys):
     assert "argument --lr-per-256: --lr-per-256: expected a number, not 'fast'" in (
         capsys.readouterr().err
     )
-
-
-@pytest.mark.parametrize("command", [["--help"], ["make-list", "--help"], ["train", "--help"]])
-def test_help_imports_neither_mxnet_nor_dali(command):
-    code = (
-        "import sys\n"
-        "from resnet_recipe.cli import main\n"
-        "try:\n"
-        f"    main({command!r})\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('mxnet', 'nvidia.dali', 'pandas', 'matplotlib')\n"
-        "print('LOADED', sorted(name for name in heavy if name in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
-    ).stdout
-    assert "usage: resnet-recipe" in out
-    assert out.splitlines()[-1] == "LOADED []"
 
 
 # (section, setting, the original's value, where the original has it). "The original" is

@@ -55,3 +55,9 @@ def test_config_error_names_the_key(workflow_dir, edit, key):
     message = config_error(workflow_dir, config)
     assert "Error validating config" in message or "ValidationError" in message
     assert key in message
+
+
+def test_the_workflow_plans_export_parity_and_onnxruntime_points(workflow_dir):
+    jobs = planned_jobs(workflow_dir)
+    assert (jobs["export_onnx"], jobs["score_onnx"]) == (1, 1)
+    assert jobs["bench_infer_onnx"] == 3  # the demo's float32 batch sizes 1, 8, 32

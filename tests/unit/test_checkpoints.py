@@ -1,0 +1,83 @@
+"""The resumable training state without training: which settings its digest follows, what a
+checkpoint restores, which epoch a resume starts from; the schema's training defaults."""
+
+import mxnet as mx
+from helpers.tiny import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
+
+from resnet_recipe.model import network, recipe
+from resnet_recipe.training import checkpoints, loop
+from resnet_recipe.workflow_support.settings import InputPipeline, Network, TrainingRun
+
+
+def test_the_resumable_state_ignores_speed_and_presentation_settings(tiny_data):
+    indexes = (tiny_data["train_idx"], tiny_data["val_idx"])
+
+    def digest(run=TINY_SETTINGS, pipeline=TINY_PIPELINE):
+        return loop.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
+
+    faster = TINY_PIPELINE.replace(
+        dali_threads=4, dali_val_threads=4, prefetch_queue_depth=3, nvjpeg_padding_mb=16
+    )
+    watched = TINY_SETTINGS.replace(
+        log_interval=9, export_every=2, max_overflows_at_min_loss_scale=5
+    )
+    assert digest(pipeline=faster) == digest(run=watched) == digest()
+    assert digest(pipeline=TINY_PIPELINE.replace(min_random_area=0.4)) != digest()
+    assert digest(run=TINY_SETTINGS.replace(seed=2)) != digest()
+
+
+def test_checkpoint_restores_momentum_and_schedule(tmp_path):
+    contexts = [mx.cpu(0)]
+    settings = TrainingRun(warmup_epochs=0)
+
+    def build():
+        mx.random.seed(3)
+        net = network.initialize(network.resnet(18, "1.5", 3), contexts)
+        trainer = recipe.make_trainer(net.collect_params(), settings, 4, 10, "float32")
+        return net, trainer
+
+    net, trainer = build()
+    data = mx.nd.random.uniform(shape=(4, 3, 16, 16))
+    label = mx.nd.array([0, 1, 2, 0])
+    loss = recipe.CrossEntropy(3)
+    scaler = loop.precision.make_loss_scaler("dynamic", "float32")
+    for iteration in range(3):
+        with mx.autograd.record():
+            value = loss(net(data), label)
+        value.backward()
+        recipe.update_parameters(trainer, iteration, 4, scaler)
+    checkpoints.save_epoch(str(tmp_path), 1, net, trainer, {"note": "x"})
+
+    restored_net, restored_trainer = build()
+    state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
+    assert state == {"note": "x", "epoch": 1}
+    states = trainer._updaters[0].states
+    restored = restored_trainer._updaters[0].states
+    assert states.keys() == restored.keys()
+    for key in states:
+        assert (states[key].asnumpy() == restored[key].asnumpy()).all()
+    for name, param in net.collect_params().items():
+        other = restored_net.collect_params()[name]
+        assert (param.data().asnumpy() == other.data().asnumpy()).all()
+    assert restored_trainer.optimizer.num_update == trainer.optimizer.num_update
+
+
+def test_schema_defaults_are_the_recipe(tmp_path):
+    import yaml
+    from helpers import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    training_defaults = {
+        key: value["default"]
+        for key, value in schema["properties"]["training"]["properties"]["defaults"][
+            "properties"
+        ].items()
+    }
+    assert training_defaults == TrainingRun().to_config()
+
+    def defaults(section):
+        properties = schema["properties"][section]["properties"]
+        return {key: value["default"] for key, value in properties.items()}
+
+    assert defaults("input") == InputPipeline().to_config()
+    assert defaults("network") == Network().to_config()
