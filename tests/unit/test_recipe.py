@@ -65,6 +65,43 @@ def test_step_schedule_is_mxnets_multifactor_scheduler_with_linear_warmup_from_0
         assert recipe_lr(iteration, iterations_per_epoch=per_epoch) == pytest.approx(expected)
 
 
+# (warmup_epochs, iterations per epoch, warmup iterations): the product rounded to the
+# nearest whole iteration, never floored (0.29 * 100 is 28.999999999999996 in floating point).
+FRACTIONAL_WARMUPS = [(0.3, 6, 2), (0.29, 100, 29), (0.66, 10, 7)]
+
+
+@pytest.mark.parametrize(("warmup_epochs", "per_epoch", "warmup"), FRACTIONAL_WARMUPS)
+def test_a_fractional_warmup_lasts_the_nearest_whole_number_of_iterations(
+    warmup_epochs, per_epoch, warmup
+):
+    """MXNet's scheduler takes warmup_steps as a whole number (LRScheduler asserts an int);
+    the original computed it as iterations per epoch x whole warmup epochs. A fractional
+    warmup_epochs (the schema allows one) warms up for the nearest whole number of
+    iterations, and the schedule is then MXNet's with that warmup_steps."""
+    assert recipe.warmup_iterations(warmup_epochs, per_epoch) == warmup
+    schedule = recipe.LearningRate(
+        base_lr=BASE_LR,
+        iterations_per_epoch=per_epoch,
+        warmup_epochs=warmup_epochs,
+        kind="step",
+        steps=(2,),
+        factor=0.1,
+        epochs=3,
+    )
+    mxnet_scheduler = mx.lr_scheduler.MultiFactorScheduler(
+        step=[2 * per_epoch],
+        factor=0.1,
+        base_lr=BASE_LR,
+        warmup_steps=warmup,
+        warmup_begin_lr=0,
+        warmup_mode="linear",
+    )
+    lrs = [recipe.learning_rate(iteration, schedule) for iteration in range(3 * per_epoch)]
+    assert lrs == [pytest.approx(mxnet_scheduler(update)) for update in range(1, len(lrs) + 1)]
+    assert lrs[warmup - 2] < BASE_LR
+    assert lrs[warmup - 1] == BASE_LR  # the last warmup iteration reaches the full rate
+
+
 def test_cosine_schedule_decays_from_the_end_of_warmup_to_0_like_mxnets():
     per_epoch = 8  # 680 iterations after warmup: the middle one is an iteration
     settings = RECIPE.replace(lr_schedule="cosine")

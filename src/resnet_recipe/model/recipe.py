@@ -45,6 +45,10 @@ def scaled_learning_rate(lr_per_256, global_batch):
 
 
 def warmup_iterations(warmup_epochs, iterations_per_epoch):
+    """Warmup length in whole iterations: warmup_epochs x iterations per epoch rounded to the
+    nearest. MXNet's schedulers take a whole warmup_steps (the original's came from whole
+    epochs); a fractional warmup_epochs must not lose an iteration to floating point, as
+    int() would for 0.29 x 100 = 28.999999999999996."""
     return int(round(warmup_epochs * iterations_per_epoch))
 
 
