@@ -65,20 +65,31 @@ def test_float16_on_cpu_stops_at_once_with_a_clear_message(tiny_data, tmp_path):
 
 
 def test_a_rerun_resumes_after_the_newest_checkpoint(tiny_data, tmp_path, monkeypatch, caplog):
-    def crash_after_first_epoch(state_dir, epoch, *args, **kwargs):
+    """Killed after epoch 2, with the states of epochs 1 and 2 kept: the rerun trains
+    epoch 3 alone."""
+    saved = []
+
+    def recorded_save(state_dir, epoch, *args, **kwargs):
         original_save(state_dir, epoch, *args, **kwargs)
-        if epoch == 1:
-            raise KeyboardInterrupt("killed after epoch 1")
+        saved.append(epoch)
+
+    def crash_after_second_epoch(state_dir, epoch, *args, **kwargs):
+        recorded_save(state_dir, epoch, *args, **kwargs)
+        if epoch == 2:
+            raise KeyboardInterrupt("killed after epoch 2")
 
     original_save = checkpoints.save_epoch
-    monkeypatch.setattr(checkpoints, "save_epoch", crash_after_first_epoch)
+    monkeypatch.setattr(checkpoints, "save_epoch", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_data, tmp_path)
     assert not (tmp_path / "run").exists()
-    monkeypatch.setattr(checkpoints, "save_epoch", original_save)
+    assert epochs_in_state(tmp_path) == saved == [1, 2]
+    saved.clear()
+    monkeypatch.setattr(checkpoints, "save_epoch", recorded_save)
     with caplog.at_level(logging.INFO, logger="resnet_recipe"):
         out = run_training(tiny_data, tmp_path)
-    assert "resuming after epoch 1" in caplog.text
+    assert "resuming after epoch 2" in caplog.text
+    assert saved == [3]
     assert [m["epoch"] for m in read_metrics(out)] == [1, 2, 3]
 
 

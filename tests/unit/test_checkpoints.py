@@ -81,3 +81,29 @@ def test_schema_defaults_are_the_recipe(tmp_path):
 
     assert defaults("input") == InputPipeline().to_config()
     assert defaults("network") == Network().to_config()
+
+
+def test_a_resume_loads_the_newest_of_the_kept_epochs(tmp_path):
+    """Three epochs saved, the newest two kept: the resume loads epoch 3's weights,
+    optimizer state and state dict, whatever order the folders are listed in."""
+    contexts = [mx.cpu(0)]
+
+    def build():
+        net = mx.gluon.nn.Dense(2, in_units=3)
+        net.initialize(mx.init.Zero(), ctx=contexts)
+        trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"momentum": 0.9})
+        return net, trainer
+
+    net, trainer = build()
+    saved = {}
+    for epoch in (1, 2, 3):
+        net.weight.set_data(mx.nd.full((2, 3), float(epoch)))
+        checkpoints.save_epoch(str(tmp_path), epoch, net, trainer, {"trained": epoch}, keep=2)
+        saved[epoch] = net.weight.data().asnumpy()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["epoch-0002", "epoch-0003"]
+    assert checkpoints.latest_epoch(str(tmp_path)) == 3
+
+    restored_net, restored_trainer = build()
+    state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
+    assert state == {"trained": 3, "epoch": 3}
+    assert (restored_net.weight.data().asnumpy() == saved[3]).all()
