@@ -2,13 +2,21 @@
 
 import io
 import random
+import re
 
 import numpy as np
 import pytest
 from helpers.images import tiny_image_bytes
 from PIL import Image
 
-from resnet_recipe.data.image_check import AS_IS, REENCODED, REJECTED, check_image, check_plain_jpeg
+from resnet_recipe.data.image_check import (
+    AS_IS,
+    REENCODED,
+    REJECTED,
+    JpegProblem,
+    check_image,
+    check_plain_jpeg,
+)
 
 JPEG = tiny_image_bytes("jpeg", size=(120, 90))
 PROGRESSIVE = tiny_image_bytes("progressive", size=(120, 90), seed=1)
@@ -79,6 +87,49 @@ def test_broken_files_are_rejected_with_the_reason(data, reason):
     assert checked.verdict == REJECTED
     assert checked.data is None
     assert checked.reason.startswith(reason)
+
+
+DHT, SOS, EOI = 0xC4, 0xDA, 0xD9
+
+
+def segment_ends(data):
+    """(marker code, offset just after it) of every marker segment before EOI, and
+    ("scan", offset just after the entropy-coded data) after each scan, walked apart from
+    the module under test."""
+    ends = []
+    position = 2
+    while True:
+        assert data[position] == 0xFF, position
+        code = data[position + 1]
+        if code == EOI:
+            return ends
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        ends.append((code, position))
+        if code == SOS:
+            position = re.compile(rb"\xff[^\x00\xd0-\xd7]").search(data, position).start()
+            ends.append(("scan", position))
+
+
+@pytest.mark.parametrize("data", [JPEG, PROGRESSIVE], ids=["baseline", "progressive"])
+def test_a_jpeg_cut_at_any_segment_boundary_is_rejected_as_truncated(data):
+    ends = segment_ends(data)
+    assert len(ends) >= 6
+    for code, end in ends:
+        checked = check_image(data[:end])
+        assert checked.verdict == REJECTED, (code, end)
+        assert checked.reason.startswith("truncated JPEG"), (code, end, checked.reason)
+
+
+def test_a_progressive_jpeg_cut_after_the_table_that_follows_its_first_scan_is_truncated():
+    """The end of the data falls between two whole segments, after a complete scan and a
+    complete Huffman table, with every later scan missing."""
+    ends = segment_ends(PROGRESSIVE)
+    first_scan = [kind for kind, _ in ends].index("scan")
+    code, cut = ends[first_scan + 1]
+    assert code == DHT and [kind for kind, _ in ends].count(SOS) > 2
+    with pytest.raises(JpegProblem, match="^truncated JPEG: ends at byte"):
+        check_plain_jpeg(PROGRESSIVE[:cut])
+    assert check_image(PROGRESSIVE[:cut]).verdict == REJECTED
 
 
 def mutants(rng, count):

@@ -321,6 +321,8 @@ def reencode(data, problem):
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
+            if problem != "not a JPEG":  # a JPEG cut or broken in its first segments
+                return CheckedImage(REJECTED, None, f"{problem}; Pillow cannot read it either")
             return CheckedImage(REJECTED, None, f"not an image (starts with {data[:24]!r})")
         except Exception as error:  # Pillow raises many kinds (OSError, SyntaxError, ...)
             return CheckedImage(REJECTED, None, f"{problem}; Pillow cannot read it: {error}")
