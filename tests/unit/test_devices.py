@@ -2,7 +2,11 @@
 processes: stages/test_gpu_locks.py), MXNet contexts. No GPU is needed: the GPU total is
 injected."""
 
+import fcntl
+import logging
 import os
+import threading
+import time
 
 import pytest
 
@@ -16,6 +20,51 @@ def test_exports_cuda_visible_devices_and_restores_it(lock_dir):
         assert ids == ["0", "1"]
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
         assert sorted(os.listdir(lock_dir)) == ["gpu0.lock", "gpu1.lock"]
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def take_lock(lock_dir, gpu, seconds=0.0):
+    """An exclusive flock on gpu<gpu>.lock on a descriptor of its own (as another job
+    holds it), tried for up to `seconds`; the descriptor, or None when it stayed taken."""
+    deadline = time.monotonic() + seconds
+    fd = os.open(os.path.join(lock_dir, f"gpu{gpu}.lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
+
+
+def test_a_waiter_that_finds_too_few_free_holds_none_of_them(lock_dir, caplog):
+    """Another job holds GPU 0; a job needing both GPUs finds only GPU 1 free. While it
+    waits GPU 1 stays free for others, and once GPU 0 is freed it takes both."""
+    lock_dir.mkdir()
+    other = take_lock(lock_dir, 0)
+    got = []
+
+    def waiter():
+        with devices.acquire_gpus(2, str(lock_dir), total=2, poll_seconds=0.01) as ids:
+            got.append(ids)
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        thread.start()
+        deadline = time.monotonic() + 30
+        while "free now 1 " not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "waiting for 2 free GPUs of 0,1: free now 1 (locks in" in caplog.text
+        # The waiter holds GPU 1 only for an instant at each try.
+        third = take_lock(lock_dir, 1, seconds=5)
+        assert third is not None, "the waiting job kept GPU 1"
+        os.close(third)
+        assert thread.is_alive() and not got
+        os.close(other)
+        thread.join(30)
+    assert got == [["0", "1"]]
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
