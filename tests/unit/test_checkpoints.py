@@ -53,7 +53,7 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
     assert state == {"note": "x", "epoch": 1}
     states = trainer._updaters[0].states
     restored = restored_trainer._updaters[0].states
-    assert states.keys() == restored.keys()
+    assert states and states.keys() == restored.keys()
     for key in states:
         assert (states[key].asnumpy() == restored[key].asnumpy()).all()
     for name, param in net.collect_params().items():

@@ -43,7 +43,9 @@ def test_imagenet_layout_with_a_stratified_split(demo):
 def test_images_vary_in_size_aspect_and_colour(demo):
     root, _ = demo
     sizes, colours = set(), set()
-    for path in sorted((root / "train").glob("*/*.JPEG"))[::7]:
+    sample = sorted((root / "train").glob("*/*.JPEG"))[::7]
+    assert len(sample) > 150
+    for path in sample:
         image = Image.open(path)
         width, height = image.size
         assert SIDE_PIXELS[0] <= min(width, height) and max(width, height) <= SIDE_PIXELS[1]
@@ -85,5 +87,7 @@ def test_same_seed_same_bytes_and_a_rerun_replaces_the_folders(demo, tmp_path):
 
 def test_every_file_is_a_decodable_image(demo):
     root, _ = demo
-    for path in sorted(root.glob("val/*/*.JPEG")):
+    paths = sorted(root.glob("val/*/*.JPEG"))
+    assert len(paths) == round(0.2 * 1797)
+    for path in paths:
         Image.open(io.BytesIO(path.read_bytes())).load()

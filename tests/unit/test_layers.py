@@ -91,6 +91,9 @@ def test_no_module_reaches_itself_through_imports():
 def test_every_layer_has_a_docstring_map_of_its_modules(layer):
     init = PACKAGE / layer / "__init__.py"
     text = ast.get_docstring(ast.parse(init.read_text()))
-    for module in sorted((PACKAGE / layer).glob("*.py")):
-        if module.name != "__init__.py":
-            assert module.name in text, f"{init} does not map {module.name}"
+    modules = [
+        path for path in sorted((PACKAGE / layer).glob("*.py")) if path.name != "__init__.py"
+    ]
+    assert modules, f"layer {layer} holds no module"
+    for module in modules:
+        assert module.name in text, f"{init} does not map {module.name}"

@@ -114,9 +114,10 @@ def test_zero_init_last_gamma_zeroes_the_last_bn_of_every_residual_block(depth, 
         assert (gamma == (0.0 if name in zeroed else 1.0)).all(), name
 
     default = initialized(depth).collect_params()
-    for name, p in default.items():
-        if name.endswith("gamma"):
-            assert (p.data().asnumpy() == 1.0).all(), name
+    default_gammas = {name: p for name, p in default.items() if name.endswith("gamma")}
+    assert len(default_gammas) == len(gammas)
+    for name, p in default_gammas.items():
+        assert (p.data().asnumpy() == 1.0).all(), name
 
 
 def test_weights_are_he_normal_and_bn_beta_and_biases_zero():
