@@ -5,6 +5,7 @@ declaration.py     how a setting is declared once (type, default, bounds, descri
 settings.py        one frozen dataclass per config section of training (run, network, input),
                    and run_settings(), the one merge of training.defaults with a run
 stage_settings.py  the other sections' dataclasses (data, score, benchmark, onnx, ...)
+config_schema.py   the config schema and config/README.md's key tables, generated
 results.py         the result files between stages: their fields, reading and writing
 provenance.py      code, versions, MXNet build and machine of every result
 code_digest.py     which package modules a stage runs, and one digest of their text
