@@ -25,6 +25,7 @@ from resnet_recipe.workflow_support.settings import (
     BENCH_POINT_SETTINGS,
     BenchInfer,
     BenchTrain,
+    BenchTrainJobs,
     InputPipeline,
     Network,
     Onnx,
@@ -170,13 +171,13 @@ def get_raw_fingerprint(split):
 
 
 def get_bench_train_points():
-    """(dtype, gpus, batch) of every configured training benchmark job."""
-    points = config["benchmark"]["train"]["points"]
+    """(dtype, gpus, batch_per_device) of every configured training benchmark job."""
+    points = section_of(config, "benchmark.train", BenchTrainJobs).points
     return [
-        (dtype, gpus, batch)
+        (dtype, gpus, batch_per_device)
         for dtype, point in points.items()
-        for gpus in point["gpus"]
-        for batch in point["batch_sizes"]
+        for gpus in point.gpus
+        for batch_per_device in point.batch_sizes
     ]
 
 
@@ -188,8 +189,8 @@ def get_bench_infer_points():
 
 def get_bench_train_results():
     return [
-        f"results/bench_train/{dtype}/n{gpus}_b{batch}.json"
-        for dtype, gpus, batch in get_bench_train_points()
+        f"results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.json"
+        for dtype, gpus, batch_per_device in get_bench_train_points()
     ]
 
 

@@ -32,11 +32,11 @@ rule bench_train:
         val_idx="results/records/val.idx",
         classes="results/lists/classes.tsv",
     output:
-        result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
+        result="results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.json",
     log:
-        "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
+        "logs/bench_train/{dtype}/n{gpus}_b{batch_per_device}.log",
     benchmark:
-        "logs/timing/bench_train/{dtype}/n{gpus}_b{batch}.tsv"
+        "logs/timing/bench_train/{dtype}/n{gpus}_b{batch_per_device}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(int(wildcards.gpus))
