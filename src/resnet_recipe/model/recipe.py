@@ -206,7 +206,7 @@ def broadcast_first_parameters(trainer):
     L349-360, no server-side updater with update_on_kvstore off). A worker whose pull is
     late (a busy machine) can take gradient sums for weights: with two CPU burners beside a
     two-worker run, one worker's loss left the single-process run's at its second iteration
-    in 6 of 25 runs, and in none of 10 with this wait. Waiting for the pulls before any
+    in 7 of 25 runs, and in none of 10 with this wait. Waiting for the pulls before any
     gradient is pushed orders them.
     """
     mx.nd.waitall()
