@@ -160,7 +160,7 @@ def get_raw_fingerprint(split):
     """Digest of the paths, sizes and mtimes of the files under a user-supplied raw split,
     so that editing, adding or removing an image reruns that split's list and what
     follows. It is taken from get_raw_tree_cache(split) while no folder of the split has a
-    new mtime (a stat per folder, not per file; see README, "What reruns after a change").
+    new mtime (a stat per folder, not per file; see docs/caching.md, "The raw tree").
     Only the main Snakemake process computes it: it is a parameter of local rules alone,
     and a cluster job (another process) never asks for it."""
     if config["data"]["demo"]:
