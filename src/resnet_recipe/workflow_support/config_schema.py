@@ -19,7 +19,7 @@ import typing
 
 import yaml
 
-from resnet_recipe.workflow_support.declaration import REQUIRED, Section, declarations
+from resnet_recipe.workflow_support.declaration import REQUIRED, Section, declarations, plain
 from resnet_recipe.workflow_support.settings import (
     BenchInfer,
     BenchInferJobs,
@@ -195,17 +195,6 @@ def default_of(item):
     if item.default_factory is not REQUIRED:
         return plain(item.default_factory())
     return plain(item.default)
-
-
-def plain(value):
-    """A default as the config writes it: lists for tuples, mappings for sections."""
-    if isinstance(value, Section):
-        return value.to_config()
-    if isinstance(value, tuple | list):
-        return [plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    return value
 
 
 def value_schema(annotation, meta):

@@ -180,7 +180,7 @@ class Section:
     def to_config(self):
         """The section as plain data (lists for tuples, mappings for sections), as JSON and
         the config hold it."""
-        return {item.name: _plain(getattr(self, item.name)) for item in dataclasses.fields(self)}
+        return {item.name: plain(getattr(self, item.name)) for item in dataclasses.fields(self)}
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -190,13 +190,14 @@ def _required(item):
     return item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
 
 
-def _plain(value):
+def plain(value):
+    """A value as the config and JSON write it: lists for tuples, mappings for sections."""
     if isinstance(value, Section):
         return value.to_config()
     if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     return value
 
 
