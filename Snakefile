@@ -39,6 +39,7 @@ wildcard_constraints:
     dtype="float16|float32",
     gpus=r"\d+",
     batch=r"\d+",
+    batch_per_device=r"\d+",
 
 
 rule all:

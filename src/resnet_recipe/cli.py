@@ -197,14 +197,20 @@ def _add_settings(parser, title, section, leave_out=()):
         flag = "--" + item.name.replace("_", "-")
         default = getattr(defaults, item.name)
         annotation = hints[item.name]
+        # The setting's declared description (argparse reads % as a format).
+        about = item.metadata.get("description", "").replace("%", "%%")
         if annotation is bool:
-            group.add_argument(flag, default=default, action=argparse.BooleanOptionalAction)
+            group.add_argument(
+                flag, default=default, action=argparse.BooleanOptionalAction, help=about
+            )
         elif typing.get_origin(annotation) is tuple:
             element = _option_value(typing.get_args(annotation)[0], flag)
-            group.add_argument(flag, default=default, nargs="+", type=element)
+            group.add_argument(flag, default=default, nargs="+", type=element, help=about)
         else:
             parse = _option_value(annotation, flag)
-            group.add_argument(flag, default=default, type=parse, help=f"default: {default}")
+            group.add_argument(
+                flag, default=default, type=parse, help=f"{about} default: {default}"
+            )
 
 
 def _settings(args, section, **values):

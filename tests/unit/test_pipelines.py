@@ -139,7 +139,7 @@ def test_same_seed_gives_the_same_first_batch(make_tiny_rec):
 
 @pytest.mark.parametrize("make", [pipelines.train_batches, pipelines.val_batches])
 def test_speed_settings_change_no_batch(make_tiny_rec, make):
-    # Why settings.INPUT_SPEED_SETTINGS rerun no training or scoring and resume a run: the
+    # Why the speed-only input settings rerun no training or scoring and resume a run: the
     # same seed gives the same batches, image for image, over two epochs, whatever the
     # thread counts and prefetch depth. (The decoder padding reaches only the GPU decoder.)
     textured = make_tiny_rec("textured_speed", [index % 3 for index in range(30)], noise=40)

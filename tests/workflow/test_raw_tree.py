@@ -1,8 +1,8 @@
 """What a start of the workflow notices in a user-supplied raw tree, read off dry-run plans.
 
 The demo tree is copied in as a user's raw folder and packed once for the module; each test
-edits it and reads which jobs a dry-run plans. The edits README ("What reruns after a
-change") says a start detects, are detected; an image rewritten in place is detected
+edits it and reads which jobs a dry-run plans. The edits docs/caching.md ("The raw tree")
+says a start detects, are detected; an image rewritten in place is detected
 after `snakemake rescan_raw_tree`; a cluster job never scans the tree.
 """
 

@@ -17,7 +17,23 @@ os.environ.update(
 import resnet_recipe
 from resnet_recipe.workflow_support.code_digest import code_digests
 from resnet_recipe.data.listing import cached_tree_fingerprint, class_folders
-from resnet_recipe.workflow_support.settings import INPUT_SPEED_SETTINGS, WATCH_SETTINGS
+from resnet_recipe.workflow_support.declaration import (
+    MEASURES_SPEED,
+    rerun_triggers,
+)
+from resnet_recipe.workflow_support.settings import (
+    BENCH_POINT_SETTINGS,
+    BenchInfer,
+    BenchTrain,
+    BenchTrainJobs,
+    InputPipeline,
+    Network,
+    Onnx,
+    Score,
+    TrainingRun,
+    run_settings,
+    section_of,
+)
 
 # The folder holding the resnet_recipe package that this process and every job import.
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(resnet_recipe.__file__))
@@ -43,34 +59,52 @@ SPLITS = ["train", "val"]
 TRAIN_RUNS = list(config["training"]["runs"])
 
 
-# Settings that change what a job logs, how fast it runs or how much memory it reserves,
-# never what it computes (settings.WATCH_SETTINGS and settings.INPUT_SPEED_SETTINGS), are
-# kept out of the params, so that changing them reruns nothing; the stage scripts read
-# every setting from snakemake.config. The benchmarks, whose result is speed, keep them.
+# A rule's params are its rerun triggers: the settings its stage reads that affect what the
+# stage computes (or, for a benchmark, its speed), by what each setting's declaration says
+# it affects (workflow_support.declaration). Settings that change only what a job logs, or
+# only speed (for all but the benchmarks), are left out, so that changing them reruns
+# nothing; the stage scripts read every setting from snakemake.config.
 
 
 def get_run_settings(run):
-    """training.defaults with the run's overrides applied."""
-    return {**config["training"]["defaults"], **config["training"]["runs"][run]}
+    """The run's settings: training.defaults with the run's overrides (settings.run_settings)."""
+    return run_settings(config, run)
 
 
 def get_tracked_run_settings(run):
-    """The run's settings that decide its results (rerun triggers)."""
-    settings = get_run_settings(run)
-    return {k: v for k, v in settings.items() if k not in WATCH_SETTINGS}
+    """The run's settings that decide its results or the files it writes (rerun triggers)."""
+    return rerun_triggers(get_run_settings(run))
+
+
+def get_tracked(path, section, affects=None):
+    """The settings of `section` in the config section at `path` that a stage's rerun
+    depends on: what decides its results, or with MEASURES_SPEED a benchmark's."""
+    settings = section_of(config, path, section)
+    return (
+        rerun_triggers(settings)
+        if affects is None
+        else rerun_triggers(settings, affects)
+    )
 
 
 def get_tracked_input_settings():
     """input settings that decide a trained model or a score (rerun triggers)."""
-    return {k: v for k, v in config["input"].items() if k not in INPUT_SPEED_SETTINGS}
+    return get_tracked("input", InputPipeline)
+
+
+def get_bench_training_settings():
+    """The training.defaults a training benchmark point runs, but what the point sets
+    itself (settings.BENCH_POINT_SETTINGS) and what does not change its speed."""
+    settings = get_tracked("training.defaults", TrainingRun, MEASURES_SPEED)
+    return {k: v for k, v in settings.items() if k not in BENCH_POINT_SETTINGS}
 
 
 def get_run_gpus(wildcards):
-    return get_run_settings(wildcards.run)["gpus"]
+    return get_run_settings(wildcards.run).gpus
 
 
 def get_run_nodes(wildcards):
-    return get_run_settings(wildcards.run)["nodes"]
+    return get_run_settings(wildcards.run).nodes
 
 
 def get_score_gpus(wildcards):
@@ -126,7 +160,7 @@ def get_raw_fingerprint(split):
     """Digest of the paths, sizes and mtimes of the files under a user-supplied raw split,
     so that editing, adding or removing an image reruns that split's list and what
     follows. It is taken from get_raw_tree_cache(split) while no folder of the split has a
-    new mtime (a stat per folder, not per file; see README, "What reruns after a change").
+    new mtime (a stat per folder, not per file; see docs/caching.md, "The raw tree").
     Only the main Snakemake process computes it: it is a parameter of local rules alone,
     and a cluster job (another process) never asks for it."""
     if config["data"]["demo"]:
@@ -137,13 +171,13 @@ def get_raw_fingerprint(split):
 
 
 def get_bench_train_points():
-    """(dtype, gpus, batch) of every configured training benchmark job."""
-    points = config["benchmark"]["train"]["points"]
+    """(dtype, gpus, batch_per_device) of every configured training benchmark job."""
+    points = section_of(config, "benchmark.train", BenchTrainJobs).points
     return [
-        (dtype, gpus, batch)
+        (dtype, gpus, batch_per_device)
         for dtype, point in points.items()
-        for gpus in point["gpus"]
-        for batch in point["batch_sizes"]
+        for gpus in point.gpus
+        for batch_per_device in point.batch_sizes
     ]
 
 
@@ -155,8 +189,8 @@ def get_bench_infer_points():
 
 def get_bench_train_results():
     return [
-        f"results/bench_train/{dtype}/n{gpus}_b{batch}.json"
-        for dtype, gpus, batch in get_bench_train_points()
+        f"results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.json"
+        for dtype, gpus, batch_per_device in get_bench_train_points()
     ]
 
 

@@ -1,10 +1,4 @@
 # Scoring of trained runs and throughput benchmarks, one cached job per point.
-from resnet_recipe.workflow_support.settings import (
-    BENCH_POINT_SETTINGS,
-    PRESENTATION_SETTINGS,
-)
-
-
 rule score:
     input:
         model="results/train/{run}",
@@ -22,7 +16,7 @@ rule score:
     resources:
         gpu=get_score_gpus,
     params:
-        score=config["score"],
+        score=get_tracked("score", Score),
         pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
         code=get_code_digest("score.py"),
@@ -38,26 +32,22 @@ rule bench_train:
         val_idx="results/records/val.idx",
         classes="results/lists/classes.tsv",
     output:
-        result="results/bench_train/{dtype}/n{gpus}_b{batch}.json",
+        result="results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.json",
     log:
-        "logs/bench_train/{dtype}/n{gpus}_b{batch}.log",
+        "logs/bench_train/{dtype}/n{gpus}_b{batch_per_device}.log",
     benchmark:
-        "logs/timing/bench_train/{dtype}/n{gpus}_b{batch}.tsv"
+        "logs/timing/bench_train/{dtype}/n{gpus}_b{batch_per_device}.tsv"
     conda:
         "../envs/resnet-recipe.yaml"
     threads: lambda wildcards: get_threads(int(wildcards.gpus))
     resources:
         gpu=lambda wildcards: int(wildcards.gpus),
     params:
-        bench={k: v for k, v in config["benchmark"]["train"].items() if k != "points"},
+        bench=get_tracked("benchmark.train", BenchTrain, MEASURES_SPEED),
         # The loop runs training.defaults but what the point sets and what only logs.
-        training={
-            k: v
-            for k, v in config["training"]["defaults"].items()
-            if k not in BENCH_POINT_SETTINGS + PRESENTATION_SETTINGS
-        },
-        network=config["network"],
-        pipeline=config["input"],
+        training=get_bench_training_settings(),
+        network=get_tracked("network", Network, MEASURES_SPEED),
+        pipeline=get_tracked("input", InputPipeline, MEASURES_SPEED),
         lock_dir=config["devices"]["lock_dir"],
         code=get_code_digest("bench_train.py"),
     script:
@@ -81,11 +71,9 @@ rule bench_infer:
     resources:
         gpu=config["benchmark"]["infer"]["gpus"],
     params:
-        bench={
-            k: v for k, v in config["benchmark"]["infer"].items() if k != "batch_sizes"
-        },
-        network=config["network"],
-        pipeline=config["input"],
+        bench=get_tracked("benchmark.infer", BenchInfer, MEASURES_SPEED),
+        network=get_tracked("network", Network, MEASURES_SPEED),
+        pipeline=get_tracked("input", InputPipeline, MEASURES_SPEED),
         lock_dir=config["devices"]["lock_dir"],
         code=get_code_digest("bench_infer.py"),
     script:

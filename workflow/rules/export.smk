@@ -37,9 +37,9 @@ rule score_onnx:
     # onnxruntime and the MXNet reference both run on the CPU.
     threads: get_threads(0)
     params:
-        score=config["score"],
+        score=get_tracked("score", Score),
         pipeline=get_tracked_input_settings(),
-        onnx={"logit_tolerance": config["onnx"]["logit_tolerance"]},
+        onnx=get_tracked("onnx", Onnx),
         code=get_code_digest("score_onnx.py"),
     script:
         "../scripts/score_onnx.py"
@@ -60,11 +60,9 @@ rule bench_infer_onnx:
         "../envs/resnet-recipe.yaml"
     threads: get_threads(0)
     params:
-        bench={
-            k: v for k, v in config["benchmark"]["infer"].items() if k != "batch_sizes"
-        },
-        network=config["network"],
-        pipeline=config["input"],
+        bench=get_tracked("benchmark.infer", BenchInfer, MEASURES_SPEED),
+        network=get_tracked("network", Network, MEASURES_SPEED),
+        pipeline=get_tracked("input", InputPipeline, MEASURES_SPEED),
         lock_dir=config["devices"]["lock_dir"],
         code=get_code_digest("bench_infer_onnx.py"),
     script:

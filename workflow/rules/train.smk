@@ -28,7 +28,7 @@ rule train:
         ),
     params:
         settings=lambda wildcards: get_tracked_run_settings(wildcards.run),
-        network=config["network"],
+        network=get_tracked("network", Network),
         pipeline=get_tracked_input_settings(),
         lock_dir=config["devices"]["lock_dir"],
         distributed=config["distributed"],

@@ -11,7 +11,7 @@ run_logged(
     setup=BenchSetup.of_rule(snakemake.input, snakemake.params),
     dtype=snakemake.wildcards.dtype,
     gpus=int(snakemake.wildcards.gpus),
-    batch_per_device=int(snakemake.wildcards.batch),
+    batch_per_device=int(snakemake.wildcards.batch_per_device),
     bench_settings=BenchTrain.from_config(snakemake.params.bench, "benchmark.train"),
     run_settings=TrainingRun.from_config(snakemake.params.training, "training.defaults"),
 )

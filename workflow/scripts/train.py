@@ -3,13 +3,17 @@
 from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.training.run import train
 from resnet_recipe.workflow_support.progress import run_logged
-from resnet_recipe.workflow_support.settings import Distributed, InputPipeline, Network, TrainingRun
+from resnet_recipe.workflow_support.settings import (
+    Distributed,
+    InputPipeline,
+    Network,
+    run_settings,
+)
 
 # Settings come from the config; the rule's params are the rerun triggers, which leave out
 # what only changes logging or speed (common.smk).
 config = snakemake.config
 run = snakemake.wildcards.run
-run_settings = {**config["training"]["defaults"], **config["training"]["runs"][run]}
 job = TrainingJob(
     train_rec=snakemake.input.train_rec,
     train_idx=snakemake.input.train_idx,
@@ -18,7 +22,7 @@ job = TrainingJob(
     classes_tsv=snakemake.input.classes,
     out_dir=snakemake.output.model,
     state_root=snakemake.params.state_root,
-    settings=TrainingRun.from_config(run_settings, f"training.runs.{run}"),
+    settings=run_settings(config, run),
     network_settings=Network.from_config(config["network"], "network"),
     pipeline_settings=InputPipeline.from_config(config["input"], "input"),
     lock_dir=snakemake.params.lock_dir,

@@ -191,6 +191,35 @@ def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore
     return gluon.Trainer(params, optimizer, kvstore=kvstore, update_on_kvstore=False)
 
 
+def broadcast_first_parameters(trainer):
+    """The Trainer's first reduction, made to wait on both sides: it copies every parameter
+    of the first device to the others (in a distributed kvstore: of the first worker to
+    all), BN running statistics included, before the first gradients are reduced.
+
+    Before: MXNet 1.9.1's BatchNorm updates its running statistics in place in its backward
+    operator, which the engine sees as a read, so the copy, another read, does not wait for
+    it: without the first wait the first iteration's update is lost on every device of a
+    multi-device run.
+
+    After: in a distributed kvstore (kvstore_dist.h, 1.9.1) the copy is an init by worker 0
+    and a pull of every key into the parameters (InitImpl L192-211, PullDefault L500-528),
+    and the gradients then go through the same keys (PushPullImpl L217-260), writing other
+    arrays, so the engine does not order the two. The server answers a pull at once with
+    what the key holds (kvstore_dist_server.h L759-760), and once every worker's gradients
+    of the first step have arrived a key holds their sum, not the weights (ApplyUpdates,
+    L349-360, no server-side updater with update_on_kvstore off). A worker whose pull is
+    late (a busy machine) can take gradient sums for weights: with two CPU burners beside a
+    two-worker run, one worker's loss left the single-process run's at its second iteration
+    in 7 of 25 runs, and in none of 10 with this wait. Waiting for the pulls before any
+    gradient is pushed orders them.
+    """
+    mx.nd.waitall()
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    trainer._init_params()
+    mx.nd.waitall()
+
+
 def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag=None):
     """One optimizer step after backward() of losses multiplied by loss_scaler.scale.
 
@@ -203,13 +232,7 @@ def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag
     """
     set_iteration(trainer, iteration)
     if trainer._params_to_init:
-        # The Trainer's first reduction first copies every parameter of the first device to
-        # the others (in a distributed kvstore: of the first worker to all), BN running
-        # statistics included. MXNet 1.9.1's BatchNorm updates those statistics in place
-        # in its backward operator, and that copy does not wait for it: without waiting
-        # here the first iteration's update is lost on every device of a multi-device run
-        # (measured on the CPU; a distributed run kept it, so the two disagreed).
-        mx.nd.waitall()
+        broadcast_first_parameters(trainer)
     trainer.allreduce_grads()
     # Trainer keeps no public list of its parameters; _params is the list it updates.
     finite = not loss_scaler.dynamic or gradients_are_finite(trainer._params)

@@ -13,7 +13,8 @@ import json
 import os
 
 from resnet_recipe.workflow_support import results
-from resnet_recipe.workflow_support.settings import PRESENTATION_SETTINGS
+from resnet_recipe.workflow_support.declaration import EXPORTS, LOGGING, names_affecting
+from resnet_recipe.workflow_support.settings import TrainingRun
 
 # The sections of a training report that hold its settings; the training settings keep
 # their own names, the others are prefixed with their section (network.depth).
@@ -49,7 +50,8 @@ def run_settings(report):
     for section in SETTINGS_SECTIONS:
         prefix = "" if section == "settings" else section
         flat.update(_flatten(report.get(section, {}), prefix))
-    return {name: value for name, value in flat.items() if name not in PRESENTATION_SETTINGS}
+    presentation = names_affecting(TrainingRun, LOGGING, EXPORTS)
+    return {name: value for name, value in flat.items() if name not in presentation}
 
 
 def differing(settings):

@@ -32,8 +32,8 @@ from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
 from resnet_recipe.training import checkpoints, distributed
 from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support.declaration import RESULT, names_affecting
 from resnet_recipe.workflow_support.progress import format_duration
-from resnet_recipe.workflow_support.settings import INPUT_SPEED_SETTINGS, PRESENTATION_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +101,22 @@ def save_state(loop, state_dir):
 
 
 def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
-    """Digest of everything that shapes a run's result: its settings (not the presentation
-    ones), the network and input settings (not the speed ones), the packed splits' indexes
-    and the classes."""
+    """Digest of everything that shapes a run's result: the run, network and input settings
+    whose declarations say they affect the result (not those of speed, logging or which
+    epochs are exported), the packed splits' indexes and the classes."""
     return checkpoints.settings_digest(
-        {k: v for k, v in settings.to_config().items() if k not in PRESENTATION_SETTINGS},
-        network_settings.to_config(),
-        {k: v for k, v in pipeline_settings.to_config().items() if k not in INPUT_SPEED_SETTINGS},
+        result_settings(settings),
+        result_settings(network_settings),
+        result_settings(pipeline_settings),
         *(record_identity(idx) for idx in indexes),
         classes,
     )
+
+
+def result_settings(section):
+    """{name: value} of the settings of `section` that affect a run's result."""
+    config = section.to_config()
+    return {name: config[name] for name in names_affecting(section, RESULT)}
 
 
 def exported_after(epoch, run):
