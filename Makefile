@@ -1,6 +1,8 @@
 # Two commands are all a new user needs:
 #   make run    build the environment if missing, run the whole workflow on the demo config
 #   make test   build the environment if missing, run the test suite
+# and one for before a commit:
+#   make check  lint, then the unit tests (tests/unit): under two minutes on two cores
 #
 # MXNET picks the MXNet build: cpu (default), cu102 (CUDA 10.2: V100, T4), cu112 (CUDA 11.2: A100).
 # No MXNet build on PyPI supports Hopper (H100) GPUs; NVIDIA's NGC MXNet containers 24.05/24.06 do.
@@ -14,7 +16,7 @@ PYTEST_ARGS ?=
 # subprocesses (Snakemake, SLURM's status checks, launched workers) about half the time.
 TEST_WORKERS ?= 2
 
-.PHONY: run test clean-results
+.PHONY: run test check clean-results
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -38,6 +40,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# The linters test_style.py runs, then the unit tier (no Snakemake, no subprocess).
+check: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks workflow
+	$(VENV)/bin/ruff format --check src tests benchmarks workflow/scripts
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+	$(VENV)/bin/python -m pytest --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS) tests/unit
 
 clean-results:
 	rm -rf results logs resources/demo .snakemake

@@ -33,8 +33,6 @@ from resnet_recipe.deployment import onnx_export
 from resnet_recipe.workflow_support import devices, provenance
 from resnet_recipe.workflow_support.code_digest import stage_modules
 
-pytestmark = pytest.mark.slow
-
 RUN = "cpu_fp32"
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
 # The plan after a change to what the packed records hold.

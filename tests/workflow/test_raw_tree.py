@@ -20,8 +20,6 @@ from helpers.workflow_runs import (
 
 from resnet_recipe.data.demo_data import write_demo_tree
 
-pytestmark = pytest.mark.slow
-
 RECORDS = ["results/records/train.rec", "results/records/val.rec"]
 ONE_SPLIT = {"make_list": 1, "pack_records": 1}
 NEW_LABELS = {"make_classes": 1, "make_list": 2, "pack_records": 2}

@@ -149,7 +149,6 @@ def cluster_environment(slurm_conf):
     return {"SLURM_CONF": slurm_conf, "USER": user}
 
 
-@pytest.mark.slow
 def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster):
     local, cluster, log = tiny_runs["local"], tiny_runs["cluster"], tiny_runs["log"]
     submitted = tiny_runs["submitted"]
@@ -201,7 +200,6 @@ def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
     assert resources["results/train/cpu_fp32"]["gpu"] == "0"
 
 
-@pytest.mark.slow
 def test_two_workers_run_on_slurm_as_two_tasks(tiny_runs):
     """The two-worker run is one sbatch job of two srun tasks, one worker each, with one
     CPU thread each, as the local launcher gave its two workers."""
