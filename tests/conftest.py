@@ -1,6 +1,13 @@
 """Shared fixtures (factories and settings are in helpers/), and the order of the test
-files: tests/unit (no Snakemake, no subprocess), tests/stages (one stage's code on tiny
-data, processes allowed), tests/workflow (Snakemake runs, SLURM, multi-node)."""
+files. The tiers:
+
+- unit: the package's functions in this process, no Snakemake and no process a test or a
+  stage starts (the package's own queries of git, nvidia-smi and oneDNN aside); the whole
+  tier in under two minutes on two cores (make check)
+- stages: one stage's code on tiny data (training, scoring, export, benchmark points,
+  packing with its worker processes) and checks in fresh interpreters
+- workflow: Snakemake runs and plans, SLURM, multi-node, the linters and the suite itself
+"""
 
 from pathlib import Path
 

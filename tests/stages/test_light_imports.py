@@ -17,65 +17,61 @@ SCRIPTS = REPO / "workflow" / "scripts"
 SOURCE = REPO / "src"
 
 
-@pytest.mark.parametrize("command", [["--help"], ["make-list", "--help"], ["train", "--help"]])
-def test_help_imports_neither_mxnet_nor_dali(command):
-    code = (
-        "import sys\n"
-        "from resnet_recipe.cli import main\n"
-        "try:\n"
-        f"    main({command!r})\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('mxnet', 'nvidia.dali', 'pandas', 'matplotlib')\n"
-        "print('LOADED', sorted(name for name in heavy if name in sys.modules))\n"
+HEAVY = ("mxnet", "nvidia.dali", "pandas", "matplotlib")
+
+
+def loaded_after(code, heavy=HEAVY, env=None):
+    """Run `code` in a fresh interpreter; return what it printed and which of the `heavy`
+    modules it loaded."""
+    script = (
+        f"{code}\nimport sys\nprint('LOADED', sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
-    ).stdout
-    assert "usage: resnet-recipe" in out
-    assert out.splitlines()[-1] == "LOADED []"
-
-
-def test_the_digest_imports_neither_mxnet_nor_dali():
-    code = (
-        "import sys\n"
-        "from resnet_recipe.workflow_support.code_digest import code_digests\n"
-        f"code_digests([{str(SCRIPTS / 'train.py')!r}], {str(SOURCE)!r})\n"
-        "print(sorted(m for m in ('mxnet', 'nvidia.dali', 'numpy') if m in sys.modules))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout
-    assert out.strip() == "[]"
-
-
-def test_results_module_imports_neither_mxnet_nor_pandas():
-    code = (
-        "import sys, resnet_recipe.workflow_support.results; "
-        "print(sorted(m for m in ('mxnet', 'pandas', 'nvidia.dali') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", script],
         check=True,
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=env,
     ).stdout
-    assert out.strip() == "[]"
+    *printed, loaded = out.splitlines()
+    assert loaded.startswith("LOADED "), out
+    return "\n".join(printed), loaded.removeprefix("LOADED ")
+
+
+@pytest.mark.parametrize("command", [["--help"], ["make-list", "--help"], ["train", "--help"]])
+def test_help_imports_neither_mxnet_nor_dali(command):
+    code = (
+        "from resnet_recipe.cli import main\n"
+        f"try:\n    main({command!r})\nexcept SystemExit:\n    pass"
+    )
+    out, loaded = loaded_after(code)
+    assert "usage: resnet-recipe" in out
+    assert loaded == "[]"
+
+
+def test_the_digest_imports_neither_mxnet_nor_dali():
+    code = (
+        "from resnet_recipe.workflow_support.code_digest import code_digests\n"
+        f"code_digests([{str(SCRIPTS / 'train.py')!r}], {str(SOURCE)!r})"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    assert loaded_after(code, ("mxnet", "nvidia.dali", "numpy"), env)[1] == "[]"
+
+
+def test_results_module_imports_neither_mxnet_nor_pandas():
+    assert loaded_after("import resnet_recipe.workflow_support.results")[1] == "[]"
 
 
 def test_describe_machine_without_snakemake():
-    script = (
-        "import json, sys\n"
+    code = (
+        "import json\n"
         "from resnet_recipe.workflow_support.devices import describe_machine\n"
-        "print(json.dumps(describe_machine()))\n"
-        "assert 'snakemake' not in sys.modules and 'mxnet' not in sys.modules\n"
+        "print(json.dumps(describe_machine()))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    machine = json.loads(done.stdout)
+    out, loaded = loaded_after(code, ("snakemake", "mxnet"))
+    assert loaded == "[]"
+    machine = json.loads(out)
     assert machine["logical_cores"] == os.cpu_count()
     assert machine["hostname"] and machine["cpu_model"]
     assert set(machine["cpu_flags"]) <= set(devices.KERNEL_CPU_FLAGS)
@@ -92,15 +88,7 @@ def test_describe_machine_without_snakemake():
 def test_compare_imports_neither_mxnet_nor_dali(tmp_path):
     a = results_folder(tmp_path / "a", 32)
     b = results_folder(tmp_path / "b", 64, commit="feedface" * 5)
-    code = (
-        "import sys\n"
-        "from resnet_recipe.cli import main\n"
-        f"main(['compare', {str(a)!r}, {str(b)!r}])\n"
-        "heavy = ('mxnet', 'nvidia.dali', 'pandas', 'matplotlib')\n"
-        "print('LOADED', sorted(name for name in heavy if name in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
-    ).stdout
+    code = f"from resnet_recipe.cli import main\nmain(['compare', {str(a)!r}, {str(b)!r}])"
+    out, loaded = loaded_after(code)
     assert "provenance that differs:" in out
-    assert out.splitlines()[-1] == "LOADED []"
+    assert loaded == "[]"
