@@ -19,15 +19,20 @@ from helpers.workflow_runs import copy_workflow
 TESTS = Path(__file__).resolve().parent
 
 # Test files of minutes (a SLURM cluster's status waits, whole workflow runs), longest
-# first, collected before the rest: with several test processes (make test), the others
-# work through the rest meanwhile.
+# first, collected before the rest, and the rest by tier, slowest tier first: with several
+# test processes (make test), the others work through the rest meanwhile, and the last
+# files to start are short ones.
 LONG_FILES = ["workflow/test_slurm.py", "workflow/test_caching.py", "workflow/test_distributed.py"]
+TIERS = ["workflow", "stages", "unit"]
 
 
 def pytest_collection_modifyitems(items):
     def place(item):
-        name = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
-        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+        path = item.path.relative_to(TESTS).as_posix() if item.path.is_relative_to(TESTS) else ""
+        if path in LONG_FILES:
+            return LONG_FILES.index(path)
+        tier = path.split("/")[0]
+        return len(LONG_FILES) + (TIERS.index(tier) if tier in TIERS else len(TIERS))
 
     items.sort(key=place)
 
