@@ -12,8 +12,8 @@ import time
 import mxnet as mx
 import numpy
 import pytest
+from helpers import tiny
 from helpers.tiny import TINY_NETWORK, TINY_PIPELINE
-from helpers.tiny import TINY_SETTINGS as TRAINING_SETTINGS
 
 from resnet_recipe.training import launcher
 from resnet_recipe.training import run as training
@@ -21,7 +21,7 @@ from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.settings import Distributed
 
 # Global batch 16 both ways: 2 workers x 1 context x 8, or 1 worker x 2 contexts x 8.
-TINY_SETTINGS = TRAINING_SETTINGS.replace(epochs=2, lr_steps=(), log_interval=1)
+TINY_SETTINGS = tiny.TINY_SETTINGS.replace(epochs=2, lr_steps=(), log_interval=1)
 LOOPBACK = Distributed(interface="lo", connect_timeout=300)
 # Weights, BN running statistics and losses of the two set-ups may differ only by float32
 # rounding: the gradients of the two devices are summed by the parameter servers instead of
