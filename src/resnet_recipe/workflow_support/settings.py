@@ -324,7 +324,7 @@ class Network(Section):
 @dataclass(frozen=True)
 class InputPipeline(Section):
     """The input pipelines (the config's `input` section). DALI gives the same batches for
-    any thread count, prefetch depth and decoder padding (tests/test_pipelines.py): those
+    any thread count, prefetch depth and decoder padding (tests/unit/test_pipelines.py): those
     settings affect speed only."""
 
     backend: str = setting(
