@@ -4,6 +4,7 @@ benchmark tests share; a tiny trained run and scoring of it."""
 import json
 from types import SimpleNamespace
 
+from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.settings import BenchInfer, InputPipeline, Network, TrainingRun
 
 TINY_NETWORK = Network(depth=18, version="1.5", zero_init_last_gamma=True)
@@ -26,6 +27,22 @@ TINY_SETTINGS = TrainingRun(
     lr_steps=(2,),
     log_interval=2,
 )
+
+
+def tiny_job(tiny_data, folder, settings=TINY_SETTINGS, **job):
+    """A TrainingJob on the tiny data (the tiny_data fixture's paths) with its state,
+    outputs and locks under folder; `job` overrides other fields."""
+    fields = dict(
+        out_dir=str(folder / "run"),
+        state_root=str(folder / "state"),
+        settings=settings,
+        network_settings=TINY_NETWORK,
+        pipeline_settings=TINY_PIPELINE,
+        lock_dir=str(folder / "locks"),
+        run="tiny",
+    )
+    return TrainingJob(**tiny_data, **{**fields, **job})
+
 
 # Labels of the three-colour records the training, scoring and benchmark tests train on.
 COLOUR_LABELS = [index % 3 for index in range(48)]

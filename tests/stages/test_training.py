@@ -6,28 +6,16 @@ import logging
 import mxnet as mx
 import numpy
 import pytest
-from helpers.tiny import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
+from helpers.tiny import TINY_SETTINGS, tiny_job
 
 from resnet_recipe.training import checkpoints, loop
 from resnet_recipe.training import run as training
-from resnet_recipe.training.job import TrainingJob
 
 
 def run_training(tiny_data, tmp_path, **settings):
-    out = tmp_path / "run"
-    training.train(
-        TrainingJob(
-            **tiny_data,
-            out_dir=str(out),
-            state_root=str(tmp_path / "state"),
-            settings=TINY_SETTINGS.replace(**settings),
-            network_settings=TINY_NETWORK,
-            pipeline_settings=TINY_PIPELINE,
-            lock_dir=str(tmp_path / "locks"),
-            run="tiny",
-        )
-    )
-    return out
+    job = tiny_job(tiny_data, tmp_path, TINY_SETTINGS.replace(**settings))
+    training.train(job)
+    return tmp_path / "run"
 
 
 def read_metrics(out):

@@ -13,11 +13,9 @@ import mxnet as mx
 import numpy
 import pytest
 from helpers import tiny
-from helpers.tiny import TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe.training import launcher
 from resnet_recipe.training import run as training
-from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.settings import Distributed
 
 # Global batch 16 both ways: 2 workers x 1 context x 8, or 1 worker x 2 contexts x 8.
@@ -35,16 +33,8 @@ ABSOLUTE_TOLERANCE = 1e-5
 
 
 def job_for(tiny_data, folder, **settings):
-    return TrainingJob(
-        **tiny_data,
-        out_dir=str(folder / "run"),
-        state_root=str(folder / "state"),
-        settings=TINY_SETTINGS.replace(**settings),
-        network_settings=TINY_NETWORK,
-        pipeline_settings=TINY_PIPELINE,
-        lock_dir=str(folder / "locks"),
-        run="tiny",
-        distributed_settings=LOOPBACK,
+    return tiny.tiny_job(
+        tiny_data, folder, TINY_SETTINGS.replace(**settings), distributed_settings=LOOPBACK
     )
 
 
@@ -123,7 +113,7 @@ def test_two_workers_match_one_worker_with_the_machine_busy(two_runs, tiny_data,
             assert_same_run(single, folder / "run")
     finally:
         for burner in burners:
-            burner.kill()
+            burner.terminate()  # timeout passes SIGTERM on to yes; SIGKILL would orphan it
             burner.wait()
 
 
