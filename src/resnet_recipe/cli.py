@@ -472,7 +472,14 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as error:
+        # A training run stopped to be resumed ends with its own status, not a traceback.
+        exit_status = getattr(error, "exit_status", None)
+        if exit_status is None:
+            raise
+        return exit_status
 
 
 if __name__ == "__main__":

@@ -68,10 +68,15 @@ class Progress:
 
 def run_logged(log_path, function, /, **kwargs):
     """Call a stage function with the package's log going to log_path; a failure's
-    traceback is written there too, so the stage log alone tells what went wrong."""
+    traceback is written there too, so the stage log alone tells what went wrong. An
+    exception with an `exit_status` (a training run stopped to be resumed) is no failure:
+    the process ends with that status."""
     setup_logging(log_path)
     try:
         return function(**kwargs)
-    except BaseException:
+    except BaseException as error:
+        exit_status = getattr(error, "exit_status", None)
+        if exit_status is not None:
+            raise SystemExit(exit_status) from error
         logging.getLogger(function.__module__).exception("%s failed", function.__name__)
         raise
