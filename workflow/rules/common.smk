@@ -1,6 +1,7 @@
 # Helpers shared by the rule files (config lookups, target lists, rerun triggers).
 import functools
 import os
+import re
 import sys
 
 # The workflow runs the resnet_recipe package of this checkout, in this process and in
@@ -53,6 +54,13 @@ def sorted_keys(value):
 _sorted_config = sorted_keys(dict(config))
 config.clear()
 config.update(_sorted_config)
+
+
+def one_of(names):
+    """A wildcard constraint that matches exactly one of `names`: each escaped, as a run
+    name may hold a "." (fp16.8gpu must not match fp16x8gpu)."""
+    return "|".join(map(re.escape, names)) or "no-names-configured"
+
 
 RAW_DIR = config["data"]["raw_dir"]
 SPLITS = ["train", "val"]
