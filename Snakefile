@@ -35,7 +35,7 @@ localrules:
 
 wildcard_constraints:
     split="train|val",
-    run="|".join(TRAIN_RUNS) or "no-runs-configured",
+    run=one_of(TRAIN_RUNS),
     dtype="float16|float32",
     gpus=r"\d+",
     batch=r"\d+",

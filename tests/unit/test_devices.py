@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import devices
 
 pytestmark = pytest.mark.usefixtures("outside_slurm")
@@ -76,10 +77,10 @@ def test_cpu_takes_nothing(lock_dir):
 
 
 def test_more_gpus_than_exist_is_a_clear_error(lock_dir):
-    with pytest.raises(RuntimeError, match=r"needs 3 GPUs but this machine has 2 \(0,1\)"):
+    with pytest.raises(UserError, match=r"needs 3 GPUs but this machine has 2 \(0,1\)"):
         with devices.acquire_gpus(3, lock_dir, total=2):
             pass
-    with pytest.raises(RuntimeError, match="has none.*gpus: 0 to run on the CPU"):
+    with pytest.raises(UserError, match="has none.*gpus: 0 to run on the CPU"):
         with devices.acquire_gpus(1, lock_dir, total=0):
             pass
 
@@ -92,7 +93,7 @@ def test_slurm_assignment_is_kept(lock_dir, monkeypatch):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
     assert not lock_dir.exists()
-    with pytest.raises(RuntimeError, match="needs 3 GPUs but SLURM job 42 was given 2"):
+    with pytest.raises(UserError, match="needs 3 GPUs but SLURM job 42 was given 2"):
         with devices.acquire_gpus(3, lock_dir):
             pass
 
@@ -111,7 +112,7 @@ def test_a_users_cuda_visible_devices_limits_the_choice(lock_dir, monkeypatch):
         assert ids == ["5"]
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"
-    with pytest.raises(RuntimeError, match=r"needs 3 GPUs but CUDA_VISIBLE_DEVICES leaves 2"):
+    with pytest.raises(UserError, match=r"needs 3 GPUs but CUDA_VISIBLE_DEVICES leaves 2"):
         with devices.acquire_gpus(3, lock_dir, total=8):
             pass
 
@@ -141,3 +142,54 @@ def test_contexts():
     assert devices.contexts(0) == [mx.cpu(0)]
     assert devices.contexts(0, cpu_contexts=2) == [mx.cpu(0), mx.cpu(1)]
     assert devices.contexts(2) == [mx.gpu(0), mx.gpu(1)]
+
+
+def test_a_planted_symbolic_link_is_never_followed(lock_dir, tmp_path):
+    """Another user of a shared lock folder plants gpu0.lock -> a file of the job's user:
+    the job stops naming the link, and neither makes nor locks the file it points to."""
+    lock_dir.mkdir()
+    missing, existing = tmp_path / "would-be-created", tmp_path / "victim"
+    existing.write_text("keep")
+    for target in (missing, existing):
+        link = lock_dir / "gpu0.lock"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        with pytest.raises(UserError, match=f"GPU lock file {link} is a symbolic link"):
+            with devices.acquire_gpus(1, str(lock_dir), total=1):
+                pass
+    assert not missing.exists()
+    assert existing.read_text() == "keep"
+    probe = os.open(existing, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nothing holds a lock on it
+    os.close(probe)
+
+
+def test_a_planted_fifo_or_folder_is_refused_without_blocking(lock_dir, monkeypatch):
+    lock_dir.mkdir()
+    os.mkfifo(lock_dir / "gpu0.lock")
+    (lock_dir / "gpu1.lock").mkdir()
+    for gpu in ("0", "1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpu)
+        with pytest.raises(UserError, match=f"gpu{gpu}.lock is not a regular file"):
+            with devices.acquire_gpus(1, str(lock_dir)):
+                pass
+
+
+def test_a_missing_lock_folder_is_made_sticky_and_shared(lock_dir):
+    with devices.acquire_gpus(1, str(lock_dir), total=1):
+        pass
+    assert oct(os.lstat(lock_dir).st_mode & 0o7777) == oct(0o1777)
+
+
+def test_a_lock_folder_that_is_a_link_or_swappable_is_refused(lock_dir, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    lock_dir.symlink_to(real)
+    with pytest.raises(UserError, match=f"GPU lock folder {lock_dir} .* is a symbolic link"):
+        with devices.acquire_gpus(1, str(lock_dir), total=1):
+            pass
+    assert os.listdir(real) == []
+    os.chmod(real, 0o777)
+    with pytest.raises(UserError, match=f"{real} .* writable by others but not sticky"):
+        with devices.acquire_gpus(1, str(real), total=1):
+            pass

@@ -61,3 +61,17 @@ def test_the_workflow_plans_export_parity_and_onnxruntime_points(workflow_dir):
     jobs = planned_jobs(workflow_dir)
     assert (jobs["export_onnx"], jobs["score_onnx"]) == (1, 1)
     assert jobs["bench_infer_onnx"] == 3  # the demo's float32 batch sizes 1, 8, 32
+
+
+def test_a_dot_in_a_run_name_matches_only_itself(workflow_dir):
+    config = demo_config()
+    runs = config["training"]["runs"]
+    runs["fp16.8gpu"] = runs.pop("cpu_fp32")
+    write_config(workflow_dir / "dotted.yaml", config)
+    planned = planned_jobs(workflow_dir, "--configfile=dotted.yaml", "results/score/fp16.8gpu.json")
+    assert planned["score"] == 1
+    look_alike = run_snakemake(
+        workflow_dir, "-n", "--configfile=dotted.yaml", "results/score/fp16x8gpu.json", check=False
+    )
+    assert look_alike.returncode != 0
+    assert "MissingRuleException" in look_alike.stdout + look_alike.stderr

@@ -1,6 +1,7 @@
 # Helpers shared by the rule files (config lookups, target lists, rerun triggers).
 import functools
 import os
+import re
 import sys
 
 # The workflow runs the resnet_recipe package of this checkout, in this process and in
@@ -21,6 +22,7 @@ from resnet_recipe.workflow_support.declaration import (
     MEASURES_SPEED,
     rerun_triggers,
 )
+from resnet_recipe.workflow_support.run_matrix import planned_runs
 from resnet_recipe.workflow_support.settings import (
     BENCH_POINT_SETTINGS,
     BenchInfer,
@@ -54,9 +56,21 @@ _sorted_config = sorted_keys(dict(config))
 config.clear()
 config.update(_sorted_config)
 
+
+def one_of(names):
+    """A wildcard constraint that matches exactly one of `names`: each escaped, as a run
+    name may hold a "." (fp16.8gpu must not match fp16x8gpu)."""
+    return "|".join(map(re.escape, names)) or "no-names-configured"
+
+
 RAW_DIR = config["data"]["raw_dir"]
 SPLITS = ["train", "val"]
-TRAIN_RUNS = list(config["training"]["runs"])
+# Every run to train: training.runs, the points of training.sweeps, one per seed of each
+# (workflow_support.run_matrix). Only each family's first seed is exported to ONNX: the
+# other replicas are the same model trained again, there to measure the spread.
+PLANNED_RUNS = planned_runs(config)
+TRAIN_RUNS = list(PLANNED_RUNS)
+EXPORTED_RUNS = [run.name for run in PLANNED_RUNS.values() if run.first_replica]
 
 
 # A rule's params are its rerun triggers: the settings its stage reads that affect what the
@@ -202,7 +216,7 @@ def get_bench_infer_results():
 
 
 def get_onnx_parity_results():
-    return expand("results/onnx/{run}/parity.json", run=TRAIN_RUNS)
+    return expand("results/onnx/{run}/parity.json", run=EXPORTED_RUNS)
 
 
 def get_bench_infer_onnx_results():
@@ -224,5 +238,5 @@ def get_final_outputs():
         "results/bench_summary/train.json",
         "results/bench_summary/infer.json",
         *expand("results/records/{split}.rec", split=SPLITS),
-        *expand("results/onnx/{run}/model.onnx", run=TRAIN_RUNS),
+        *expand("results/onnx/{run}/model.onnx", run=EXPORTED_RUNS),
     ]

@@ -2,6 +2,7 @@
 run at the same time (one flock-ed lock file per GPU), MXNet contexts, machine facts."""
 
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -9,10 +10,13 @@ import os
 import platform
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
 from importlib import metadata
+
+from resnet_recipe.files.user_errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,11 @@ def slurm_assigned_gpus():
     return None
 
 
+def gpus_phrase(count):
+    """'1 GPU', '8 GPUs'."""
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
 def split_device_list(value):
     return [entry.strip() for entry in value.split(",") if entry.strip()]
 
@@ -129,15 +138,15 @@ def acquire_gpus(count, lock_dir, total=None, poll_seconds=5.0):
     Must run before MXNet initialises CUDA: CUDA reads CUDA_VISIBLE_DEVICES only once.
     """
     if count < 0:
-        raise ValueError(f"GPU count must be 0 (CPU) or more, got {count}")
+        raise UserError(f"the GPU count must be 0 (CPU) or more, got {count}")
     if count == 0:
         yield []
         return
     assigned = slurm_assigned_gpus()
     if assigned is not None:
         if len(assigned) < count:
-            raise RuntimeError(
-                f"this stage needs {count} GPUs but SLURM job {os.environ['SLURM_JOB_ID']} "
+            raise UserError(
+                f"this stage needs {gpus_phrase(count)} but SLURM job {os.environ['SLURM_JOB_ID']} "
                 f"was given {len(assigned)} (CUDA_VISIBLE_DEVICES={','.join(assigned)}): "
                 "request as many GPUs for the job (the rule's gpu resource)"
             )
@@ -158,8 +167,8 @@ def acquire_gpus(count, lock_dir, total=None, poll_seconds=5.0):
             if "CUDA_VISIBLE_DEVICES" in os.environ
             else "this machine has"
         )
-        raise RuntimeError(
-            f"this stage needs {count} GPUs but {where} {have}: lower its gpus setting, "
+        raise UserError(
+            f"this stage needs {gpus_phrase(count)} but {where} {have}: lower its gpus setting, "
             "or use gpus: 0 to run on the CPU"
         )
     with _held_locks(count, pool, lock_dir, poll_seconds) as ids:
@@ -202,32 +211,91 @@ def _held_locks(count, pool, lock_dir, poll_seconds):
 
 def _try_lock(count, pool, lock_dir):
     """Lock `count` GPUs of the pool: ({id: fd}, ids locked) on success, or ({}, ids that
-    were free) with nothing kept when too few are free."""
+    were free) with nothing kept when too few are free or a lock file is refused."""
     held = {}
-    for gpu in pool:
-        # Read-only is enough for flock, and works on lock files other users created.
-        fd = os.open(os.path.join(lock_dir, f"gpu{gpu}.lock"), os.O_RDONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    try:
+        for gpu in pool:
+            fd = open_lock_file(os.path.join(lock_dir, f"gpu{gpu}.lock"))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            held[gpu] = fd
+            if len(held) == count:
+                taken, held = held, {}
+                return taken, list(taken)
+        return {}, list(held)
+    finally:
+        for fd in held.values():
             os.close(fd)
-            continue
-        held[gpu] = fd
-        if len(held) == count:
-            return held, list(held)
-    for fd in held.values():
+
+
+# Read-only is enough for flock, and works on lock files other users created. The folder
+# may be shared with other users, so nothing planted there is followed: not a symbolic link
+# (O_NOFOLLOW), and not a FIFO or device, which could block the open (O_NONBLOCK) and is
+# refused after it.
+LOCK_FILE_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def open_lock_file(path):
+    """A descriptor of the regular file `path`, made if missing; UserError for anything
+    else there (a symbolic link, a FIFO, a folder) or a folder the user cannot write."""
+    refused = "remove it, or set devices.lock_dir to another folder"
+    try:
+        fd = os.open(path, LOCK_FILE_FLAGS, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserError(
+                f"GPU lock file {path} is a symbolic link, which is never followed: {refused}"
+            ) from error
+        if error.errno == errno.EISDIR:
+            raise UserError(f"GPU lock file {path} is not a regular file: {refused}") from error
+        raise UserError(
+            f"cannot open GPU lock file {path}: {error.strerror}; set devices.lock_dir "
+            "to a folder every user of these GPUs can write (docs/gpus.md)"
+        ) from error
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-    return {}, list(held)
+        raise UserError(f"GPU lock file {path} is not a regular file: {refused}")
+    return fd
 
 
 def _make_shared_folder(path):
-    """Create the lock folder writable by every user (sticky, like /tmp), since jobs of
-    several users share the machine's GPUs."""
+    """Make sure the lock folder is a real folder in which no one can swap another user's
+    lock files. Made if missing, writable by every user and sticky like /tmp (mode 1777):
+    jobs of several users share the machine's GPUs, and a lock only keeps jobs apart that
+    see the same files; the sticky bit lets no one but a file's owner (and the folder's)
+    remove or replace it."""
     try:
-        os.makedirs(path)
+        os.makedirs(path, 0o700)
     except FileExistsError:
-        return
-    os.chmod(path, 0o1777)
+        pass
+    except OSError as error:
+        raise UserError(
+            f"cannot make GPU lock folder {path} (devices.lock_dir): {error.strerror}"
+        ) from error
+    else:
+        # chmod through a descriptor of the folder just made, never through a name that
+        # could have been swapped for a link meanwhile; mkdir's mode is cut by the umask.
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o1777)
+        finally:
+            os.close(fd)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
+        raise UserError(
+            f"GPU lock folder {path} (devices.lock_dir) is {kind}: set devices.lock_dir "
+            "to a real folder"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        raise UserError(
+            f"GPU lock folder {path} (devices.lock_dir) is writable by others but not "
+            f"sticky (mode {stat.S_IMODE(info.st_mode):o}), so anyone could replace a lock "
+            f"that a job holds: chmod +t {path}, or set devices.lock_dir to another folder"
+        )
 
 
 def contexts(gpus, cpu_contexts=1):

@@ -316,7 +316,9 @@ class Devices(Section):
 
     lock_dir: str = setting(
         "/tmp/resnet-recipe-gpu-locks",
-        "Folder of the per-GPU lock files that keep concurrent local jobs on disjoint GPUs.",
+        "Folder of the per-GPU lock files that keep concurrent local jobs on disjoint GPUs;"
+        " made sticky and writable by all (1777) if missing. Users who share GPUs set the"
+        " same folder on the machine's local disk (docs/gpus.md).",
         original="not in the original, which ran one job per machine",
         affects=PLACEMENT,
     )
