@@ -31,6 +31,7 @@ from resnet_recipe.workflow_support.settings import (
     InputPipeline,
     Network,
     Onnx,
+    Report,
     Score,
     TrainingRun,
     run_settings,

@@ -32,6 +32,7 @@ from resnet_recipe.workflow_support.settings import (
     InputPipeline,
     Network,
     Onnx,
+    Report,
     Score,
     TrainingRun,
 )
@@ -66,6 +67,10 @@ SECTIONS = {
         " onnxruntime's inference benchmark.",
         (Onnx,),
     ),
+    "report": (
+        "The aggregated report: tables, graphs and report.md from every result.",
+        (Report,),
+    ),
     "distributed": (
         "How the scheduler, parameter servers and workers of a run with nodes above 1 find"
         " each other (ps-lite over TCP, without authentication).",
@@ -79,7 +84,7 @@ GENERATED_END = "<!-- end of generated keys -->"
 
 # The config's sections in the order of the schema (and of config/README.md).
 TOP = ("data", "input", "network", "training", "score", "benchmark")
-TOP += ("onnx", "distributed", "devices")
+TOP += ("onnx", "report", "distributed", "devices")
 
 
 def schema():

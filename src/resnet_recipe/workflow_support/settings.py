@@ -9,6 +9,7 @@ the command line) and read by name everywhere after.
     BenchTrain     benchmark.train, without its points (BenchTrainJobs)
     BenchInfer     benchmark.infer, without its batch sizes (BenchInferJobs)
     Onnx           onnx
+    Report         report
     Distributed    distributed
     Data           data
     Devices        devices
@@ -55,6 +56,7 @@ from resnet_recipe.workflow_support.stage_settings import (
     Devices,
     Distributed,
     Onnx,
+    Report,
     Score,
 )
 
@@ -69,6 +71,7 @@ __all__ = [
     "Devices",
     "Distributed",
     "Onnx",
+    "Report",
     "Score",
     "Section",
     "convert",
