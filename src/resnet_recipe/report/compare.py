@@ -12,6 +12,7 @@ This module imports neither MXNet, DALI nor pandas: `resnet-recipe compare` star
 import json
 import os
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.declaration import EXPORTS, LOGGING, names_affecting
 from resnet_recipe.workflow_support.settings import TrainingRun
@@ -204,13 +205,11 @@ def compare(a, b):
     when both are results folders; anything else is an error naming the path."""
     for path in (a, b):
         if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"{path}: not a folder (expected a train/<run> or results folder)"
-            )
+            raise UserError(f"{path}: not a folder (expected a train/<run> or results folder)")
     is_run = [os.path.isfile(os.path.join(path, "report.json")) for path in (a, b)]
     if is_run[0] != is_run[1]:
         run, other = (a, b) if is_run[0] else (b, a)
-        raise ValueError(
+        raise UserError(
             f"{run} is a training run folder but {other} is not: compare like with like"
         )
     return compare_runs(a, b) if is_run[0] else compare_folders(a, b)

@@ -31,6 +31,7 @@ read it.
 import dataclasses
 from dataclasses import dataclass
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.declaration import (
     EXPORTS,
     LOGGING,
@@ -96,7 +97,7 @@ def run_settings(config, run):
     training = config.get("training") or {}
     runs = training.get("runs") or {}
     if run not in runs:
-        raise ValueError(f"training.runs has no run {run!r} (it has {sorted(runs)})")
+        raise UserError(f"training.runs has no run {run!r} (it has {sorted(runs)})")
     merged = {**(training.get("defaults") or {}), **(runs[run] or {})}
     return TrainingRun.from_config(merged, f"training.runs.{run}")
 
@@ -310,7 +311,7 @@ class Network(Section):
         """The layout (NCHW or NHWC) the network runs in `dtype`."""
         layout = self.layout.get(dtype)
         if layout not in LAYOUTS:
-            raise ValueError(
+            raise UserError(
                 f"network.layout.{dtype} is {layout!r}, expected one of {', '.join(LAYOUTS)}"
             )
         return layout
