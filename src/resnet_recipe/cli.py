@@ -40,6 +40,17 @@ def build_parser():
     return parser
 
 
+def _add_target_option(parser):
+    parser.add_argument(
+        "--target-top1",
+        type=float,
+        default=sections.Report().target_top1,
+        metavar="PERCENT",
+        help="validation top-1 to time each run to (default: %(default)s, MLPerf's ResNet-50"
+        " target; report.target_top1 of the config)",
+    )
+
+
 def _add_report(stages):
     p = stages.add_parser(
         "report", help="tables (CSV, Markdown) and graphs (PNG) from result files"
@@ -54,6 +65,7 @@ def _add_report(stages):
     )
     p.add_argument("--reference", required=True, metavar="DIR", help="folder of the reference CSVs")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    _add_target_option(p)
 
     def run(args):
         from resnet_recipe.report.build import ReportOutputs, build_report
@@ -68,6 +80,7 @@ def _add_report(stages):
             outputs=ReportOutputs.in_folder(args.out),
             onnx_parity_files=args.onnx_parity,
             bench_infer_onnx_files=args.bench_infer_onnx,
+            target_top1=args.target_top1,
         )
         return 0
 
@@ -80,16 +93,25 @@ def _add_compare(stages):
         help="two runs (train/<run> folders) or two results folders side by side",
         description="Metrics, the settings that differ and the provenance that differs "
         "(code, versions, MXNet build, machine) of two runs, or of each run and benchmark "
-        "point two results folders both have.",
+        "point two results folders both have. For two runs also each one's family of "
+        "replicas (the runs beside it that differ only in seed): the spread of top-1, "
+        "top-5 and training time over the seeds, the time to a target top-1, and whether "
+        "the two families' top-1 differ by more than their seed spread explains (Welch's "
+        "t-test; no judgement with one seed on a side).",
     )
-    p.add_argument("a", help="a train/<run> folder or a results folder")
+    p.add_argument(
+        "a",
+        help="a train/<run> folder (train/NAME for the replicas train/NAME.seedN) or a results"
+        " folder",
+    )
     p.add_argument("b", help="the same kind of folder to set beside it")
     p.add_argument("--json", action="store_true", help="print JSON instead of text tables")
+    _add_target_option(p)
 
     def run(args):
         from resnet_recipe.report.compare import compare, format_json, format_text
 
-        comparison = compare(args.a, args.b)
+        comparison = compare(args.a, args.b, args.target_top1)
         sys.stdout.write((format_json if args.json else format_text)(comparison))
         return 0
 

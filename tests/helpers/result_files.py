@@ -43,12 +43,23 @@ def write_result(path, contract, data, settings_keys):
 
 
 def write_run(
-    root, run, gpus, dtype, train_seconds, epochs=90, classes=1000, image_size=224, batch=32
+    root,
+    run,
+    gpus,
+    dtype,
+    train_seconds,
+    epochs=90,
+    classes=1000,
+    image_size=224,
+    batch=32,
+    settings=None,
+    shift=None,
 ):
     """results/train/{run}/ with report.json and metrics.jsonl as training.write_outputs
-    writes them."""
+    writes them; `settings` are added to the report's training settings, `shift` to every
+    accuracy of its curves (by default 0.03 per GPU, so that runs stand apart)."""
     folder = root / "train" / run
-    shift = 0.03 * gpus  # runs apart on the graphs
+    shift = 0.03 * gpus if shift is None else shift
     lines = [
         {
             "epoch": epoch,
@@ -89,6 +100,7 @@ def write_run(
                 "batch_per_device": batch,
                 "lr_per_256": 0.1,
                 "log_interval": 50,
+                **(settings or {}),
             },
             "network": network(),
             "pipeline": {"backend": backend(gpus), "image_size": image_size, "val_resize": 256},
@@ -97,6 +109,20 @@ def write_run(
         ("settings", "network", "pipeline"),
     )
     return str(folder)
+
+
+def write_replicas(root, family, top1s, lr_per_256=0.1, epochs=30, first_seed=1):
+    """A family of CPU runs that differ only in their seed (first_seed, first_seed + 1,
+    ...): train/FAMILY.seedN and its score, of top-1 top1s in turn (at most 0.85: the
+    curves end at it, top-5 0.1 above), the curves of each seed shifted by its top-1."""
+    seeds = range(first_seed, first_seed + len(top1s))
+    for seed, top1 in zip(seeds, top1s, strict=True):
+        run = f"{family}.seed{seed}"
+        settings = {"seed": seed, "lr_per_256": lr_per_256}
+        shift = top1 - 0.6  # the curves end at the run's top-1
+        write_run(root, run, 0, "float32", 300.0 + 10 * seed, epochs, 10, 32, 32, settings, shift)
+        write_score(root, run, "float32", top1, min(top1 + 0.05, 1.0), classes=10)
+    return [str(root / "train" / f"{family}.seed{seed}") for seed in seeds]
 
 
 def latency(batch, images_per_s):

@@ -17,12 +17,23 @@ def stop(error, capsys, log=None):
     return stopped.value.code, capsys.readouterr().err
 
 
-def test_a_user_error_is_one_line_and_status_2(capsys, caplog, monkeypatch):
+class Kept(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_a_user_error_is_one_line_and_status_2(capsys, monkeypatch):
     monkeypatch.delenv("RESNET_RECIPE_DEBUG", raising=False)
-    log = logging.getLogger("resnet_recipe.stage")
+    log, kept = logging.getLogger("test_user_errors.stage"), Kept()
+    log.addHandler(kept)
     code, err = stop(UserError("training.epochs: expected an integer,\nnot 'x'"), capsys, log)
+    log.removeHandler(kept)
     assert (code, err) == (2, "stage: error: training.epochs: expected an integer,; not 'x'\n")
-    assert caplog.records[-1].getMessage() == "training.epochs: expected an integer,; not 'x'"
+    assert kept.messages == ["training.epochs: expected an integer,; not 'x'"]
 
 
 @pytest.mark.parametrize("number", [errno.ENOSPC, errno.EFBIG, errno.ENOENT, errno.EACCES])

@@ -71,9 +71,10 @@ def test_snakemake_html_report_of_the_report_rule(tmp_path):
 # The report rule's outputs in Snakemake's HTML report: category: {subcategory: files}
 # ("Other" where there is no subcategory), and each file's caption in workflow/report/.
 HTML_CATEGORIES = {
-    "Summary": {"Other": {"report.md"}},
+    "Summary": {"Other": {"report.md", "report.json"}},
     "Accuracy": {
         "Table": {"accuracy.csv"},
+        "Replicas": {"families.csv", "accuracy_cost.png"},
         "Per-epoch curves": {"training_loss.png", "training_top1.png", "validation_top1.png"},
     },
     "Training throughput": {
@@ -89,7 +90,10 @@ HTML_CATEGORIES = {
 }
 HTML_CAPTIONS = {
     "report.md": "summary.rst",
+    "report.json": "summary_json.rst",
     "accuracy.csv": "accuracy.rst",
+    "families.csv": "families.rst",
+    "accuracy_cost.png": "accuracy_cost.rst",
     "training_throughput.csv": "training_throughput.rst",
     "inference_throughput.csv": "inference_throughput.rst",
     "onnx_parity.csv": "onnx_parity.rst",

@@ -22,6 +22,7 @@ from resnet_recipe.workflow_support.declaration import (
     MEASURES_SPEED,
     rerun_triggers,
 )
+from resnet_recipe.workflow_support.run_matrix import planned_runs
 from resnet_recipe.workflow_support.settings import (
     BENCH_POINT_SETTINGS,
     BenchInfer,
@@ -30,6 +31,7 @@ from resnet_recipe.workflow_support.settings import (
     InputPipeline,
     Network,
     Onnx,
+    Report,
     Score,
     TrainingRun,
     run_settings,
@@ -64,7 +66,12 @@ def one_of(names):
 
 RAW_DIR = config["data"]["raw_dir"]
 SPLITS = ["train", "val"]
-TRAIN_RUNS = list(config["training"]["runs"])
+# Every run to train: training.runs, the points of training.sweeps, one per seed of each
+# (workflow_support.run_matrix). Only each family's first seed is exported to ONNX: the
+# other replicas are the same model trained again, there to measure the spread.
+PLANNED_RUNS = planned_runs(config)
+TRAIN_RUNS = list(PLANNED_RUNS)
+EXPORTED_RUNS = [run.name for run in PLANNED_RUNS.values() if run.first_replica]
 
 
 # A rule's params are its rerun triggers: the settings its stage reads that affect what the
@@ -210,7 +217,7 @@ def get_bench_infer_results():
 
 
 def get_onnx_parity_results():
-    return expand("results/onnx/{run}/parity.json", run=TRAIN_RUNS)
+    return expand("results/onnx/{run}/parity.json", run=EXPORTED_RUNS)
 
 
 def get_bench_infer_onnx_results():
@@ -232,5 +239,5 @@ def get_final_outputs():
         "results/bench_summary/train.json",
         "results/bench_summary/infer.json",
         *expand("results/records/{split}.rec", split=SPLITS),
-        *expand("results/onnx/{run}/model.onnx", run=TRAIN_RUNS),
+        *expand("results/onnx/{run}/model.onnx", run=EXPORTED_RUNS),
     ]

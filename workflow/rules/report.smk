@@ -10,7 +10,9 @@ report: "../report/workflow.rst"
 # workflow/report/ | category | subcategory in the HTML report (empty: none).
 REPORT_FILES = """
 markdown                 | report.md                | summary.rst                    | Summary             |
+summary_json             | report.json              | summary_json.rst               | Summary             |
 accuracy_csv             | accuracy.csv             | accuracy.rst                   | Accuracy            | Table
+families_csv             | families.csv             | families.rst                   | Accuracy            | Replicas
 training_csv             | training_throughput.csv  | training_throughput.rst        | Training throughput | Table
 inference_csv            | inference_throughput.csv | inference_throughput.rst       | Inference           | Table
 onnx_csv                 | onnx_parity.csv          | onnx_parity.rst                | Deployment          | Table
@@ -18,6 +20,7 @@ provenance_csv           | provenance.csv           | provenance.rst            
 training_loss_png        | training_loss.png        | training_loss.rst              | Accuracy            | Per-epoch curves
 training_top1_png        | training_top1.png        | training_top1.rst              | Accuracy            | Per-epoch curves
 validation_top1_png      | validation_top1.png      | validation_top1.rst            | Accuracy            | Per-epoch curves
+accuracy_cost_png        | accuracy_cost.png        | accuracy_cost.rst              | Accuracy            | Replicas
 training_scaling_png     | training_scaling.png     | training_scaling.rst           | Training throughput | Graph
 inference_throughput_png | inference_throughput.png | inference_throughput_graph.rst | Inference           | Graphs
 inference_latency_png    | inference_latency.png    | inference_latency.rst          | Inference           | Graphs
@@ -54,6 +57,7 @@ rule report:
     conda:
         "../envs/resnet-recipe.yaml"
     params:
+        report=get_tracked("report", Report),
         code=get_code_digest("report.py"),
     script:
         "../scripts/report.py"

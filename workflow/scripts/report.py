@@ -2,6 +2,7 @@
 
 from resnet_recipe.report.build import ReportOutputs, build_report
 from resnet_recipe.workflow_support.progress import run_logged
+from resnet_recipe.workflow_support.settings import Report
 
 run_logged(
     snakemake.log[0],
@@ -16,4 +17,5 @@ run_logged(
     outputs=ReportOutputs(**dict(snakemake.output.items())),
     onnx_parity_files=snakemake.input.onnx_parity,
     bench_infer_onnx_files=snakemake.input.bench_infer_onnx,
+    target_top1=Report.from_config(snakemake.config["report"], "report").target_top1,
 )

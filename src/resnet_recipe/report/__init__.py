@@ -7,6 +7,11 @@ missing, so a matrix with one run, only benchmarks or no FP32 still gives a full
 
     build.py       build_report, the entry point: read, tables, graphs, report.md
     compare.py     two result folders side by side (resnet-recipe compare); reads no graphs
+    flat_settings.py  a run's settings as one flat mapping, and which differ between runs
+    replicas.py    families of runs that differ only in seed, their spread, Welch's t-test,
+                   time to a target accuracy (no pandas: compare uses it)
+    families.py    the families table, their comparisons and report.json
+    cost_plot.py   the graph of top-1 against training cost with its Pareto front
     inputs.py      every file the report reads (results through their contracts, reference CSVs)
     experiment.py  the reference's experiment, and which measured points are that experiment
     differences.py what differs between the measured build and setup and the reference's

@@ -3,23 +3,26 @@ they differ and where they came from (the provenance sections of their result fi
 
     compare(a, b)         the comparison of two train/<run> folders or two results folders
     format_text(result)   the comparison as plain-text tables
-    run_settings(report)  a training report's settings as {name: value}, flat
-    differing(settings)   the names whose values are not the same in every one of them
 
 This module imports neither MXNet, DALI nor pandas: `resnet-recipe compare` starts at once.
 """
 
+import glob
 import json
 import os
 
 from resnet_recipe.files.user_errors import UserError
+from resnet_recipe.report.flat_settings import differing, flatten, run_settings
+from resnet_recipe.report.replicas import (
+    difference_test,
+    replica_key,
+    spread,
+    spread_text,
+    time_to_target,
+)
 from resnet_recipe.workflow_support import results
-from resnet_recipe.workflow_support.declaration import EXPORTS, LOGGING, names_affecting
-from resnet_recipe.workflow_support.settings import TrainingRun
+from resnet_recipe.workflow_support.settings import Report
 
-# The sections of a training report that hold its settings; the training settings keep
-# their own names, the others are prefixed with their section (network.depth).
-SETTINGS_SECTIONS = ("settings", "network", "pipeline")
 # Metrics of a run: (name, where it is read: "report" or "score", field, scale).
 RUN_METRICS = (
     ("top-1 (%)", "score", "top1", 100.0),
@@ -30,37 +33,12 @@ RUN_METRICS = (
     ("training time (h)", "report", "train_seconds", 1 / 3600.0),
     ("scoring images/s", "score", "images_per_s", 1.0),
 )
+# The metrics whose spread over a family's seeds compare shows.
+SPREAD_METRICS = ("top-1 (%)", "top-5 (%)", "training time (h)")
+# report.target_top1 as declared (MLPerf's ResNet-50 target), when none is given.
+DEFAULT_TARGET_TOP1 = Report().target_top1
 # Benchmark point folders of a results folder and what their points are read as.
 BENCH_FOLDERS = {"bench_train": results.BENCH_TRAIN, "bench_infer": results.BENCH_INFER}
-
-
-def _flatten(value, prefix):
-    if isinstance(value, dict):
-        flat = {}
-        for key, inner in value.items():
-            flat.update(_flatten(inner, f"{prefix}.{key}" if prefix else key))
-        return flat
-    return {prefix: tuple(value) if isinstance(value, list) else value}
-
-
-def run_settings(report):
-    """{setting: value} of a training report: the training settings by name (without the
-    presentation settings, which change no result), network.* and pipeline.*; lists become
-    tuples, so values compare and hash."""
-    flat = {}
-    for section in SETTINGS_SECTIONS:
-        prefix = "" if section == "settings" else section
-        flat.update(_flatten(report.get(section, {}), prefix))
-    presentation = names_affecting(TrainingRun, LOGGING, EXPORTS)
-    return {name: value for name, value in flat.items() if name not in presentation}
-
-
-def differing(settings):
-    """The names (sorted) whose value is not the same in every dict of `settings`; a name
-    missing from one of them differs."""
-    names = sorted(set().union(*settings)) if settings else []
-    missing = object()
-    return [name for name in names if len({repr(s.get(name, missing)) for s in settings}) > 1]
 
 
 def provenance_fields(result):
@@ -68,7 +46,7 @@ def provenance_fields(result):
     settings digest (settings are compared as settings); {} when it has none."""
     section = dict(result.get(results.PROVENANCE) or {})
     section.pop("settings_digest", None)
-    return _flatten(section, "")
+    return flatten(section, "")
 
 
 def _value_text(value):
@@ -120,14 +98,61 @@ def _provenance_rows(pairs):
     return rows
 
 
-def compare_runs(a, b):
+def _family(folder):
+    """[(report, score or None, metrics.jsonl lines)] of the replicas of the run in
+    `folder`: the train/<run> folders beside it whose settings are the same but for the
+    seed (replicas.replica_key), itself included."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    key = replica_key(_read_run(folder)[0])
+    members = []
+    for name in sorted(os.listdir(parent)):
+        sibling = os.path.join(parent, name)
+        if not os.path.isfile(os.path.join(sibling, "report.json")):
+            continue
+        report, score = _read_run(sibling)
+        if replica_key(report) == key:
+            metrics = results.read_metrics(os.path.join(sibling, "metrics.jsonl"))
+            members.append((report, score, metrics))
+    return members
+
+
+def _replica_rows(a, b, target_top1):
+    """([field, A, B] rows of each side's family of replicas: its runs, the spread of
+    top-1, top-5 and training time, the time to target_top1; and the verdict on whether
+    the two families' top-1 differ by more than their seed spread explains."""
+    sides = [_family(folder) for folder in (a, b)]
+    rows = [["runs", *(" ".join(r["run"] for r, _, _ in side) for side in sides)]]
+    values = {}
+    for name, source, field, scale in RUN_METRICS:
+        if name not in SPREAD_METRICS:
+            continue
+        per_side = []
+        for side in sides:
+            found = [(r if source == "report" else s) for r, s, _ in side]
+            per_side.append([x[field] * scale for x in found if x is not None])
+        values[name] = per_side
+        digits = 4 if "time" in name else 2
+        rows.append([f"{name} over seeds", *(spread_text(spread(v), digits) for v in per_side)])
+    targets = [time_to_target([m for _, _, m in side], target_top1) for side in sides]
+    rows.append(
+        [f"epoch to {target_top1:g}% validation top-1", *(_value_text(e) for e, _ in targets)]
+    )
+    rows.append(["hours to it", *(_value_text(h) for _, h in targets)])
+    verdict = difference_test(*values["top-1 (%)"])
+    return rows, f"top-1 of A against B: {verdict['sentence']}"
+
+
+def compare_runs(a, b, target_top1=DEFAULT_TARGET_TOP1):
     """The comparison of two train/<run> folders: one section each for the metrics, the
-    settings that differ and the provenance that differs."""
+    settings that differ, each side's family of replicas (runs beside it that differ
+    only in seed) with its time to target_top1, and the provenance that differs; and the
+    verdict on whether the families' top-1 differ beyond their seed spread."""
     (report_a, score_a), (report_b, score_b) = _read_run(a), _read_run(b)
     metrics_a, metrics_b = _run_metrics(report_a, score_a), _run_metrics(report_b, score_b)
     names = [name for name, *_ in RUN_METRICS if name in metrics_a or name in metrics_b]
     settings_a, settings_b = run_settings(report_a), run_settings(report_b)
     pairs = [(report_a, report_b)] + ([(score_a, score_b)] if score_a and score_b else [])
+    replica_rows, verdict = _replica_rows(a, b, target_top1)
     return {
         "a": a,
         "b": b,
@@ -137,7 +162,9 @@ def compare_runs(a, b):
                 settings_a, settings_b, differing([settings_a, settings_b])
             ),
             "provenance that differs": _provenance_rows(pairs),
+            "families of replicas (runs that differ only in seed)": replica_rows,
         },
+        "verdict": verdict,
     }
 
 
@@ -200,9 +227,11 @@ def compare_folders(a, b):
     }
 
 
-def compare(a, b):
-    """compare_runs when both are run folders (they hold report.json), compare_folders
+def compare(a, b, target_top1=DEFAULT_TARGET_TOP1):
+    """compare_runs when both are run folders (they hold report.json; a family's name,
+    train/NAME for runs train/NAME.seedN, stands for its first replica), compare_folders
     when both are results folders; anything else is an error naming the path."""
+    a, b = _first_replica(a), _first_replica(b)
     for path in (a, b):
         if not os.path.isdir(path):
             raise UserError(f"{path}: not a folder (expected a train/<run> or results folder)")
@@ -212,7 +241,15 @@ def compare(a, b):
         raise UserError(
             f"{run} is a training run folder but {other} is not: compare like with like"
         )
-    return compare_runs(a, b) if is_run[0] else compare_folders(a, b)
+    return compare_runs(a, b, target_top1) if is_run[0] else compare_folders(a, b)
+
+
+def _first_replica(path):
+    """`path`, or for train/NAME that is no folder, the first train/NAME.seedN that is."""
+    if os.path.isdir(path):
+        return path
+    replicas = sorted(glob.glob(glob.escape(path.rstrip(os.sep)) + ".seed*"))
+    return next((replica for replica in replicas if os.path.isdir(replica)), path)
 
 
 def format_text(comparison):
@@ -229,6 +266,8 @@ def format_text(comparison):
         for row in table:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
             lines.append("  " + "  ".join(cells).rstrip())
+    if comparison.get("verdict"):
+        lines += ["", comparison["verdict"]]
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from resnet_recipe.report.experiment import (
     REFERENCE_TASK_TEXT,
     TRAINING_KEYS,
 )
+from resnet_recipe.report.families import COMPARISON_COLUMNS, FAMILY_COLUMNS
 from resnet_recipe.report.inputs import MXNET_ENGINE
 from resnet_recipe.report.origins import (
     ORIGIN_NOTE,
@@ -196,6 +197,7 @@ GRAPH_TITLES = {
     "training_scaling_png": "Training throughput against GPU count",
     "inference_throughput_png": "Inference throughput against batch size",
     "inference_latency_png": "Inference latency against batch size",
+    "accuracy_cost_png": "Top-1 against training cost",
 }
 
 
@@ -241,6 +243,45 @@ def differences_markdown(differences):
     )
 
 
+EXPERIMENTS_INTRO = (
+    "## Replicas, time to accuracy and cost\n\n"
+    "A family is every run whose settings are the same but for the seed (the workflow's "
+    "`seeds` make NAME.seed1, NAME.seed2, ...); a run of one seed is a family of one. "
+    "Mean, sd (sample standard deviation, n - 1), min and max over its seeds of top-1, "
+    "top-5 (percent) and the training wall time (hours). Epoch to target: the first epoch "
+    "at which validation top-1 (the mean over the seeds, for a family) reached "
+    "{target:g}% (report.target_top1), and the mean training wall time to its end; empty "
+    "when no epoch reached it. Cost: wall hours x GPUs x nodes (GPU-hours), or x nodes "
+    "for a run on the CPU (CPU-hours), the mean over the seeds.\n"
+)
+COMPARISON_INTRO = (
+    "### Is the difference real?\n\n"
+    "For two families of two seeds or more: whether their top-1 differs by more than the "
+    "seed spread explains, by Welch's t-test (two-sided, at p < 0.05). With 3 to 5 seeds it "
+    "assumes the seeds' top-1 is roughly normal; a permutation test assumes nothing but "
+    "with 3 seeds against 3 it has 20 arrangements and can never reach p < 0.05.\n"
+)
+
+
+def experiments_markdown(family_rows, comparisons, single_seed, target_top1):
+    """The section of report.md on the families: their spread, time to target and cost,
+    the test of every two families with two seeds or more, and where the reference's
+    top-1 lies against the seeds."""
+    parts = [EXPERIMENTS_INTRO.format(target=target_top1)]
+    if family_rows.empty:
+        return "\n".join([*parts, "No training runs were given.\n"])
+    parts.append(markdown_table(family_rows, FAMILY_COLUMNS) + "\n")
+    parts.append(COMPARISON_INTRO)
+    if not comparisons.empty:
+        parts.append(markdown_table(comparisons, COMPARISON_COLUMNS) + "\n")
+    if single_seed:
+        parts.append(
+            "No judgement is possible for the families of one seed (no spread to compare a "
+            f"difference with): {', '.join(single_seed)}.\n"
+        )
+    return "\n".join(parts)
+
+
 def report_markdown(
     tables,
     notes,
@@ -251,11 +292,13 @@ def report_markdown(
     provenance,
     setting_names=(),
     differences=(),
+    experiments="",
 ):
     """The whole report.md: the machines of the benchmarks, what differs from the
     reference (rows of differences.differences), the table sections (tables, notes and
     reference tables by section name; the accuracy table with the settings in which runs
-    differ), the provenance of every result, then the graphs (linked relative to
+    differ), the families of replicas (experiments_markdown), the provenance of every
+    result, then the graphs (linked relative to
     report.md), each followed by its note in graph_notes when it has one."""
     folder = os.path.dirname(os.path.abspath(outputs.markdown))
     parts = [
@@ -278,6 +321,8 @@ def report_markdown(
         _marked_section(name, tables[name], notes[name], reference[name], setting_names)
         for name in SECTIONS
     ]
+    if experiments:
+        parts.append(experiments)
     parts.append(onnx_markdown(tables["onnx"], notes["onnx"]))
     parts.append(provenance_section(provenance))
     parts.append("## Graphs\n")

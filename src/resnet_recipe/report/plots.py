@@ -23,6 +23,8 @@ DTYPE_COLORS = {"float16": "tab:blue", "float32": "tab:orange"}
 # Color by dtype, marker by series, so that series of one dtype stay apart in the legend.
 SERIES_MARKERS = "osD^vP*X"
 FIGURE_SIZE = (10, 5.4)
+# The legend entry of the band around a family's mean curve.
+REPLICA_BAND = "band: lowest to highest seed (line: their mean)"
 FIGURE_DPI = 110
 
 
@@ -123,8 +125,10 @@ def _comparable_reference(measured, reference):
 
 
 def plot_epoch_curves(metrics, column, ylabel, path):
-    """One figure of `column` per epoch, all runs overlaid. Returns a note for report.md
-    when nothing could be drawn, else ''."""
+    """One figure of `column` per epoch, all runs overlaid; a family of replicas (runs
+    that differ only in seed, one label) as the mean over its seeds in a band from their
+    minimum to their maximum. Returns a note for report.md when nothing could be drawn,
+    else ''."""
     title = f"{ylabel[0].upper()}{ylabel[1:].split(' (')[0]} per epoch"
     values = metrics.dropna(subset=[column])
     if values.empty:
@@ -132,9 +136,16 @@ def plot_epoch_curves(metrics, column, ylabel, path):
             return nothing_to_draw(path, title, "No training runs were given.")
         return nothing_to_draw(path, title, f"No run has a {column} value in its metrics.jsonl.")
     figure, axes = _figure()
-    for label, run in values.groupby("label", sort=True):
-        run = run.sort_values("epoch")
-        axes.plot(run["epoch"], run[column], marker="o", markersize=3, label=label)
+    for label, family in values.groupby("label", sort=True):
+        per_epoch = family.groupby("epoch")[column]
+        mean = per_epoch.mean()
+        (line,) = axes.plot(mean.index, mean, marker="o", markersize=3, label=label)
+        if family["run"].nunique() > 1:
+            # Every seed's curve lies within the band from the lowest to the highest.
+            low, high = per_epoch.min(), per_epoch.max()
+            axes.fill_between(mean.index, low, high, color=line.get_color(), alpha=0.25)
+    if values.groupby("label")["run"].nunique().max() > 1:
+        axes.fill_between([], [], [], color="grey", alpha=0.25, label=REPLICA_BAND)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     _finish(axes, title, "epoch", ylabel)
     _save(figure, path)

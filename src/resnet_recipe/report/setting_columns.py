@@ -6,7 +6,7 @@ pipeline.* with their section), as `resnet-recipe compare` reads them. Settings 
 shows in columns of its own (GPUs, dtype, epochs, image size, the network) are left out.
 """
 
-from resnet_recipe.report.compare import differing, run_settings
+from resnet_recipe.report.flat_settings import differing, run_settings
 
 # Settings that are columns of the accuracy table already.
 SHOWN_ELSEWHERE = ("gpus", "dtype", "epochs", "pipeline.image_size")

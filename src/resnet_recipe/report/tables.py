@@ -23,7 +23,8 @@ from resnet_recipe.report.experiment import (
     nodes_label,
     setup_suffix,
 )
-from resnet_recipe.report.inputs import LATENCY_STATISTICS, MXNET_ENGINE
+from resnet_recipe.report.inputs import LATENCY_STATISTICS, MXNET_ENGINE, network_name
+from resnet_recipe.report.replicas import families, time_to_target
 
 # The per-epoch metrics (fields of metrics.jsonl) that the graphs draw.
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1")
@@ -63,6 +64,8 @@ ACCURACY_COLUMNS = [
     ("top1_percent", "top-1 (%)", _number(2)),
     ("top5_percent", "top-5 (%)", _number(2)),
     ("training_time_h", "wall time (h)", _hours),
+    ("target_epoch", "epoch to target", _text),
+    ("target_time_h", "hours to target", _hours),
     ("reference_top1_percent", "reference top-1 (%)", _number(2)),
     ("top1_ratio", "top-1 measured/reference", _ratio),
     ("reference_training_time_h", "reference wall time (h)", _hours),
@@ -134,17 +137,24 @@ INFERENCE_REFERENCE_COLUMNS = [
 ]
 
 
-def accuracy_table(runs, scores, reference):
+def accuracy_table(runs, scores, reference, target_top1=None):
     """One row per run that has a training report or a score: GPUs, dtype, setup, top-1 and
-    top-5 (percent, from the score), wall time (hours, from the training report), and the
-    reference of the same experiment at the same GPU count and dtype with ratios."""
+    top-5 (percent, from the score), wall time (hours, from the training report), the
+    first epoch at which its validation top-1 reached target_top1 (percent) and the wall
+    time to its end, and the reference of the same experiment at the same GPU count and
+    dtype with ratios."""
     columns = ["run", "gpus", "dtype", *REFERENCE_SETUP, *REFERENCE_TASK]
     trained = pd.DataFrame(
         [
-            {**run["report"], **run["setup"], "training_time_h": run["report"]["train_seconds"]}
+            {
+                **run["report"],
+                **run["setup"],
+                "training_time_h": run["report"]["train_seconds"],
+                **_time_to_target(run["epochs"], target_top1),
+            }
             for run in runs
         ],
-        columns=[*columns, "training_time_h"],
+        columns=[*columns, "training_time_h", "target_epoch", "target_time_h"],
     )
     trained["training_time_h"] /= 3600.0
     scored = pd.DataFrame(
@@ -162,7 +172,8 @@ def accuracy_table(runs, scores, reference):
     table = trained.merge(scored, on="run", how="outer", sort=False)
     # A score without its training report still knows the precision it was scored in.
     table["dtype"] = table["dtype"].fillna(table.pop("score_dtype"))
-    table = table.astype({name: "Int64" for name in ("gpus", "image_size", *REFERENCE_TASK)})
+    integers = ("gpus", "image_size", "target_epoch", *REFERENCE_TASK)
+    table = table.astype({name: "Int64" for name in integers})
     table.insert(2, "device", table["gpus"].map(device_label))
 
     ref = reference.rename(
@@ -174,6 +185,15 @@ def accuracy_table(runs, scores, reference):
     table["reference_hardware"] = _hardware_where(table["reference_top1_percent"])
     table = table[_csv_columns(ACCURACY_COLUMNS)]
     return table.sort_values(["dtype", "gpus", "run"], ignore_index=True)
+
+
+def _time_to_target(epochs, target_top1):
+    """{target_epoch, target_time_h} of a run's metrics.jsonl lines (None: not reached, or
+    no target)."""
+    if target_top1 is None:
+        return {"target_epoch": None, "target_time_h": None}
+    epoch, hours = time_to_target([epochs], target_top1)
+    return {"target_epoch": epoch, "target_time_h": hours}
 
 
 def add_speedup_and_scaling(points):
@@ -312,14 +332,20 @@ def _hardware_where(reference_values, hardware=REFERENCE_HARDWARE):
 
 def epoch_metrics(runs):
     """Per-epoch metrics of all runs in one long table, accuracies in percent, with the
-    legend label of each run (name, dtype, GPUs and, when not the reference's, setup)."""
+    legend label of each run's family of replicas (its name, dtype, GPUs, the setup when
+    not the reference's, and the number of seeds when more than one)."""
+    labels = {}
+    for family, reports in families([run["report"] for run in runs]):
+        first = reports[0]
+        label = f"{family} ({first['dtype']}, {device_label(first['gpus'])}"
+        label += setup_suffix(network_name(first["network"]), first["pipeline"]["image_size"])
+        label += f", {len(reports)} seeds" if len(reports) > 1 else ""
+        labels.update({report["run"]: label + ")" for report in reports})
     rows = []
     for run in runs:
-        report, setup = run["report"], run["setup"]
-        label = f"{report['run']} ({report['dtype']}, {device_label(report['gpus'])}"
-        label += setup_suffix(setup["network"], setup["image_size"]) + ")"
+        name = run["report"]["run"]
         for epoch in run["epochs"]:
-            rows.append({"run": report["run"], "label": label, **epoch})
+            rows.append({"run": name, "label": labels[name], **epoch})
     table = pd.DataFrame(rows, columns=["run", "label", *EPOCH_COLUMNS])
     for name in EPOCH_COLUMNS:
         table[name] = pd.to_numeric(table[name], errors="coerce")

@@ -4,6 +4,7 @@ declaration.py     how a setting is declared once (type, default, bounds, descri
                    origin, what it affects), the Section base, rerun triggers from "affects"
 settings.py        one frozen dataclass per config section of training (run, network, input),
                    and run_settings(), the one merge of training.defaults with a run
+run_matrix.py      the runs a config asks for: training.runs, sweep points, one per seed
 stage_settings.py  the other sections' dataclasses (data, score, benchmark, onnx, ...)
 config_schema.py   the config schema and config/README.md's key tables, generated
 results.py         the result files between stages: their fields, reading and writing

@@ -20,6 +20,7 @@ import typing
 import yaml
 
 from resnet_recipe.workflow_support.declaration import REQUIRED, Section, declarations, plain
+from resnet_recipe.workflow_support.run_matrix import NOT_IN_GRID, RUN_NAME
 from resnet_recipe.workflow_support.settings import (
     BenchInfer,
     BenchInferJobs,
@@ -31,12 +32,11 @@ from resnet_recipe.workflow_support.settings import (
     InputPipeline,
     Network,
     Onnx,
+    Report,
     Score,
     TrainingRun,
 )
 
-# A training run's name: it becomes part of paths and of the {run} wildcard.
-RUN_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 ROOT_DESCRIPTION = (
     "Configuration of the ResNet-50 v1.5 workflow. Defaults are the original NVIDIA recipe"
     " (ResNet50 v1.5 for MXNet, first release, DGX-1 with 8 V100) where it had the setting;"
@@ -67,6 +67,10 @@ SECTIONS = {
         " onnxruntime's inference benchmark.",
         (Onnx,),
     ),
+    "report": (
+        "The aggregated report: tables, graphs and report.md from every result.",
+        (Report,),
+    ),
     "distributed": (
         "How the scheduler, parameter servers and workers of a run with nodes above 1 find"
         " each other (ps-lite over TCP, without authentication).",
@@ -80,7 +84,7 @@ GENERATED_END = "<!-- end of generated keys -->"
 
 # The config's sections in the order of the schema (and of config/README.md).
 TOP = ("data", "input", "network", "training", "score", "benchmark")
-TOP += ("onnx", "distributed", "devices")
+TOP += ("onnx", "report", "distributed", "devices")
 
 
 def schema():
@@ -135,7 +139,55 @@ def training_schema():
                 "properties": defaults,
             },
             "runs": runs,
+            "sweeps": sweeps_schema(),
         },
+    }
+
+
+def sweeps_schema():
+    """training.sweeps: by name, a base run, overrides and a grid of values per setting,
+    each value checked as the setting's own (workflow_support.run_matrix expands them)."""
+    hints = typing.get_type_hints(TrainingRun)
+    grid = {
+        item.name: {
+            "type": "array",
+            "minItems": 1,
+            "items": value_schema(hints[item.name], item.metadata),
+        }
+        for item in declarations(TrainingRun)
+        if item.name not in NOT_IN_GRID
+    }
+    sweep = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["grid"],
+        "properties": {
+            "base": {
+                "type": "string",
+                "pattern": RUN_NAME,
+                "description": "The run of training.runs the sweep starts from (default:"
+                " training.defaults).",
+            },
+            "settings": {
+                "$ref": "#/$defs/run_settings",
+                "description": "Settings every point of the sweep changes from its base.",
+            },
+            "grid": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "description": "Values per setting; every combination is one run, named"
+                " SWEEP.SETTING-VALUE... in the order of the setting names.",
+                "properties": grid,
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "default": {},
+        "description": "Sweeps by name, each a grid of runs over settings.",
+        "propertyNames": {"pattern": RUN_NAME},
+        "additionalProperties": sweep,
     }
 
 

@@ -9,6 +9,7 @@ the command line) and read by name everywhere after.
     BenchTrain     benchmark.train, without its points (BenchTrainJobs)
     BenchInfer     benchmark.infer, without its batch sizes (BenchInferJobs)
     Onnx           onnx
+    Report         report
     Distributed    distributed
     Data           data
     Devices        devices
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.declaration import (
     EXPORTS,
+    JOBS,
     LOGGING,
     RESULT,
     SPEED,
@@ -43,6 +45,7 @@ from resnet_recipe.workflow_support.declaration import (
     read_config_numbers,
     setting,
 )
+from resnet_recipe.workflow_support.run_matrix import planned_runs
 from resnet_recipe.workflow_support.stage_settings import (
     DTYPES,
     BenchInfer,
@@ -54,6 +57,7 @@ from resnet_recipe.workflow_support.stage_settings import (
     Devices,
     Distributed,
     Onnx,
+    Report,
     Score,
 )
 
@@ -68,6 +72,7 @@ __all__ = [
     "Devices",
     "Distributed",
     "Onnx",
+    "Report",
     "Score",
     "Section",
     "convert",
@@ -91,15 +96,13 @@ BENCH_POINT_SETTINGS = ("gpus", "batch_per_device", "dtype", "cpu_contexts", "no
 
 
 def run_settings(config, run):
-    """The settings of training run `run` of a config mapping: training.defaults with
-    training.runs.RUN's overrides, checked and converted. The one place a run's settings are
-    merged (stage scripts, common.smk)."""
-    training = config.get("training") or {}
-    runs = training.get("runs") or {}
+    """The settings of training run `run` of a config mapping: training.defaults with the
+    overrides of the run (or sweep point) and, for a replica, its seed (run_matrix), checked
+    and converted. The one place a run's settings are merged (stage scripts, common.smk)."""
+    runs = planned_runs(config)
     if run not in runs:
         raise UserError(f"training.runs has no run {run!r} (it has {sorted(runs)})")
-    merged = {**(training.get("defaults") or {}), **(runs[run] or {})}
-    return TrainingRun.from_config(merged, f"training.runs.{run}")
+    return TrainingRun.from_config(runs[run].settings, runs[run].option)
 
 
 def section_of(config, path, section):
@@ -230,6 +233,17 @@ class TrainingRun(Section):
         " None) and seeded each DALI pipeline with 12 + device id (dali.py L46, L80); a fixed"
         " seed makes runs repeatable",
         affects=RESULT,
+        minimum=0,
+    )
+    seeds: tuple[int, ...] = setting(
+        (),
+        "Seeds of the run's replicas: one training and scoring job per seed, named"
+        " RUN.seedN, each with seed N; empty (or one seed) trains one run under the run's"
+        " own name. seeds at a level (training.defaults, a run, a sweep) overrides the seed"
+        " of the levels below, and seed there drops their seeds; a run or sweep that sets"
+        " both is an error (in training.defaults, seeds wins).",
+        original="not in the original, which trained one run per configuration",
+        affects=JOBS,
         minimum=0,
     )
     log_interval: int = setting(

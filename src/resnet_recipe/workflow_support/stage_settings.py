@@ -6,6 +6,7 @@ the training ones (workflow_support.declaration); settings re-exports them.
     BenchTrain      benchmark.train, but its points (BenchTrainJobs)
     BenchInfer      benchmark.infer, but its batch sizes (BenchInferJobs)
     Onnx            onnx
+    Report          report
     Distributed     distributed
     Devices         devices
 
@@ -283,6 +284,23 @@ class Onnx(Section):
         " benchmark.infer (results/bench_infer_onnx/b{batch}.json).",
         original="not in the original, which exports nothing",
         affects=JOBS,
+    )
+
+
+@dataclass(frozen=True)
+class Report(Section):
+    """The aggregated report (the config's `report` section)."""
+
+    target_top1: float = setting(
+        75.9,
+        "Validation top-1 (percent) a run is timed to: the report and compare give the first"
+        " epoch at which each run (and the mean of each family of seeds) reached it, and the"
+        " training wall time to the end of that epoch.",
+        original="not in the original; the default is MLPerf Training's quality target for"
+        " ResNet-50 v1.5 on ImageNet (75.90% top-1)",
+        affects=RESULT,
+        minimum=0,
+        maximum=100,
     )
 
 
