@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.provenance import settings_digest
 
@@ -62,7 +63,7 @@ def test_benchmark_point_of_the_other_kind_is_refused(tmp_path):
 
 
 def test_missing_and_broken_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.json: training run report not found"):
+    with pytest.raises(UserError, match="nowhere.json: training run report not found"):
         results.read(str(tmp_path / "nowhere.json"), results.RUN_REPORT)
     broken = tmp_path / "broken.json"
     broken.write_text("{")

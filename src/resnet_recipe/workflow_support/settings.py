@@ -32,6 +32,7 @@ read it.
 import dataclasses
 from dataclasses import dataclass
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.declaration import (
     EXPORTS,
     JOBS,
@@ -100,7 +101,7 @@ def run_settings(config, run):
     and converted. The one place a run's settings are merged (stage scripts, common.smk)."""
     runs = planned_runs(config)
     if run not in runs:
-        raise ValueError(f"training.runs has no run {run!r} (it has {sorted(runs)})")
+        raise UserError(f"training.runs has no run {run!r} (it has {sorted(runs)})")
     return TrainingRun.from_config(runs[run].settings, runs[run].option)
 
 
@@ -324,7 +325,7 @@ class Network(Section):
         """The layout (NCHW or NHWC) the network runs in `dtype`."""
         layout = self.layout.get(dtype)
         if layout not in LAYOUTS:
-            raise ValueError(
+            raise UserError(
                 f"network.layout.{dtype} is {layout!r}, expected one of {', '.join(LAYOUTS)}"
             )
         return layout
