@@ -6,6 +6,7 @@ only when it runs, so `--help` and the data commands start at once.
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import typing
@@ -14,6 +15,7 @@ import typing
 # command line gets all of them, as under Snakemake, which sets this to the job's threads.
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
+from resnet_recipe.files.user_errors import DEBUG_VARIABLE, one_line_errors
 from resnet_recipe.workflow_support import settings as sections
 from resnet_recipe.workflow_support.progress import setup_logging
 
@@ -26,6 +28,12 @@ def build_parser():
         description="ResNet-50 v1.5 on MXNet and DALI: packing, training, scoring, benchmarks.",
     )
     parser.add_argument("--log", help="write the log to this file instead of stderr")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an error a user can fix too (as {DEBUG_VARIABLE}=1); "
+        "without it such an error is one line and exit status 2",
+    )
     stages = parser.add_subparsers(dest="stage", required=True)
     for add in STAGE_PARSERS:
         add(stages)
@@ -493,15 +501,11 @@ STAGE_PARSERS = [
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        os.environ[DEBUG_VARIABLE] = "1"  # also for the processes a stage starts
     setup_logging(args.log)
-    try:
+    with one_line_errors(parser.prog, logging.getLogger(__name__) if args.log else None):
         return args.run(args)
-    except Exception as error:
-        # A training run stopped to be resumed ends with its own status, not a traceback.
-        exit_status = getattr(error, "exit_status", None)
-        if exit_status is None:
-            raise
-        return exit_status
 
 
 if __name__ == "__main__":

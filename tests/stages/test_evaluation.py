@@ -18,6 +18,7 @@ from helpers.tiny import (
 
 from resnet_recipe import cli
 from resnet_recipe.data import pipelines
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.scoring import evaluation
 from resnet_recipe.workflow_support.settings import Score
 
@@ -113,11 +114,11 @@ def test_the_final_or_the_chosen_epoch_is_scored(tmp_path):
         (tmp_path / name).write_text("")
     assert evaluation.chosen_epoch(str(tmp_path), None) == 12
     assert evaluation.chosen_epoch(str(tmp_path), 3) == 3
-    with pytest.raises(FileNotFoundError, match=r"score.epoch is 5, .* epochs \[3, 12\]"):
+    with pytest.raises(UserError, match=r"score.epoch is 5, .* epochs \[3, 12\]"):
         evaluation.chosen_epoch(str(tmp_path), 5)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="no model-NNNN.params"):
+    with pytest.raises(UserError, match="no model-NNNN.params"):
         evaluation.chosen_epoch(str(empty), None)
 
 
@@ -151,7 +152,7 @@ def test_scoring_batch_defaults_are_the_original_score_scripts():
 
 
 def test_a_missing_epoch_names_the_file(trained_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="model-0003.params not found"):
+    with pytest.raises(UserError, match="model-0003.params not found"):
         score(trained_run, tmp_path / "score.json", epoch=3)
 
 

@@ -17,6 +17,7 @@ from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TI
 from resnet_recipe import cli
 from resnet_recipe.benchmarking.throughput import BenchSetup
 from resnet_recipe.deployment import onnx_export, onnx_inference
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.settings import Onnx, Score
@@ -237,10 +238,10 @@ def test_a_missing_checkpoint_names_the_file(tiny_run, tmp_path):
     arguments = {"run_dir": str(run_dir), "classes_tsv": classes_tsv(tiny_run)}
     (run_dir / "model-0002.params").unlink()
     (run_dir / "model-0001.params").unlink()
-    with pytest.raises(FileNotFoundError, match=rf"{run_dir}: no model-NNNN.params"):
+    with pytest.raises(UserError, match=rf"{run_dir}: no model-NNNN.params"):
         onnx_export.export_run(str(tmp_path / "m.onnx"), epoch=None, **arguments)
     shutil.copy(tiny_run.run_dir / "model-0002.params", run_dir / "model-0001.params")
-    with pytest.raises(FileNotFoundError, match=r"score\.epoch is 2, but .* epochs \[1\]"):
+    with pytest.raises(UserError, match=r"score\.epoch is 2, but .* epochs \[1\]"):
         onnx_export.export_run(str(tmp_path / "m.onnx"), epoch=2, **arguments)
     assert not (tmp_path / "m.onnx").exists()
 
@@ -274,7 +275,7 @@ def test_a_classes_file_of_other_classes_is_named(tiny_run, tmp_path):
 
 
 def test_a_missing_or_foreign_model_is_named(tiny_run, exported, parity_val, tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.onnx: ONNX model not found"):
+    with pytest.raises(UserError, match="absent.onnx: ONNX model not found"):
         parity(
             tiny_run,
             exported,

@@ -73,9 +73,16 @@ def test_results_folders_compare_what_both_have(folders, capsys):
     ]
 
 
-def test_unlike_folders_are_an_error_naming_them(folders):
+def test_unlike_folders_are_an_error_naming_them(folders, capsys):
+    """One line on stderr and exit status 2, no traceback (files.user_errors)."""
     a, b = folders
-    with pytest.raises(ValueError, match=f"{a / 'train' / 'r'} is a training run folder"):
-        main(["compare", str(a / "train" / "r"), str(b)])
-    with pytest.raises(FileNotFoundError, match="nowhere: not a folder"):
-        main(["compare", str(a), str(a / "nowhere")])
+    for args, message in [
+        ([a / "train" / "r", b], f"{a / 'train' / 'r'} is a training run folder"),
+        ([a, a / "nowhere"], "nowhere: not a folder"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main(["compare", *map(str, args)])
+        assert stop.value.code == 2
+        error = capsys.readouterr().err
+        assert error.startswith("resnet-recipe: error: ") and message in error
+        assert error.count("\n") == 1

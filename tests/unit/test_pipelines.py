@@ -9,6 +9,7 @@ import pytest
 from nvidia.dali import Pipeline, fn
 
 from resnet_recipe.data import pipelines
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.settings import InputPipeline
 
 SETTINGS = InputPipeline(
@@ -256,7 +257,7 @@ def test_synthetic_backend_needs_the_number_of_classes(tiny_rec):
 def test_missing_record_file_is_named(tiny_rec, tmp_path, missing):
     paths = {"rec": tiny_rec.rec, "idx": tiny_rec.idx, missing: str(tmp_path / f"gone.{missing}")}
     for make in (pipelines.train_batches, pipelines.val_batches):
-        with pytest.raises(FileNotFoundError, match=re.escape(paths[missing])):
+        with pytest.raises(UserError, match=re.escape(paths[missing])):
             make(paths["rec"], paths["idx"], [mx.cpu()], batch_per_device=4, settings=SETTINGS)
 
 

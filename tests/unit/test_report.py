@@ -26,6 +26,7 @@ from helpers.result_files import (
 from matplotlib.figure import Figure
 from PIL import Image
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.report import plots
 from resnet_recipe.report.build import ReportOutputs, build_report
 from resnet_recipe.report.experiment import REFERENCE_HARDWARE, REFERENCE_LABEL, setup_suffix
@@ -501,7 +502,7 @@ def test_inconsistent_inputs_are_named(tmp_path):
         handle.write("{not json\n")
     with pytest.raises(ValueError, match=r"broken/metrics.jsonl:4: not valid JSON"):
         read_run(run)
-    with pytest.raises(FileNotFoundError, match="nowhere/report.json"):
+    with pytest.raises(UserError, match="nowhere/report.json"):
         read_run(str(tmp_path / "nowhere"))
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import results
 from resnet_recipe.workflow_support.provenance import settings_digest
 
@@ -62,7 +63,7 @@ def test_benchmark_point_of_the_other_kind_is_refused(tmp_path):
 
 
 def test_missing_and_broken_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.json: training run report not found"):
+    with pytest.raises(UserError, match="nowhere.json: training run report not found"):
         results.read(str(tmp_path / "nowhere.json"), results.RUN_REPORT)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
@@ -87,7 +88,7 @@ def test_metrics_lines_are_checked_one_by_one(tmp_path):
 
 
 def test_benchmark_summary_round_trip(tmp_path):
-    entry = {"model": "resnet50_v1.5", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
+    entry = {"model": "resnet50", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
     path = str(tmp_path / "train.json")
     results.write_bench_summary(path, {"float32": entry})
     found = results.read_bench_summary(path)

@@ -85,5 +85,8 @@ def test_too_many_rejected_stops_the_run_with_the_reason(workflow_dir):
     assert "1 of the 4 images" in output and "max_rejected_fraction=0" in output
     assert "val_3.JPEG (truncated JPEG" in output
     log = (workflow_dir / "logs" / "records" / "val.log").read_text()
-    assert "1 of the 4 images" in log and "val_3.JPEG (truncated JPEG" in log
+    # A user error: the job's log ends with its one line, and no traceback anywhere.
+    last = log.splitlines()[-1]
+    assert "ERROR" in last and "1 of the 4 images" in last and "val_3.JPEG (truncated JPEG" in last
+    assert "Traceback" not in log + output
     assert not (workflow_dir / "results" / "records" / "val.rec").exists()

@@ -14,6 +14,7 @@ import numpy
 import pytest
 from helpers import tiny
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.training import launcher
 from resnet_recipe.training import run as training
 from resnet_recipe.workflow_support.settings import Distributed
@@ -235,7 +236,7 @@ def test_unreachable_scheduler_fails_within_the_connect_timeout(tmp_path, monkey
     worker = launcher.role_environment("worker", 1, "127.0.0.1", port, "lo")
     code = "import mxnet; mxnet.kv.create('dist_sync')"
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match="only 0 of 1 workers reached the scheduler"):
+    with pytest.raises(UserError, match="only 0 of 1 workers reached the scheduler"):
         launcher.supervise(
             [("worker 0", [sys.executable, "-c", code], worker)],
             1,
@@ -272,3 +273,21 @@ def test_the_node_agent_does_not_import_mxnet():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_workers_user_error_reaches_the_launcher_as_its_one_line():
+    """A worker that stops on a user error (a diverged run, a missing file) exits with
+    status 2 and one line; the launcher passes that line on as a user error of its own."""
+    code = (
+        "from resnet_recipe.files.user_errors import UserError, one_line_errors\n"
+        "with one_line_errors('worker'):\n"
+        "    raise UserError('training.lr_per_256: the loss is NaN')\n"
+    )
+    with pytest.raises(UserError) as failure:
+        launcher.supervise(
+            [("worker 0", [sys.executable, "-c", code], dict(os.environ))],
+            1,
+            connect_timeout=None,
+            scheduler="127.0.0.1:1",
+        )
+    assert str(failure.value) == "worker 0: worker: error: training.lr_per_256: the loss is NaN"

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision
 from resnet_recipe.scoring import timing
 from resnet_recipe.training import loop as training
@@ -105,7 +106,7 @@ class BenchSetup:
         """(input settings, data label) of a benchmark: `data` dali keeps the config's
         input pipeline, synthetic switches it to random tensors on the device."""
         if data not in DATA_SOURCES:
-            raise ValueError(f"benchmark data must be one of {DATA_SOURCES}, not {data!r}")
+            raise UserError(f"benchmark data must be one of {DATA_SOURCES}, not {data!r}")
         if data == "synthetic":
             return self.pipeline.replace(backend="synthetic"), "synthetic"
         return self.pipeline, "synthetic" if self.pipeline.backend == "synthetic" else "dali"
@@ -201,7 +202,7 @@ def _notional_epoch(what, bench, dtype, global_batch):
     """Images of the epoch the lr schedule sees (the original's --num-examples)."""
     num_examples = bench.num_examples[dtype]
     if num_examples < global_batch:
-        raise ValueError(
+        raise UserError(
             f"{what}: benchmark.train.num_examples.{dtype} ({num_examples}) is smaller "
             f"than one global batch ({global_batch})"
         )
@@ -225,8 +226,9 @@ def _time_training(setup, input_settings, run, bench, contexts, clock):
         num_classes=classes,
     )
     batches = pipelines.train_batches(setup.rec, setup.idx, contexts, seed=run.seed, **stream)
-    # The original capped validation at the benchmark's iterations too (benchmarking.py
-    # L29-47 wraps both iterators); an epoch shorter than that is read again from its start.
+    # The original capped validation at the benchmark's iterations too (fit.py L360-361
+    # wrap both iterators in BenchmarkingDataIter, whose next(), benchmarking.py L29-47,
+    # stops there); an epoch shorter than that is read again from its start.
     val_batches = pipelines.val_batches(setup.val_rec, setup.val_idx, contexts, **stream)
     global_batch = run.batch_per_device * len(contexts)
     progress = Progress(log, bench.epochs, unit="epochs", interval=0)
@@ -372,8 +374,10 @@ def log_inference_point(what, result):
 
 
 def model_name(network_settings):
-    """The original benchmark.py's model name (resnet50_v1.5) of a point's network."""
-    return f"resnet{network_settings['depth']}_v{network_settings['version']}"
+    """The model name of a point's network as the original's per-run report wrote it
+    (resnet50: 'resnet{}'.format(args.num_layers), fit.py L358 at a8e1d1cd); its
+    benchmark.py left the summary's model empty (L45)."""
+    return f"resnet{network_settings['depth']}"
 
 
 def point_metrics(point):
@@ -406,7 +410,7 @@ def benchmark_report(points, kind):
     by_dtype = {}
     for point in points:
         if point["kind"] != kind:
-            raise ValueError(f"a {point['kind']} benchmark point among the {kind} points")
+            raise UserError(f"a {point['kind']} benchmark point among the {kind} points")
         by_dtype.setdefault(point["dtype"], []).append(point)
     reports = {}
     for dtype, group in sorted(by_dtype.items()):
@@ -415,8 +419,9 @@ def benchmark_report(points, kind):
         for point in sorted(group, key=lambda p: (p["gpus"], p[batch_key])):
             per_gpus = metrics.setdefault(str(point["gpus"]), {})
             if str(point[batch_key]) in per_gpus:
-                raise ValueError(
-                    f"two {kind} benchmark points for {dtype}, {point['gpus']} GPUs, batch "
+                raise UserError(
+                    f"two {kind} benchmark points for {dtype}, "
+                    f"{devices.gpus_phrase(point['gpus'])}, batch "
                     f"{point[batch_key]}"
                 )
             per_gpus[str(point[batch_key])] = point_metrics(point)

@@ -17,13 +17,14 @@ import random
 import time
 
 from resnet_recipe.files.atomic_files import atomic_open, write_json
+from resnet_recipe.files.user_errors import UserError
 
 log = logging.getLogger(__name__)
 
 NAMES_IN_ERRORS = 10
 
 
-class ListingError(ValueError):
+class ListingError(UserError):
     """A raw tree or label file that cannot be turned into a list."""
 
 

@@ -30,6 +30,7 @@ from nvidia.dali import Pipeline, fn, types
 from nvidia.dali.plugin.mxnet import DALIGenericIterator, LastBatchPolicy
 
 from resnet_recipe.data.input_layout import IMAGE_CHANNELS, input_shape
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.settings import LAYOUTS, InputPipeline
 
 BACKENDS = ("dali-gpu", "dali-cpu", "synthetic")
@@ -144,7 +145,7 @@ def _batches(stream):
     devices = stream.shards
     if stream.settings.backend == "synthetic":
         if stream.num_classes is None:
-            raise ValueError("input.backend synthetic needs num_classes to draw labels")
+            raise UserError("input.backend synthetic needs num_classes to draw labels")
         if stream.iterations is None:
             # Without an explicit length, a synthetic epoch is a training epoch's length.
             _check_enough_records("train", stream.rec, records, stream.batch_per_device, devices)
@@ -162,18 +163,18 @@ def count_records(rec, idx):
     """Number of records in a .rec/.idx pair (lines of the index); clear error if missing."""
     for path, what in ((rec, "record file (.rec)"), (idx, "record index (.idx)")):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: {what} not found")
+            raise UserError(f"{path}: {what} not found")
     with open(idx) as lines:
         return sum(1 for line in lines if line.strip())
 
 
 def _check_settings(settings, dtype):
     if settings.backend not in BACKENDS:
-        raise ValueError(f"input.backend is {settings.backend!r}, expected one of {BACKENDS}")
+        raise UserError(f"input.backend is {settings.backend!r}, expected one of {BACKENDS}")
     if dtype not in DALI_DTYPES:
-        raise ValueError(f"dtype is {dtype!r}, expected one of {tuple(DALI_DTYPES)}")
+        raise UserError(f"dtype is {dtype!r}, expected one of {tuple(DALI_DTYPES)}")
     if settings.val_resize < settings.image_size:
-        raise ValueError(
+        raise UserError(
             f"input.val_resize ({settings.val_resize}) is smaller than input.image_size "
             f"({settings.image_size}): the evaluation crop is cut from the resized image"
         )
@@ -183,17 +184,17 @@ def _check_settings(settings, dtype):
     ):
         low_value, high_value = getattr(settings, low), getattr(settings, high)
         if low_value > high_value:
-            raise ValueError(f"input.{low} ({low_value}) exceeds input.{high} ({high_value})")
+            raise UserError(f"input.{low} ({low_value}) exceeds input.{high} ({high_value})")
 
 
 def _check_enough_records(kind, rec, records, batch_per_device, devices):
     if kind == "train" and records < batch_per_device * devices:
-        raise ValueError(
+        raise UserError(
             f"{rec}: {records} records, fewer than one global batch "
             f"({batch_per_device} per device x {devices} devices)"
         )
     if kind == "val" and records < devices:
-        raise ValueError(f"{rec}: {records} records, fewer than the {devices} devices sharing it")
+        raise UserError(f"{rec}: {records} records, fewer than the {devices} devices sharing it")
 
 
 def placement(backend, context):

@@ -42,6 +42,7 @@ from resnet_recipe.files.recordio import (
     image_record,
     write_pieces,
 )
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class PackJob(NamedTuple):
     full_decode: bool
 
 
-class TooManyRejected(ValueError):
+class TooManyRejected(UserError):
     """More files failed the image check than the allowed fraction."""
 
 
@@ -99,7 +100,7 @@ def read_list(lst_path, part=None):
                     raise ValueError(f"{len(fields)} tab-separated fields")
                 yield ListEntry(int(fields[0]), float(fields[1]), fields[2])
             except ValueError as error:
-                raise ValueError(
+                raise UserError(
                     f"{lst_path} line {number}: expected index<TAB>label<TAB>path, "
                     f"got {raw.decode('utf-8', 'replace').rstrip()!r} ({error})"
                 ) from None
@@ -411,7 +412,7 @@ def pack_records(
     parts = list_slices(lst_path, max(1, workers))
     total = sum(part.lines for part in parts)
     if total == 0:
-        raise ValueError(f"{lst_path} lists no images")
+        raise UserError(f"{lst_path} lists no images")
     job = PackJob(os.fspath(lst_path), os.fspath(root), full_decode)
     tally = Tally(lst_path, total, max_rejected_fraction)
     log.info(
@@ -436,7 +437,7 @@ def pack_records(
             else:
                 sizes = run_workers(job, parts, joiner.files, tally, joiner)
             if tally.counts[REJECTED] == total:
-                raise ValueError(f"no image of {lst_path} could be packed; see the log")
+                raise UserError(f"no image of {lst_path} could be packed; see the log")
             joiner.finish(sizes)
     return tally.finish(rec_path)
 

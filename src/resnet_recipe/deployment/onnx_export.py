@@ -29,6 +29,7 @@ import onnx
 
 from resnet_recipe.data.listing import read_classes
 from resnet_recipe.files.atomic_files import atomic_path
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network
 from resnet_recipe.model.precision import float32_parameters
 from resnet_recipe.scoring import evaluation
@@ -84,7 +85,7 @@ def class_labels(classes_tsv, classes):
     """The synsets of classes_tsv in label order, checked against the network's outputs."""
     by_synset = read_classes(classes_tsv)
     if len(by_synset) != classes:
-        raise ValueError(
+        raise UserError(
             f"{classes_tsv} lists {len(by_synset)} classes, the trained network has {classes}"
         )
     return sorted(by_synset, key=by_synset.get)
@@ -199,13 +200,13 @@ def read_metadata(model_path):
     try:
         model = onnx.load(model_path, load_external_data=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{model_path}: ONNX model not found") from None
+        raise UserError(f"{model_path}: ONNX model not found") from None
     except Exception as error:  # onnx raises protobuf's DecodeError for a damaged file
-        raise ValueError(f"{model_path}: not a readable ONNX model ({error})") from None
+        raise UserError(f"{model_path}: not a readable ONNX model ({error})") from None
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
-        raise ValueError(f"{model_path}: the ONNX metadata lacks {missing}")
+        raise UserError(f"{model_path}: the ONNX metadata lacks {missing}")
     return {
         key: json.loads(value) if key in JSON_METADATA else value for key, value in metadata.items()
     }

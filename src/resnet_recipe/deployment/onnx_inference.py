@@ -39,6 +39,7 @@ from resnet_recipe.benchmarking.throughput import INFERENCE_WEIGHTS
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
 from resnet_recipe.deployment import onnx_export
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network
 from resnet_recipe.scoring import evaluation
 from resnet_recipe.workflow_support import results
@@ -59,7 +60,7 @@ CHECKED_INPUT = {
 def open_session(model_path, threads):
     """An onnxruntime CPU session of model_path with `threads` intra-op threads."""
     if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"{model_path}: ONNX model not found")
+        raise UserError(f"{model_path}: ONNX model not found")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -156,7 +157,7 @@ def checked_metadata(model_path, run_dir, epoch, pipeline_settings):
     metadata = onnx_export.read_metadata(model_path)
     epoch = evaluation.chosen_epoch(run_dir, epoch)
     if metadata.get("epoch") != epoch:
-        raise ValueError(
+        raise UserError(
             f"{model_path} holds epoch {metadata.get('epoch')} of its run, {run_dir} is scored "
             f"at epoch {epoch}: export it again"
         )
@@ -169,7 +170,7 @@ def check_input_settings(model_path, metadata, pipeline_settings):
     for setting, key in CHECKED_INPUT.items():
         value = getattr(pipeline_settings, setting)
         if np.any(np.asarray(metadata[key]) != np.asarray(value)):
-            raise ValueError(
+            raise UserError(
                 f"{model_path}: its metadata {key} is {metadata[key]}, but input.{setting} is "
                 f"{value}: scoring would feed it differently prepared images"
             )
@@ -246,7 +247,7 @@ def check_agreement(model_path, result):
         *(result["onnxruntime"]["top1"], result["mxnet"]["top1"]),
     )
     if difference > tolerance:
-        raise ValueError(
+        raise UserError(
             f"{model_path}: onnxruntime's logits differ from MXNet's by up to "
             f"{difference:.3g}, above onnx.logit_tolerance {tolerance}"
         )

@@ -23,6 +23,7 @@ from mxnet.gluon import nn
 
 from resnet_recipe.data.input_layout import IMAGE_CHANNELS, INPUT_CHANNELS
 from resnet_recipe.files.atomic_files import atomic_open, atomic_path
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model.precision import cast_network, float32_parameters
 from resnet_recipe.workflow_support.settings import LAYOUTS
 
@@ -257,14 +258,14 @@ def resnet(depth=50, version="1.5", classes=1000, zero_init_last_gamma=False, la
     starts the last BN of every residual block at gamma 0, so every residual branch starts
     at zero. Parameters are not yet allocated: call initialize()."""
     if depth not in BLOCKS_PER_STAGE:
-        raise ValueError(f"network.depth must be one of {sorted(BLOCKS_PER_STAGE)}, not {depth!r}")
+        raise UserError(f"network.depth must be one of {sorted(BLOCKS_PER_STAGE)}, not {depth!r}")
     if str(version) not in VERSIONS:
-        raise ValueError(f"network.version must be one of {VERSIONS}, not {version!r}")
+        raise UserError(f"network.version must be one of {VERSIONS}, not {version!r}")
     if not isinstance(classes, numbers.Integral) or classes < 1:
-        raise ValueError(f"the number of classes must be a positive integer, not {classes!r}")
+        raise UserError(f"the number of classes must be a positive integer, not {classes!r}")
     layout = layout or Layout()
     if layout.name not in LAYOUTS:
-        raise ValueError(f"network.layout must be one of {LAYOUTS}, not {layout.name!r}")
+        raise UserError(f"network.layout must be one of {LAYOUTS}, not {layout.name!r}")
     return ResNet(depth, str(version), int(classes), bool(zero_init_last_gamma), layout)
 
 
@@ -417,7 +418,7 @@ def load_for_inference(prefix, epoch, contexts, dtype="float32", network_setting
 def _rebuilt_for_inference(params_path, contexts, dtype, network_settings):
     saved = {name.split(":", 1)[1]: array for name, array in mx.nd.load(params_path).items()}
     if "fc_weight" not in saved:
-        raise ValueError(f"{params_path}: no fc_weight, not a checkpoint of this ResNet")
+        raise UserError(f"{params_path}: no fc_weight, not a checkpoint of this ResNet")
     layout = layout_on(network_settings.layout_for(dtype), contexts)
     net = resnet(
         network_settings.depth, network_settings.version, saved["fc_weight"].shape[0], False, layout
@@ -425,7 +426,7 @@ def _rebuilt_for_inference(params_path, contexts, dtype, network_settings):
     params = net.collect_params()
     differing = sorted(set(params.keys()) ^ set(saved))
     if differing:
-        raise ValueError(f"{params_path}: parameters not those of the network: {differing[:5]}")
+        raise UserError(f"{params_path}: parameters not those of the network: {differing[:5]}")
     initialize(net, contexts)
     for name, array in arrays_in_layout(saved, "NCHW", layout.name).items():
         params[name].set_data(array)

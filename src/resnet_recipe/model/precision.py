@@ -3,9 +3,9 @@
 float16 training keeps convolution and dense weights and all activations in float16,
 BatchNorm parameters and statistics in float32 (MXNet's BatchNorm takes float16 data with
 float32 parameters), float32 master copies of the float16 weights in the optimizer (SGD
-with multi_precision). Loss scaling is optional: the original recipe had none
-(its fit.py L266-270 pass multi_precision SGD and nothing else); a static or a dynamic
-scale keeps small gradients from vanishing in float16.
+with multi_precision). Loss scaling is optional: the original recipe had none (its fit.py
+L266-270, L273-275 pass multi_precision SGD with momentum, nothing else); a static or a
+dynamic scale keeps small gradients from vanishing in float16.
 """
 
 import mxnet as mx
@@ -13,6 +13,7 @@ import numpy as np
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.settings import DTYPES
 
 # multi_all_finite reads at most 200 arrays per call (MultiAllFiniteKernelParam::N).
@@ -24,10 +25,10 @@ def require_dtype_supported(dtype, contexts, what=None):
     job: a benchmark point, a scoring) starts the message when given."""
     job = f"{what}: " if what else ""
     if dtype not in DTYPES:
-        raise ValueError(f"{job}dtype must be one of {DTYPES}, not {dtype!r}")
+        raise UserError(f"{job}dtype must be one of {DTYPES}, not {dtype!r}")
     cpus = [str(ctx) for ctx in contexts if ctx.device_type == "cpu"]
     if dtype == "float16" and cpus:
-        raise ValueError(
+        raise UserError(
             f"{job}float16 training needs GPUs, but the run uses {', '.join(cpus)}: MXNet 1.9.1 "
             "has no float16 matrix multiply on the CPU (its convolutions fail with 'FP16 gemm on "
             "cpu not implemented'). Train on the CPU with dtype float32, or give the run gpus."
@@ -57,7 +58,7 @@ def cast_network(net, dtype):
     too (the input pipelines produce float16 for float16 training): activations follow it.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"network dtype must be one of {DTYPES}, not {dtype!r}")
+        raise UserError(f"network dtype must be one of {DTYPES}, not {dtype!r}")
     expected = parameter_dtypes(net, dtype)
     net.cast(dtype)  # Gluon's BatchNorm.cast keeps float32 when asked for float16
     actual = {name: np.dtype(p.dtype).name for name, p in net.collect_params().items()}
@@ -160,7 +161,7 @@ class LossScaler:
         max_scale=2.0**24,
     ):
         if scale <= 0:
-            raise ValueError(f"loss scale must be positive, not {scale!r}")
+            raise UserError(f"loss scale must be positive, not {scale!r}")
         self.scale = float(scale)
         self.dynamic = bool(dynamic)
         self.growth_interval = int(growth_interval)
@@ -199,7 +200,7 @@ class LossScaler:
 
     def load_state_dict(self, state):
         if bool(state["dynamic"]) != self.dynamic:
-            raise ValueError(
+            raise UserError(
                 f"saved loss scaler is {'dynamic' if state['dynamic'] else 'static'}, "
                 f"this run's is {'dynamic' if self.dynamic else 'static'}"
             )
@@ -222,7 +223,7 @@ def make_loss_scaler(loss_scale, dtype):
     if loss_scale == "dynamic":
         return LossScaler()
     if isinstance(loss_scale, bool) or not isinstance(loss_scale, int | float) or loss_scale <= 0:
-        raise ValueError(
+        raise UserError(
             f'training.loss_scale must be "none", "dynamic" or a positive number, not '
             f"{loss_scale!r}"
         )

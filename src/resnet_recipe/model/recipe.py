@@ -9,7 +9,7 @@ for the 0-based iteration i is i + 1, so the first iteration already moves (base
 iterations) and the last warmup iteration uses the full rate.
 
 Optimizer: SGD with momentum, float32 master weights for float16 (multi_precision) as the
-original (fit.py L266-270 at a8e1d1cd), gradients summed over the devices and divided by
+original (fit.py L266-270, L273-275 at a8e1d1cd), gradients summed over the devices and divided by
 the global batch (as MXNet's Module did for the original, module.py L506) and by the loss
 scale when there is one. Weight decay falls on the parameters training.weight_decay_on
 names (settings.WEIGHT_DECAY_RULES); by default those MXNet 1.x's optimizer decayed by
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import mxnet as mx
 from mxnet import gluon
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model.precision import accumulate_finite, gradients_are_finite
 from resnet_recipe.workflow_support.settings import DTYPES, WEIGHT_DECAY_RULES
 
@@ -66,13 +67,13 @@ class LearningRate:
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:
-            raise ValueError(f"training.lr_schedule must be one of {SCHEDULES}, not {self.kind!r}")
+            raise UserError(f"training.lr_schedule must be one of {SCHEDULES}, not {self.kind!r}")
         if self.iterations_per_epoch < 1:
-            raise ValueError(
+            raise UserError(
                 f"iterations per epoch must be at least 1, not {self.iterations_per_epoch}"
             )
         if list(self.steps) != sorted(set(self.steps)):
-            raise ValueError(f"training.lr_steps must be increasing epochs, not {self.steps!r}")
+            raise UserError(f"training.lr_steps must be increasing epochs, not {self.steps!r}")
 
     @classmethod
     def of_run(cls, run, global_batch, iterations_per_epoch):
@@ -154,7 +155,7 @@ def set_weight_decay_rule(params, rule):
     """Set wd_mult 1 on the parameters `rule` (one of WEIGHT_DECAY_RULES) decays and 0 on
     the others; return the names of the decayed ones."""
     if rule not in WEIGHT_DECAY_RULES:
-        raise ValueError(
+        raise UserError(
             f"training.weight_decay_on must be one of {WEIGHT_DECAY_RULES}, not {rule!r}"
         )
     suffixes = DECAYED_SUFFIXES[rule]
@@ -175,7 +176,7 @@ def make_trainer(params, run, global_batch, iterations_per_epoch, dtype, kvstore
     momentum.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
+        raise UserError(f"training dtype must be one of {DTYPES}, not {dtype!r}")
     set_weight_decay_rule(params, run.weight_decay_on)
     schedule = IterationSchedule(LearningRate.of_run(run, global_batch, iterations_per_epoch))
     optimizer = mx.optimizer.SGD(
@@ -252,7 +253,7 @@ class CrossEntropy(gluon.HybridBlock):
     def __init__(self, classes, label_smoothing=0.0):
         super().__init__(prefix="loss_")
         if not 0 <= label_smoothing < 1:
-            raise ValueError(f"training.label_smoothing must be in [0, 1), not {label_smoothing}")
+            raise UserError(f"training.label_smoothing must be in [0, 1), not {label_smoothing}")
         self.classes = classes
         self.label_smoothing = label_smoothing
         with self.name_scope():

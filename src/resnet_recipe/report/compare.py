@@ -11,6 +11,7 @@ import glob
 import json
 import os
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.report.flat_settings import differing, flatten, run_settings
 from resnet_recipe.report.replicas import (
     difference_test,
@@ -233,13 +234,11 @@ def compare(a, b, target_top1=DEFAULT_TARGET_TOP1):
     a, b = _first_replica(a), _first_replica(b)
     for path in (a, b):
         if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"{path}: not a folder (expected a train/<run> or results folder)"
-            )
+            raise UserError(f"{path}: not a folder (expected a train/<run> or results folder)")
     is_run = [os.path.isfile(os.path.join(path, "report.json")) for path in (a, b)]
     if is_run[0] != is_run[1]:
         run, other = (a, b) if is_run[0] else (b, a)
-        raise ValueError(
+        raise UserError(
             f"{run} is a training run folder but {other} is not: compare like with like"
         )
     return compare_runs(a, b, target_top1) if is_run[0] else compare_folders(a, b)

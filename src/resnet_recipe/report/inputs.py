@@ -8,6 +8,7 @@ import os
 
 import pandas as pd
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.report.experiment import REFERENCE_SETUP, REFERENCE_TASK
 from resnet_recipe.workflow_support import results
 
@@ -150,11 +151,11 @@ def read_reference(path, key):
     try:
         table = pd.read_csv(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"reference table not found: {path}") from None
+        raise UserError(f"reference table not found: {path}") from None
     _, columns, experiment = REFERENCES[key]
     missing = [name for name in columns if name not in table.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     return table.assign(**experiment)
 
 
@@ -162,5 +163,5 @@ def _check_unique(what, keys, paths):
     seen = {}
     for key, path in zip(keys, paths, strict=True):
         if key in seen:
-            raise ValueError(f"two files for the same {what} {key}: {seen[key]} and {path}")
+            raise UserError(f"two files for the same {what} {key}: {seen[key]} and {path}")
         seen[key] = path

@@ -23,6 +23,7 @@ import mxnet as mx
 
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import timing
 from resnet_recipe.workflow_support import devices, results
@@ -41,10 +42,10 @@ def checkpoint_epochs(run_dir):
     try:
         names = os.listdir(run_dir)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{run_dir}: training run folder not found") from None
+        raise UserError(f"{run_dir}: training run folder not found") from None
     epochs = sorted(int(m.group(1)) for m in map(CHECKPOINT_PARAMS.match, names) if m)
     if not epochs:
-        raise FileNotFoundError(f"{run_dir}: no {MODEL_PREFIX}-NNNN.params checkpoint")
+        raise UserError(f"{run_dir}: no {MODEL_PREFIX}-NNNN.params checkpoint")
     return epochs
 
 
@@ -55,7 +56,7 @@ def chosen_epoch(run_dir, epoch):
     if epoch is None:
         return epochs[-1]
     if epoch not in epochs:
-        raise FileNotFoundError(
+        raise UserError(
             f"score.epoch is {epoch}, but {run_dir} holds the checkpoints of epochs {epochs}"
         )
     return epoch
@@ -191,9 +192,9 @@ def timed_evaluation(net, batches, classes, clock=time.perf_counter):
 def _check_scoring(what, prefix, epoch, gpus):
     for path in network.checkpoint_paths(prefix, epoch):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what}: {path} not found")
+            raise UserError(f"{what}: {path} not found")
     if gpus not in (0, 1):
-        raise ValueError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
+        raise UserError(f"{what}: scoring runs on 1 GPU or on the CPU (gpus 0), not {gpus}")
 
 
 def warm_up(net, input_shape, context, dtype):

@@ -14,6 +14,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.results import LATENCY_PERCENTILES
 
 
@@ -36,7 +37,7 @@ def epoch_throughput(epoch_seconds, images_per_epoch, warmup_epochs, option="ben
     """(images/s of every epoch, their harmonic mean after the first warmup_epochs), as the
     original benchmark.py averages its epochs (L69-72); `option` names the settings."""
     if warmup_epochs >= len(epoch_seconds):
-        raise ValueError(
+        raise UserError(
             f"{option}.warmup_epochs ({warmup_epochs}) leaves none of the "
             f"{len(epoch_seconds)} epochs to measure: raise {option}.epochs"
         )
@@ -111,7 +112,7 @@ def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
     batches). An epoch's time per batch is that interval over its batches but the first.
     """
     if len(batches) < 2:
-        raise ValueError(f"{len(batches)} iterations per epoch: at least 2 are needed to time")
+        raise UserError(f"{len(batches)} iterations per epoch: at least 2 are needed to time")
     per_batch = []
     for _ in range(epochs):
         started = None

@@ -14,6 +14,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from resnet_recipe.files.user_errors import UserError
+
 log = logging.getLogger(__name__)
 
 # The line a worker logs once it is connected; launchers count these.
@@ -101,7 +103,7 @@ class Membership:
         count, total, squares = self.sum_over_workers(what, [1, value, value * value])
         mean = total / count
         if squares / count - mean * mean > 1e-9:
-            raise RuntimeError(
+            raise UserError(
                 f"the {int(count)} workers disagree on {what} (mean {mean:g}, this worker "
                 f"{value}): do all nodes see the same checkpoint folder?"
             )
@@ -129,7 +131,7 @@ def join(run):
     kvstore = mx.kv.create("dist_sync_device" if run.gpus else "dist_sync")
     log.info("%s: rank %d of %d", READY_MARK, kvstore.rank, kvstore.num_workers)
     if kvstore.num_workers != run.nodes:
-        raise RuntimeError(
+        raise UserError(
             f"the run has nodes: {run.nodes} but the kvstore has {kvstore.num_workers} workers"
         )
     return Membership(kvstore.rank, kvstore.num_workers, kvstore)

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 
+from resnet_recipe.files.user_errors import USER_ERROR_STATUS, UserError, one_line_errors
 from resnet_recipe.training.distributed import READY_MARK
 from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.progress import setup_logging
@@ -72,7 +73,7 @@ def interface_address(interface):
             answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)
         except OSError as error:
             names = [name for _, name in socket.if_nameindex()]
-            raise ValueError(
+            raise UserError(
                 f"distributed.interface {interface!r} has no IPv4 address here ({error}); "
                 f"this machine's interfaces: {names}"
             ) from None
@@ -292,6 +293,9 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
             code = role.process.poll()
             if code not in (None, 0):
                 role.reader.join(5)
+                if code == USER_ERROR_STATUS and role.tail:
+                    # The role's last line is a user error's one line (one_line_errors).
+                    raise UserError(f"{role.name}: {role.tail[-1]}")
                 raise RuntimeError(role.failure(f"exited with status {code}"))
         if all(role.process.poll() == 0 for role in worker_roles):
             finished_at = finished_at or time.monotonic()
@@ -303,7 +307,7 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
                 return
         waited = time.monotonic() - started
         if connect_timeout is not None and len(connected) < workers and waited > connect_timeout:
-            raise RuntimeError(
+            raise UserError(
                 f"only {len(connected)} of {workers} workers reached the scheduler at "
                 f"{scheduler} within {connect_timeout} s (distributed.connect_timeout): "
                 "check distributed.interface and that the nodes can reach that port"
@@ -324,14 +328,14 @@ def run_worker(job_path):
 def main(argv=None):
     kind, job_path = argv or sys.argv[1:]
     setup_logging()
-    if kind == "worker":
-        run_worker(job_path)
-    elif kind == "node":
-        run_node(job_path)
-    else:
+    runs = {"worker": run_worker, "node": run_node}
+    if kind not in runs:
         raise SystemExit(
             f"usage: python -m resnet_recipe.training.launcher worker|node JOB.json, not {kind}"
         )
+    # A user error ends the role with one line and status 2, which supervise() passes on.
+    with one_line_errors(kind):
+        runs[kind](job_path)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from mxnet import autograd
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
 from resnet_recipe.files.atomic_files import atomic_directory
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
 from resnet_recipe.training import checkpoints, distributed, epochs, interruption
@@ -78,7 +79,7 @@ def train_here(job):
     return job.out_dir
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError):
     """A run's loss or gradients stopped being finite (or a dynamic loss scale kept
     overflowing at its floor): continuing would only produce a model of NaN."""
 
@@ -108,7 +109,7 @@ class TrainingLoop:
         self.global_batch = self.local_batch * self.membership.workers
         self.iterations_per_epoch = train_records // self.global_batch
         if self.iterations_per_epoch < 1:
-            raise ValueError(
+            raise UserError(
                 f"{train_records} training images are fewer than one global batch of "
                 f"{self.global_batch} ({settings.batch_per_device} per device x "
                 f"{len(contexts)} devices x {self.membership.workers} workers)"

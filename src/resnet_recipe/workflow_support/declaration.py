@@ -38,6 +38,8 @@ import re
 import types
 import typing
 
+from resnet_recipe.files.user_errors import UserError
+
 RESULT = "result"
 EXPORTS = "exports"
 SPEED = "speed"
@@ -162,11 +164,11 @@ class Section:
         """The section of `mapping` (missing keys take their default). `option` names the
         section in errors: "training.runs.x" gives "training.runs.x.lr_per_256: ..."."""
         if not isinstance(mapping, dict):
-            raise ValueError(f"{option}: expected a mapping, not {mapping!r}")
+            raise UserError(f"{option}: expected a mapping, not {mapping!r}")
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(mapping) - known)
         if unknown:
-            raise ValueError(f"{option}: unknown setting(s) {unknown}; known: {sorted(known)}")
+            raise UserError(f"{option}: unknown setting(s) {unknown}; known: {sorted(known)}")
         hints = typing.get_type_hints(cls)
         values = {
             name: convert(value, hints[name], f"{option}.{name}") for name, value in mapping.items()
@@ -174,7 +176,7 @@ class Section:
         missing = [item.name for item in dataclasses.fields(cls) if _required(item)]
         missing = sorted(set(missing) - set(values))
         if missing:
-            raise ValueError(f"{option}: missing setting(s) {missing}")
+            raise UserError(f"{option}: missing setting(s) {missing}")
         return cls(**values)
 
     def to_config(self):
@@ -212,14 +214,14 @@ def convert(value, annotation, option):
             except ValueError:
                 continue
         expected = " or ".join(type_name(choice) for choice in args)
-        raise ValueError(f"{option}: expected {expected}, not {value!r}")
+        raise UserError(f"{option}: expected {expected}, not {value!r}")
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ValueError(f"{option}: expected a list, not {value!r}")
+            raise UserError(f"{option}: expected a list, not {value!r}")
         return tuple(convert(item, args[0], f"{option}[{i}]") for i, item in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{option}: expected a mapping, not {value!r}")
+            raise UserError(f"{option}: expected a mapping, not {value!r}")
         return {key: convert(item, args[1], f"{option}.{key}") for key, item in value.items()}
     if isinstance(annotation, type) and issubclass(annotation, Section):
         return annotation.from_config(value, option)
@@ -240,7 +242,7 @@ def _convert_scalar(value, annotation, option):
         return value  # an int stays an int: 5 epochs of warmup are written as 5
     if annotation is str and isinstance(value, str):
         return value
-    raise ValueError(f"{option}: expected {type_name(annotation)}, not {value!r}")
+    raise UserError(f"{option}: expected {type_name(annotation)}, not {value!r}")
 
 
 def type_name(annotation):

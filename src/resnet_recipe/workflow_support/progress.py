@@ -1,8 +1,11 @@
 """Logging setup for stages and progress lines with rate and ETA for long loops."""
 
+import contextlib
 import logging
 import sys
 import time
+
+from resnet_recipe.files.user_errors import debugging, one_line_errors, user_message
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -66,17 +69,25 @@ class Progress:
         return self.clock() - self.start
 
 
-def run_logged(log_path, function, /, **kwargs):
-    """Call a stage function with the package's log going to log_path; a failure's
-    traceback is written there too, so the stage log alone tells what went wrong. An
-    exception with an `exit_status` (a training run stopped to be resumed) is no failure:
-    the process ends with that status."""
+@contextlib.contextmanager
+def stage_log(log_path, logger_name, stage):
+    """Run a stage's block with the package's log going to log_path. A user error ends the
+    log and stderr with its one line and exits with status 2 (files.user_errors); any other
+    failure's traceback is written to the log too, so the stage log alone tells what went
+    wrong. A training run stopped to be resumed exits with its own status, without one."""
     setup_logging(log_path)
-    try:
+    log = logging.getLogger(logger_name)
+    with one_line_errors(stage, log):
+        try:
+            yield
+        except BaseException as error:
+            stopped = getattr(error, "exit_status", None) is not None  # to be resumed
+            if not stopped and (user_message(error) is None or debugging()):
+                log.exception("%s failed", stage)
+            raise
+
+
+def run_logged(log_path, function, /, **kwargs):
+    """Call a stage function inside stage_log."""
+    with stage_log(log_path, function.__module__, function.__name__):
         return function(**kwargs)
-    except BaseException as error:
-        exit_status = getattr(error, "exit_status", None)
-        if exit_status is not None:
-            raise SystemExit(exit_status) from error
-        logging.getLogger(function.__module__).exception("%s failed", function.__name__)
-        raise

@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 
 from resnet_recipe.files.atomic_files import atomic_open, write_json
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import provenance
 from resnet_recipe.workflow_support.settings import DTYPES
 
@@ -111,21 +112,21 @@ def check(result, contract, where):
     """`result` if it keeps `contract`; else one ValueError that starts with `where` (the
     file) and names every missing field, or the value that is wrong."""
     if not isinstance(result, dict):
-        raise ValueError(f"{where}: expected a JSON object, found {type(result).__name__}")
+        raise UserError(f"{where}: expected a JSON object, found {type(result).__name__}")
     if contract.kind is not None and result.get("kind") != contract.kind:
-        raise ValueError(
+        raise UserError(
             f"{where}: field kind is {result.get('kind')!r}, expected {contract.kind!r} "
             f"(a {contract.description})"
         )
     missing = [name for name in contract.fields if not has_field(result, name)]
     if missing:
-        raise ValueError(f"{where}: missing field(s) {', '.join(missing)} ({contract.description})")
+        raise UserError(f"{where}: missing field(s) {', '.join(missing)} ({contract.description})")
     if "dtype" in result and result["dtype"] not in DTYPES:
-        raise ValueError(f"{where}: dtype {result['dtype']!r} is not one of {', '.join(DTYPES)}")
+        raise UserError(f"{where}: dtype {result['dtype']!r} is not one of {', '.join(DTYPES)}")
     for name in FRACTIONS:
         value = result.get(name, 0.0)
         if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{where}: {name} = {value!r} is not a fraction in [0, 1]")
+            raise UserError(f"{where}: {name} = {value!r} is not a fraction in [0, 1]")
     return result
 
 
@@ -151,9 +152,9 @@ def load_json(path, description):
         with open(path) as handle:
             return json.load(handle)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {description} not found") from None
+        raise UserError(f"{path}: {description} not found") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise UserError(f"{path}: not valid JSON ({error})") from None
 
 
 def read(path, contract):
@@ -176,7 +177,7 @@ def read_metrics(path):
         with open(path) as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: training metrics not found") from None
+        raise UserError(f"{path}: training metrics not found") from None
     epochs = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -184,7 +185,7 @@ def read_metrics(path):
         try:
             metrics = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
+            raise UserError(f"{path}:{number}: not valid JSON ({error})") from None
         epochs.append(check(metrics, RUN_METRICS, f"{path}:{number}"))
     return epochs
 
@@ -206,7 +207,7 @@ def write_bench_summary(path, summary):
 def read_bench_summary(path):
     summary = load_json(path, "benchmark summary")
     if not isinstance(summary, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(summary).__name__}")
+        raise UserError(f"{path}: expected a JSON object, found {type(summary).__name__}")
     for dtype, entry in summary.items():
         check(entry, BENCH_SUMMARY_ENTRY, f"{path} [{dtype}]")
     return summary

@@ -30,6 +30,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from resnet_recipe.files.user_errors import UserError
+
 # A training run's name: it becomes part of paths and of the {run} wildcard.
 RUN_NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # What a sweep's grid may not vary: its points' replicas come from seeds, not the grid.
@@ -71,11 +73,11 @@ def planned_runs(config):
     for family, option, settings in families:
         for run in _replicas(family, option, settings):
             if run.name in planned:
-                raise ValueError(
+                raise UserError(
                     f"{option}: run name {run.name!r} is also made by {planned[run.name].option}"
                 )
             if not re.match(RUN_NAME, run.name):
-                raise ValueError(f"{option}: run name {run.name!r} does not match {RUN_NAME}")
+                raise UserError(f"{option}: run name {run.name!r} does not match {RUN_NAME}")
             planned[run.name] = run
     return planned
 
@@ -84,9 +86,9 @@ def _level(mapping, option, check_seeds=True):
     """A level of settings (a mapping, {} for none), checked for seed beside seeds."""
     mapping = {} if mapping is None else mapping
     if not isinstance(mapping, dict):
-        raise ValueError(f"{option}: expected a mapping of settings, not {mapping!r}")
+        raise UserError(f"{option}: expected a mapping of settings, not {mapping!r}")
     if check_seeds and "seed" in mapping and mapping.get("seeds"):
-        raise ValueError(f"{option}: give seed (one run) or seeds (one replica per seed), not both")
+        raise UserError(f"{option}: give seed (one run) or seeds (one replica per seed), not both")
     return mapping
 
 
@@ -106,25 +108,25 @@ def _sweep_points(sweep, spec, defaults, runs):
     `spec`), one per combination of its grid's values."""
     option = f"training.sweeps.{sweep}"
     if not isinstance(spec, dict):
-        raise ValueError(f"{option}: expected a mapping with grid (and base, settings)")
+        raise UserError(f"{option}: expected a mapping with grid (and base, settings)")
     unknown = sorted(set(spec) - {"base", "settings", "grid"})
     if unknown:
-        raise ValueError(f"{option}: unknown key(s) {unknown}; known: base, settings, grid")
+        raise UserError(f"{option}: unknown key(s) {unknown}; known: base, settings, grid")
     levels = [defaults]
     base = spec.get("base")
     if base is not None:
         if base not in runs:
-            raise ValueError(f"{option}.base: no run {base!r} in training.runs ({sorted(runs)})")
+            raise UserError(f"{option}.base: no run {base!r} in training.runs ({sorted(runs)})")
         levels.append(_level(runs[base], f"training.runs.{base}"))
     levels.append(_level(spec.get("settings"), f"{option}.settings"))
     grid = spec.get("grid")
     if not isinstance(grid, dict) or not grid:
-        raise ValueError(f"{option}.grid: expected settings, each with a list of values")
+        raise UserError(f"{option}.grid: expected settings, each with a list of values")
     for key, values in grid.items():
         if key in NOT_IN_GRID:
-            raise ValueError(f"{option}.grid.{key}: replicas come from seeds, not from the grid")
+            raise UserError(f"{option}.grid.{key}: replicas come from seeds, not from the grid")
         if not isinstance(values, list) or not values:
-            raise ValueError(f"{option}.grid.{key}: expected a non-empty list of values")
+            raise UserError(f"{option}.grid.{key}: expected a non-empty list of values")
     keys = sorted(grid)
     points = []
     for values in itertools.product(*(grid[key] for key in keys)):
@@ -152,9 +154,9 @@ def _replicas(family, option, settings):
     if not isinstance(seeds, list) or not all(
         isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds
     ):
-        raise ValueError(f"{option}.seeds: expected a list of integers >= 0, not {seeds!r}")
+        raise UserError(f"{option}.seeds: expected a list of integers >= 0, not {seeds!r}")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{option}.seeds: a seed is listed twice in {seeds}")
+        raise UserError(f"{option}.seeds: a seed is listed twice in {seeds}")
     if len(seeds) <= 1:
         settings.update({"seed": seeds[0]} if seeds else {})
         return [PlannedRun(family, family, option, settings)]

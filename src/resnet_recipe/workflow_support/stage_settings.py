@@ -16,6 +16,7 @@ records its section's settings, while each job has its point from its wildcards.
 
 from dataclasses import dataclass
 
+from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support.declaration import (
     JOBS,
     PLACEMENT,
@@ -118,9 +119,7 @@ class Score(Section):
     def batch_size_of(self, dtype):
         """The scoring batch of a run trained in `dtype`."""
         if dtype not in self.batch_size:
-            raise ValueError(
-                f"score.batch_size has no entry for {dtype} (it has {self.batch_size})"
-            )
+            raise UserError(f"score.batch_size has no entry for {dtype} (it has {self.batch_size})")
         return self.batch_size[dtype]
 
 
