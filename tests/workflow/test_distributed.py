@@ -15,7 +15,7 @@ import pytest
 from helpers import tiny
 
 from resnet_recipe.files.user_errors import UserError
-from resnet_recipe.training import launcher
+from resnet_recipe.training import interruption, launcher
 from resnet_recipe.training import run as training
 from resnet_recipe.workflow_support.settings import Distributed
 
@@ -291,3 +291,44 @@ def test_a_workers_user_error_reaches_the_launcher_as_its_one_line():
             scheduler="127.0.0.1:1",
         )
     assert str(failure.value) == "worker 0: worker: error: training.lr_per_256: the loss is NaN"
+
+
+def test_a_stop_signal_to_the_job_stops_both_workers_and_the_run_resumes_exactly(
+    two_runs, tiny_data, tmp_path
+):
+    """SIGTERM to the launcher (a train job) during epoch 1: both workers stop at the same
+    iteration, the first writes the state, the job exits with 75; the job run again ends
+    with the learned weights of the uninterrupted two-worker run, bit for bit. The BN
+    running statistics are not: the state holds their average over the workers (what the
+    export holds), while each worker of an uninterrupted run keeps its own."""
+    _, uninterrupted = two_runs
+    job = job_for(tiny_data, tmp_path, nodes=2)
+    log_path = tmp_path / "first.log"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "2")  # as the uninterrupted run's workers
+        first = launcher_process(job, log_path)
+        try:
+            wait_for(lambda: "epoch 1/2 batch 1/3" in read_if_any(log_path), 300, "iteration 1")
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(120) == interruption.STOPPED_TO_RESUME
+        finally:
+            first.kill()
+            first.wait()
+        log = log_path.read_text()
+        assert log.count("stopped at epoch") >= 2, "both workers stop"  # each says so
+        assert not (tmp_path / "run").exists()
+        second = launcher_process(job, tmp_path / "second.log")
+        assert second.wait(600) == 0
+    assert "resuming after" in (tmp_path / "second.log").read_text()
+    for epoch in (1, 2):
+        resumed, expected = (
+            final_weights(tmp_path / "run", epoch),
+            final_weights(uninterrupted, epoch),
+        )
+        different = [name for name in expected if (resumed[name] != expected[name]).any()]
+        learned = [name for name in different if not name.endswith(("_mean", "_var"))]
+        assert learned == [], f"epoch {epoch}"
+
+
+def read_if_any(path):
+    return path.read_text() if path.exists() else ""

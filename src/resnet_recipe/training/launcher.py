@@ -20,6 +20,7 @@ kvstore (distributed.join).
 """
 
 import collections
+import contextlib
 import ctypes
 import fcntl
 import logging
@@ -35,6 +36,7 @@ import time
 
 from resnet_recipe.files.user_errors import USER_ERROR_STATUS, UserError, one_line_errors
 from resnet_recipe.training.distributed import READY_MARK
+from resnet_recipe.training.interruption import STOP_SIGNALS, STOPPED_TO_RESUME, RunStopped
 from resnet_recipe.training.job import TrainingJob
 from resnet_recipe.workflow_support.progress import setup_logging
 
@@ -249,22 +251,34 @@ def _die_with_parent():
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class _Terminated(Exception):
-    pass
+def _forward_stop(roles):
+    """A signal handler that passes a stop signal on to the worker roles (the workers
+    finish their iteration, save and exit with STOPPED_TO_RESUME; scheduler and servers
+    end after them)."""
+
+    def forward(signum, frame):
+        log.info("%s: passed on to the workers", signal.Signals(signum).name)
+        for role in roles:
+            if _is_worker(role) and role.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(role.process.pid, signum)
+
+    return forward
 
 
-def _raise_terminated(signum, frame):
-    raise _Terminated(f"the launcher got signal {signum}")
+def _is_worker(role):
+    return role.name.startswith(("worker", "srun"))
 
 
 def supervise(commands, workers, connect_timeout, scheduler):
     """Start the (name, command, environment) roles and wait until every worker role
     ended well. Raises RuntimeError when a role fails or when fewer than `workers` workers
-    connected within connect_timeout seconds (None: no deadline). Scheduler and servers
-    stop by themselves once the workers finalized; any still running STOP_GRACE_SECONDS
-    after the workers is stopped. Every process group still running is killed on the way
-    out, also when the launcher gets SIGTERM (and SIGKILL reaches the roles through
-    PR_SET_PDEATHSIG)."""
+    connected within connect_timeout seconds (None: no deadline), RunStopped when the
+    workers stopped to be resumed: a stop signal to the launcher (STOP_SIGNALS) reaches the
+    workers, which stop at the same iteration. Scheduler and servers stop by themselves
+    once the workers finalized; any still running STOP_GRACE_SECONDS after the workers is
+    stopped. Every process group still running is killed on the way out (and SIGKILL of
+    the launcher reaches the roles through PR_SET_PDEATHSIG)."""
     connected = []
     lock = threading.Lock()
 
@@ -273,37 +287,42 @@ def supervise(commands, workers, connect_timeout, scheduler):
             with lock:
                 connected.append(line)
 
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     roles = []
+    previous = {sig: signal.signal(sig, _forward_stop(roles)) for sig in STOP_SIGNALS}
     try:
-        roles = [Role(name, command, env, on_line) for name, command, env in commands]
+        roles.extend(Role(name, command, env, on_line) for name, command, env in commands)
         _wait(roles, workers, connected, connect_timeout, scheduler)
     finally:
         for role in roles:
             role.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait(roles, workers, connected, connect_timeout, scheduler):
     started = time.monotonic()
     finished_at = None
-    worker_roles = [role for role in roles if role.name.startswith(("worker", "srun"))]
+    worker_roles = [role for role in roles if _is_worker(role)]
     while True:
         for role in roles:
             code = role.process.poll()
-            if code not in (None, 0):
+            # A worker stopped to be resumed: the others stop at the same iteration.
+            stopped = code == STOPPED_TO_RESUME and _is_worker(role)
+            if code not in (None, 0) and not stopped:
                 role.reader.join(5)
                 if code == USER_ERROR_STATUS and role.tail:
                     # The role's last line is a user error's one line (one_line_errors).
                     raise UserError(f"{role.name}: {role.tail[-1]}")
                 raise RuntimeError(role.failure(f"exited with status {code}"))
-        if all(role.process.poll() == 0 for role in worker_roles):
+        ended = [role.process.poll() for role in worker_roles]
+        if None not in ended:
             finished_at = finished_at or time.monotonic()
-            if all(role.process.poll() is not None for role in roles):
-                log.info("all %d workers finished", workers)
-                return
-            if time.monotonic() - finished_at > STOP_GRACE_SECONDS:
+            others_ended = all(role.process.poll() is not None for role in roles)
+            if not others_ended and time.monotonic() - finished_at > STOP_GRACE_SECONDS:
                 log.warning("scheduler or servers still running after the workers: stopped")
+                others_ended = True
+            if others_ended:
+                _end_of_workers(worker_roles, ended, workers)
                 return
         waited = time.monotonic() - started
         if connect_timeout is not None and len(connected) < workers and waited > connect_timeout:
@@ -313,6 +332,16 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
                 "check distributed.interface and that the nodes can reach that port"
             )
         time.sleep(0.2)
+
+
+def _end_of_workers(worker_roles, codes, workers):
+    """Every worker ended with 0 or STOPPED_TO_RESUME: RunStopped if any stopped."""
+    if STOPPED_TO_RESUME not in codes:
+        log.info("all %d workers finished", workers)
+        return
+    role = worker_roles[codes.index(STOPPED_TO_RESUME)]
+    said = [line for line in role.tail if "stopped at epoch" in line]
+    raise RunStopped(said[-1].split("INFO ", 1)[-1] if said else f"{role.name} stopped")
 
 
 def run_worker(job_path):
