@@ -75,7 +75,7 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
         != (train["float16"]["provenance"]["settings_digest"])
     )
     assert train["float32"] == {
-        "model": "resnet50_v1.5",
+        "model": "resnet50",
         "ngpus": [1, 4],
         "bs": [96],
         "metric_keys": ["train.total_ips", "val.total_ips"],

@@ -163,7 +163,7 @@ def test_static_loss_scaler_never_moves():
 
 def test_loss_scaler_of_the_settings():
     # The original's float16: multi-precision SGD and no loss scale (fit.py L266-270 at
-    # a8e1d1cd are its complete optimizer params).
+    # a8e1d1cd, with momentum added at L273-275, are its complete optimizer params).
     assert TrainingRun().loss_scale == "none"
     unscaled = precision.make_loss_scaler("none", "float16")
     assert (unscaled.scale, unscaled.dynamic) == (1.0, False)

@@ -88,7 +88,7 @@ def test_metrics_lines_are_checked_one_by_one(tmp_path):
 
 
 def test_benchmark_summary_round_trip(tmp_path):
-    entry = {"model": "resnet50_v1.5", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
+    entry = {"model": "resnet50", "ngpus": [1], "bs": [8], "metric_keys": [], "metrics": {}}
     path = str(tmp_path / "train.json")
     results.write_bench_summary(path, {"float32": entry})
     found = results.read_bench_summary(path)

@@ -226,8 +226,9 @@ def _time_training(setup, input_settings, run, bench, contexts, clock):
         num_classes=classes,
     )
     batches = pipelines.train_batches(setup.rec, setup.idx, contexts, seed=run.seed, **stream)
-    # The original capped validation at the benchmark's iterations too (benchmarking.py
-    # L29-47 wraps both iterators); an epoch shorter than that is read again from its start.
+    # The original capped validation at the benchmark's iterations too (fit.py L360-361
+    # wrap both iterators in BenchmarkingDataIter, whose next(), benchmarking.py L29-47,
+    # stops there); an epoch shorter than that is read again from its start.
     val_batches = pipelines.val_batches(setup.val_rec, setup.val_idx, contexts, **stream)
     global_batch = run.batch_per_device * len(contexts)
     progress = Progress(log, bench.epochs, unit="epochs", interval=0)
@@ -373,8 +374,10 @@ def log_inference_point(what, result):
 
 
 def model_name(network_settings):
-    """The original benchmark.py's model name (resnet50_v1.5) of a point's network."""
-    return f"resnet{network_settings['depth']}_v{network_settings['version']}"
+    """The model name of a point's network as the original's per-run report wrote it
+    (resnet50: 'resnet{}'.format(args.num_layers), fit.py L358 at a8e1d1cd); its
+    benchmark.py left the summary's model empty (L45)."""
+    return f"resnet{network_settings['depth']}"
 
 
 def point_metrics(point):

@@ -3,9 +3,9 @@
 float16 training keeps convolution and dense weights and all activations in float16,
 BatchNorm parameters and statistics in float32 (MXNet's BatchNorm takes float16 data with
 float32 parameters), float32 master copies of the float16 weights in the optimizer (SGD
-with multi_precision). Loss scaling is optional: the original recipe had none
-(its fit.py L266-270 pass multi_precision SGD and nothing else); a static or a dynamic
-scale keeps small gradients from vanishing in float16.
+with multi_precision). Loss scaling is optional: the original recipe had none (its fit.py
+L266-270, L273-275 pass multi_precision SGD with momentum, nothing else); a static or a
+dynamic scale keeps small gradients from vanishing in float16.
 """
 
 import mxnet as mx

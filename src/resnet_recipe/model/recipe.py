@@ -9,7 +9,7 @@ for the 0-based iteration i is i + 1, so the first iteration already moves (base
 iterations) and the last warmup iteration uses the full rate.
 
 Optimizer: SGD with momentum, float32 master weights for float16 (multi_precision) as the
-original (fit.py L266-270 at a8e1d1cd), gradients summed over the devices and divided by
+original (fit.py L266-270, L273-275 at a8e1d1cd), gradients summed over the devices and divided by
 the global batch (as MXNet's Module did for the original, module.py L506) and by the loss
 scale when there is one. Weight decay falls on the parameters training.weight_decay_on
 names (settings.WEIGHT_DECAY_RULES); by default those MXNet 1.x's optimizer decayed by

@@ -40,7 +40,7 @@ from resnet_recipe.workflow_support.settings import (
 ROOT_DESCRIPTION = (
     "Configuration of the ResNet-50 v1.5 workflow. Defaults are the original NVIDIA recipe"
     " (ResNet50 v1.5 for MXNet, first release, DGX-1 with 8 V100) where it had the setting;"
-    " the descriptions name the exceptions (seed, loss-scale floor, export period)."
+    " the descriptions name the exceptions (seed, loss-scale floor, crop area)."
 )
 # Every section of the config whose settings are declared in one or more classes, with its
 # description. training (defaults and runs, both TrainingRun) and benchmark (train, infer)

@@ -212,8 +212,8 @@ class TrainingRun(Section):
         "float16 loss scaling. none trains with float32 master weights and no scale; a"
         " number is a static scale; dynamic halves it on overflow (skipping that step) and"
         " doubles it after 2000 clean steps. float32 never scales.",
-        original="fit.py L266-270, the complete optimizer params: multi_precision SGD, no"
-        " loss scaling of any kind",
+        original="fit.py L266-270, L273-275, the complete optimizer params: multi_precision"
+        " SGD with momentum, no loss scaling of any kind",
         affects=RESULT,
         choices=LOSS_SCALES,
         exclusive_minimum=0,
@@ -312,8 +312,8 @@ class Network(Section):
         "Image layout per dtype. NCHW, or NHWC (channels last, input padded to 4 channels"
         " with zeros, BatchNorm on axis 3, NHWC pooling) as the original trained float16."
         " Checkpoints are written in NCHW whatever the layout.",
-        original="runner L69-74 (the NHWC flags for float16 only), data.py L64-77 (float32"
-        " in NCHW)",
+        original="runner L69-74 (the NHWC flags for float16 only), runner L41-42, L66 and"
+        " dali.py L112 (float16 input padded to 4 channels), data.py L64-77 (float32 in NCHW)",
         affects=RESULT,
         choices=LAYOUTS,
         keys=DTYPES,
@@ -332,7 +332,7 @@ class Network(Section):
 
     @property
     def model_name(self):
-        """The original benchmark.py's model name: resnet50_v1.5."""
+        """The network's name with its version (resnet50_v1.5), as ONNX metadata names it."""
         return f"resnet{self.depth}_v{self.version}"
 
 
