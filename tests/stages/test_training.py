@@ -8,7 +8,7 @@ import numpy
 import pytest
 from helpers.tiny import TINY_SETTINGS, tiny_job
 
-from resnet_recipe.training import checkpoints, loop
+from resnet_recipe.training import checkpoints, epochs, loop
 from resnet_recipe.training import run as training
 
 
@@ -57,23 +57,23 @@ def test_a_rerun_resumes_after_the_newest_checkpoint(tiny_data, tmp_path, monkey
     epoch 3 alone."""
     saved = []
 
-    def recorded_save(state_dir, epoch, *args, **kwargs):
-        original_save(state_dir, epoch, *args, **kwargs)
-        saved.append(epoch)
+    def recorded_save(state_dir, position, *args, **kwargs):
+        original_save(state_dir, position, *args, **kwargs)
+        saved.append(position[0])
 
-    def crash_after_second_epoch(state_dir, epoch, *args, **kwargs):
-        recorded_save(state_dir, epoch, *args, **kwargs)
-        if epoch == 2:
+    def crash_after_second_epoch(state_dir, position, *args, **kwargs):
+        recorded_save(state_dir, position, *args, **kwargs)
+        if position == (2, 0):
             raise KeyboardInterrupt("killed after epoch 2")
 
-    original_save = checkpoints.save_epoch
-    monkeypatch.setattr(checkpoints, "save_epoch", crash_after_second_epoch)
+    original_save = checkpoints.save_position
+    monkeypatch.setattr(checkpoints, "save_position", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_data, tmp_path)
     assert not (tmp_path / "run").exists()
     assert epochs_in_state(tmp_path) == saved == [1, 2]
     saved.clear()
-    monkeypatch.setattr(checkpoints, "save_epoch", recorded_save)
+    monkeypatch.setattr(checkpoints, "save_position", recorded_save)
     with caplog.at_level(logging.INFO, logger="resnet_recipe"):
         out = run_training(tiny_data, tmp_path)
     assert "resuming after epoch 2" in caplog.text
@@ -97,7 +97,12 @@ def epochs_in_state(tmp_path):
     """The epochs of the resumable state under state/ (one settings digest at most)."""
     state_dirs = list((tmp_path / "state").glob("*"))
     assert len(state_dirs) <= 1
-    return [epoch for path in state_dirs for epoch, _ in checkpoints._epochs(str(path))]
+    return [
+        epoch
+        for path in state_dirs
+        for (epoch, iterations), _ in checkpoints._positions(str(path))
+        if not iterations
+    ]
 
 
 def test_a_diverging_run_stops_in_its_first_epoch_and_writes_nothing(tiny_data, tmp_path):
@@ -162,5 +167,5 @@ def test_exports_every_n_epochs_and_the_last(tiny_data, tmp_path):
     (state_dir,) = (tmp_path / "state").iterdir()
     exported = state_dir / "exports" / "epoch-0002" / "model-0002.params"
     assert (out / "model-0002.params").stat().st_ino == exported.stat().st_ino
-    assert loop.exported_after(3, TINY_SETTINGS.replace(export_every=0))
-    assert not loop.exported_after(2, TINY_SETTINGS.replace(export_every=0))
+    assert epochs.exported_after(3, TINY_SETTINGS.replace(export_every=0))
+    assert not epochs.exported_after(2, TINY_SETTINGS.replace(export_every=0))

@@ -13,7 +13,7 @@ def test_the_resumable_state_ignores_speed_and_presentation_settings(tiny_data):
     indexes = (tiny_data["train_idx"], tiny_data["val_idx"])
 
     def digest(run=TINY_SETTINGS, pipeline=TINY_PIPELINE):
-        return loop.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
+        return checkpoints.state_digest(run, TINY_NETWORK, pipeline, indexes, classes=3)
 
     faster = TINY_PIPELINE.replace(
         dali_threads=4, dali_val_threads=4, prefetch_queue_depth=3, nvjpeg_padding_mb=16
@@ -46,7 +46,7 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
             value = loss(net(data), label)
         value.backward()
         recipe.update_parameters(trainer, iteration, 4, scaler)
-    checkpoints.save_epoch(str(tmp_path), 1, net, trainer, {"note": "x"})
+    checkpoints.save_position(str(tmp_path), (1, 0), net, trainer, {"note": "x"})
 
     restored_net, restored_trainer = build()
     state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
@@ -98,10 +98,12 @@ def test_a_resume_loads_the_newest_of_the_kept_epochs(tmp_path):
     saved = {}
     for epoch in (1, 2, 3):
         net.weight.set_data(mx.nd.full((2, 3), float(epoch)))
-        checkpoints.save_epoch(str(tmp_path), epoch, net, trainer, {"trained": epoch}, keep=2)
+        checkpoints.save_position(
+            str(tmp_path), (epoch, 0), net, trainer, {"trained": epoch}, keep=2
+        )
         saved[epoch] = net.weight.data().asnumpy()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["epoch-0002", "epoch-0003"]
-    assert checkpoints.latest_epoch(str(tmp_path)) == 3
+    assert checkpoints.latest_position(str(tmp_path)) == (3, 0)
 
     restored_net, restored_trainer = build()
     state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)

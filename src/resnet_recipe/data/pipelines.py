@@ -81,6 +81,9 @@ class Stream:
     # context): a distributed worker reads only its part of the records.
     first_shard: int = 0
     total_shards: int | None = None
+    # Shards every pipeline starts further on (modulo shards): a training pipeline built
+    # for one epoch starts where one pipeline running from the first epoch would be.
+    shard_offset: int = 0
 
     @property
     def shards(self):
@@ -206,7 +209,7 @@ def dali_pipeline(stream, shard_id):
     first_shard + shard_id of the stream's shards (over all workers)."""
     settings = stream.settings
     where = placement(settings.backend, stream.contexts[shard_id])
-    shard_id += stream.first_shard
+    shard_id = (shard_id + stream.first_shard + stream.shard_offset) % stream.shards
     training = stream.kind == "train"
     pipe = Pipeline(
         batch_size=stream.batch_per_device,

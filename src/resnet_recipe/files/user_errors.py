@@ -65,10 +65,16 @@ def debugging():
 def one_line_errors(program, log=None):
     """Run an entry point's block: a user error ends the process with status 2 and its
     message as one line on stderr, also logged to `log` (a logger writing the stage's
-    log file) so that the log ends with it. Other exceptions pass unchanged."""
+    log file) so that the log ends with it. An exception with an `exit_status` (a training
+    run stopped to be resumed) is no error: the process ends with that status. Other
+    exceptions pass unchanged."""
     try:
         yield
     except Exception as error:
+        exit_status = getattr(error, "exit_status", None)
+        if exit_status is not None:
+            print(f"{program}: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(exit_status) from None
         message = user_message(error)
         if message is None or debugging():
             raise

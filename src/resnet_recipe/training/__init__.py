@@ -1,9 +1,12 @@
 """Training runs: the loop, its resumable state, and runs across several nodes.
 
-job.py          TrainingJob: one run's inputs, outputs and settings, as a typed object
-run.py          train(job): here, or through the launcher on settings.nodes workers
-loop.py         the data-parallel training loop (train_here), validated every epoch
-checkpoints.py  per-epoch resumable state and the exported model-NNNN.params
-distributed.py  a worker's place in a run on MXNet's distributed kvstore
-launcher.py     starting and watching the scheduler, servers and workers (local, srun)
+job.py             TrainingJob: one run's inputs, outputs and settings, as a typed object
+run.py             train(job): here, or through the launcher on settings.nodes workers
+loop.py            the data-parallel training loop (train_here), validated every epoch
+epochs.py          a run's epochs, each from its own input pipeline; resume and save states
+epoch_progress.py  how far an epoch got (its metric sums), to save inside it and resume
+interruption.py    stop signals, states by time, the "stopped to be resumed" exit status
+checkpoints.py     resumable state of each position and the exported model-NNNN.params
+distributed.py     a worker's place in a run on MXNet's distributed kvstore
+launcher.py        starting and watching the scheduler, servers and workers (local, srun)
 """

@@ -1,5 +1,7 @@
-"""Resumable training state: one complete folder per finished epoch, and the exported
-models (model-NNNN.params) of the epochs training.export_every picks.
+"""Resumable training state: one complete folder per position (a finished epoch,
+epoch-NNNN, or a place inside an epoch, epoch-NNNN-iteration-IIIIII after I iterations of
+epoch N), and the exported models (model-NNNN.params) of the epochs training.export_every
+picks. Positions order as (epochs finished, iterations into the next one).
 
 The state lives outside the workflow's declared outputs (a failed job keeps it) in a
 folder named after a digest of every setting that shapes the result, so a changed setting
@@ -23,10 +25,12 @@ import shutil
 
 from resnet_recipe.files.atomic_files import atomic_directory
 from resnet_recipe.model import network
+from resnet_recipe.workflow_support.declaration import RESULT, names_affecting
 
 log = logging.getLogger(__name__)
 
 EPOCH_FOLDER = re.compile(r"^epoch-(\d{4,})$")
+POSITION_FOLDER = re.compile(r"^epoch-(\d{4,})(?:-iteration-(\d{6,}))?$")
 STATE_FILE = "state.json"
 PARAMS_FILE = "net.params"
 OPTIMIZER_FILE = "optimizer.states"
@@ -40,6 +44,31 @@ def settings_digest(*settings):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
+    """Digest of everything that shapes a run's result: the run, network and input settings
+    whose declarations say they affect the result (not those of speed, logging or which
+    epochs are exported), the packed splits' indexes and the classes."""
+    return settings_digest(
+        result_settings(settings),
+        result_settings(network_settings),
+        result_settings(pipeline_settings),
+        *(record_identity(idx) for idx in indexes),
+        classes,
+    )
+
+
+def result_settings(section):
+    """{name: value} of the settings of `section` that affect a run's result."""
+    config = section.to_config()
+    return {name: config[name] for name in names_affecting(section, RESULT)}
+
+
+def record_identity(idx_path):
+    """What identifies a packed split cheaply: a digest of its index (record offsets)."""
+    with open(idx_path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
 def run_state_dir(state_root, digest):
     """The state folder of one setting; siblings hold states of other settings."""
     path = os.path.join(state_root, digest)
@@ -49,38 +78,48 @@ def run_state_dir(state_root, digest):
     return path
 
 
-def save_epoch(state_dir, epoch, net, trainer, state, keep=2):
+def position_folder(position):
+    """The folder name of position (epochs finished, iterations into the next epoch)."""
+    epochs, iterations = position
+    if iterations == 0:
+        return f"epoch-{epochs:04d}"
+    return f"epoch-{epochs + 1:04d}-iteration-{iterations:06d}"
+
+
+def save_position(state_dir, position, net, trainer, state, keep=2):
     """Write parameters, optimizer state (momentum, update count, lr schedule) and `state`
-    (a JSON-serialisable dict) for a finished epoch; keep only the newest `keep` epochs."""
-    with atomic_directory(os.path.join(state_dir, f"epoch-{epoch:04d}")) as folder:
+    (a JSON-serialisable dict) at `position` (epochs finished, iterations into the next);
+    keep only the newest `keep` positions."""
+    with atomic_directory(os.path.join(state_dir, position_folder(position))) as folder:
         net.save_parameters(os.path.join(folder, PARAMS_FILE))
         trainer.save_states(os.path.join(folder, OPTIMIZER_FILE))
         with open(os.path.join(folder, STATE_FILE), "w") as handle:
-            json.dump({**state, "epoch": epoch}, handle, indent=1)
-    for old_epoch, path in _epochs(state_dir)[:-keep]:
-        log.info("removing the state of epoch %d", old_epoch)
+            json.dump({**state, "epoch": position[0]}, handle, indent=1)
+    for old_position, path in _positions(state_dir)[:-keep]:
+        log.info("removing the state of %s", position_folder(old_position))
         shutil.rmtree(path, ignore_errors=True)
 
 
 def load_latest(state_dir, net, trainer, contexts):
-    """Restore the newest complete epoch into net and trainer; return its state dict,
+    """Restore the newest complete position into net and trainer; return its state dict,
     or None when there is nothing to resume."""
-    epochs = _epochs(state_dir)
-    if not epochs:
+    positions = _positions(state_dir)
+    if not positions:
         return None
-    epoch, folder = epochs[-1]
+    (epoch, iterations), folder = positions[-1]
     net.load_parameters(os.path.join(folder, PARAMS_FILE), ctx=contexts)
     trainer.load_states(os.path.join(folder, OPTIMIZER_FILE))
     with open(os.path.join(folder, STATE_FILE)) as handle:
         state = json.load(handle)
-    log.info("resuming after epoch %d from %s", epoch, folder)
+    where = f"epoch {epoch}" if not iterations else f"iteration {iterations} of epoch {epoch + 1}"
+    log.info("resuming after %s from %s", where, folder)
     return state
 
 
-def latest_epoch(state_dir):
-    """The newest complete epoch under state_dir, 0 when there is none."""
-    epochs = _epochs(state_dir)
-    return epochs[-1][0] if epochs else 0
+def latest_position(state_dir):
+    """The newest complete position under state_dir, (0, 0) when there is none."""
+    positions = _positions(state_dir)
+    return positions[-1][0] if positions else (0, 0)
 
 
 def save_export(state_dir, epoch, net, trainer):
@@ -123,6 +162,18 @@ def _epochs(state_dir):
         match = EPOCH_FOLDER.match(name)
         if match:
             found.append((int(match.group(1)), os.path.join(state_dir, name)))
+    return sorted(found)
+
+
+def _positions(state_dir):
+    """((epochs, iterations), folder) of every complete position folder, oldest first."""
+    found = []
+    for name in _listdir(state_dir):
+        match = POSITION_FOLDER.match(name)
+        if match:
+            epoch, iterations = int(match.group(1)), int(match.group(2) or 0)
+            position = (epoch - 1, iterations) if iterations else (epoch, 0)
+            found.append((position, os.path.join(state_dir, name)))
     return sorted(found)
 
 

@@ -15,7 +15,6 @@ that keeps overflowing at its floor. The check reads the device only where the l
 for it anyway (log lines, the end of an epoch).
 """
 
-import hashlib
 import json
 import logging
 import math
@@ -31,9 +30,9 @@ from resnet_recipe.files.atomic_files import atomic_directory
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
-from resnet_recipe.training import checkpoints, distributed
+from resnet_recipe.training import checkpoints, distributed, epochs, interruption
+from resnet_recipe.training.epoch_progress import EpochProgress, skip_batches
 from resnet_recipe.workflow_support import devices, results
-from resnet_recipe.workflow_support.declaration import RESULT, names_affecting
 from resnet_recipe.workflow_support.progress import format_duration
 
 log = logging.getLogger(__name__)
@@ -41,17 +40,18 @@ log = logging.getLogger(__name__)
 
 def train_here(job):
     """Train one run (a TrainingJob) in this process and write its model, metrics.jsonl and
-    report.json into job.out_dir. Resumes from the newest complete epoch under
-    job.state_root that was made with the same settings and data. In a worker of a run over
+    report.json into job.out_dir. Resumes from the newest position under job.state_root
+    that was made with the same settings and data. A stop signal ends it with RunStopped
+    after the state of its position is written (interruption.py). In a worker of a run over
     several nodes (training.launcher), joins the others through the distributed kvstore."""
     settings, network_settings = job.settings, job.network_settings
     classes = len(read_classes(job.classes_tsv))
-    digest = state_digest(
+    digest = checkpoints.state_digest(
         settings, network_settings, job.pipeline_settings, (job.train_idx, job.val_idx), classes
     )
     state_dir = checkpoints.run_state_dir(job.state_root, digest)
     train_records = pipelines.count_records(job.train_rec, job.train_idx)
-    with devices.acquire_gpus(settings.gpus, job.lock_dir):
+    with interruption.StopSignals() as signals, devices.acquire_gpus(settings.gpus, job.lock_dir):
         contexts = devices.contexts(settings.gpus, settings.cpu_contexts)
         precision.require_dtype_supported(settings.dtype, contexts)
         membership = distributed.join(settings)
@@ -66,13 +66,12 @@ def train_here(job):
         loop = TrainingLoop(
             contexts, classes, train_records, settings, network_settings, job.run, membership
         )
-        resume(loop, state_dir)
-        if loop.epoch < settings.epochs:
-            splits = ((job.train_rec, job.train_idx), (job.val_rec, job.val_idx))
-            data = open_data(loop, job.pipeline_settings, network_settings, *splits)
-        while loop.epoch < settings.epochs:
-            loop.run_epoch(*data)
-            save_state(loop, state_dir)
+        loop.positions = interruption.Positions(
+            signals, settings.state_every_minutes, membership, settings.log_interval
+        )
+        loop.save_position = lambda progress: epochs.save_state(loop, state_dir, progress)
+        epochs.resume(loop, state_dir)
+        epochs.train_epochs(loop, job, state_dir)
         # Every worker enters: the BN statistics of the export are averaged over all.
         with membership.statistics_of_all_workers(loop.net):
             if membership.writes_outputs:
@@ -80,89 +79,9 @@ def train_here(job):
     return job.out_dir
 
 
-def resume(loop, state_dir):
-    """Restore into loop the newest complete epoch under state_dir, if any. Every worker
-    must resume after the same epoch: checked before any of them touches the kvstore's
-    parameters (loading the optimizer state does)."""
-    latest = checkpoints.latest_epoch(state_dir)
-    loop.membership.require_same("the epoch to resume after", latest)
-    loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts))
-
-
-def save_state(loop, state_dir):
-    """The state after loop's epoch, and its export when one is due, from the first worker
-    (with the BN statistics of all workers' devices; every worker calls this)."""
-    with loop.membership.statistics_of_all_workers(loop.net):
-        if not loop.membership.writes_outputs:
-            return
-        # The export first: a crash between the two repeats the epoch and its export.
-        if exported_after(loop.epoch, loop.settings):
-            checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
-        checkpoints.save_epoch(state_dir, loop.epoch, loop.net, loop.trainer, loop.state())
-
-
-def state_digest(settings, network_settings, pipeline_settings, indexes, classes):
-    """Digest of everything that shapes a run's result: the run, network and input settings
-    whose declarations say they affect the result (not those of speed, logging or which
-    epochs are exported), the packed splits' indexes and the classes."""
-    return checkpoints.settings_digest(
-        result_settings(settings),
-        result_settings(network_settings),
-        result_settings(pipeline_settings),
-        *(record_identity(idx) for idx in indexes),
-        classes,
-    )
-
-
-def result_settings(section):
-    """{name: value} of the settings of `section` that affect a run's result."""
-    config = section.to_config()
-    return {name: config[name] for name in names_affecting(section, RESULT)}
-
-
-def exported_after(epoch, run):
-    """Whether model-NNNN.params of `epoch` is exported: every run.export_every epochs
-    (0: none) and always the last epoch."""
-    every = run.export_every
-    return epoch == run.epochs or (every > 0 and epoch % every == 0)
-
-
 class TrainingDiverged(UserError):
     """A run's loss or gradients stopped being finite (or a dynamic loss scale kept
     overflowing at its floor): continuing would only produce a model of NaN."""
-
-
-def open_data(loop, pipeline_settings, network_settings, train, val):
-    """Training and validation batches of loop's run from the (rec, idx) pairs `train` and
-    `val`, in the network's layout, from this worker's shards. The training order is
-    seeded by the run's seed and the epoch it starts after, so a restarted run draws a
-    fresh, reproducible order; every worker runs the loop's iterations per epoch whatever
-    the size of its shard."""
-    run = loop.settings
-    first_shard, total_shards = distributed.shard_plan(loop.membership, len(loop.contexts))
-    common = dict(
-        batch_per_device=run.batch_per_device,
-        settings=pipeline_settings,
-        dtype=run.dtype,
-        layout=network_settings.layout_for(run.dtype),
-        num_classes=loop.classes,
-        first_shard=first_shard,
-        total_shards=total_shards,
-    )
-    train_data = pipelines.train_batches(
-        *train,
-        loop.contexts,
-        seed=run.seed * 1000 + loop.epoch,
-        iterations=loop.iterations_per_epoch,
-        **common,
-    )
-    return train_data, pipelines.val_batches(*val, loop.contexts, **common)
-
-
-def record_identity(idx_path):
-    """What identifies a packed split cheaply: a digest of its index (record offsets)."""
-    with open(idx_path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
 
 
 class TrainingLoop:
@@ -222,6 +141,12 @@ class TrainingLoop:
         )
         # 1 while every gradient since the last check was finite (see check_finite).
         self.finite_flag = mx.nd.ones(1, ctx=contexts[0])
+        # When and how to write the state of a position inside an epoch (train_here sets
+        # both; without them the loop never stops or saves inside an epoch).
+        self.positions = None  # an interruption.Positions
+        self.save_position = None  # called with the EpochProgress to save
+        # The progress of a restored position inside the next epoch (restore).
+        self.resumed = None
 
     def restore(self, state):
         """Continue after the epoch saved in `state` (None: start afresh)."""
@@ -231,9 +156,12 @@ class TrainingLoop:
         self.history = state["history"]
         self.elapsed = state["elapsed"]
         self.loss_scaler.load_state_dict(state["loss_scaler"])
+        partial = state.get("partial_epoch")
+        if partial:
+            self.resumed = EpochProgress.from_state(partial, self.contexts, self.membership)
 
     def state(self):
-        """What checkpoints.save_epoch stores beside parameters and optimizer state."""
+        """What checkpoints.save_position stores beside parameters and optimizer state."""
         return {
             "history": self.history,
             "elapsed": self.elapsed,
@@ -241,10 +169,13 @@ class TrainingLoop:
         }
 
     def run_epoch(self, train_data, val_data):
-        """Train one epoch, validate, and append the epoch's metrics to history."""
-        started = time.monotonic()
+        """Train one epoch (the rest of it after a resumed position), validate, and append
+        the epoch's metrics to history."""
+        # Seconds of this epoch in the attempts before a resumed position.
+        before = self.resumed.seconds if self.resumed else 0.0
+        started = time.monotonic() - before
         if self.last_epoch_end is not None:
-            self.between_epochs = started - self.last_epoch_end
+            self.between_epochs = time.monotonic() - self.last_epoch_end
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
@@ -290,40 +221,37 @@ class TrainingLoop:
         return {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
 
     def train_one_epoch(self, train_data):
-        """SGD over one epoch. Metrics and the finiteness check accumulate on the devices
-        and reach the host only at log lines and at the end, so the loop never waits for
-        the GPU otherwise."""
-        loss_sum = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
-        correct = [mx.nd.zeros(1, ctx=ctx) for ctx in self.contexts]
+        """SGD over one epoch, or over its rest after a resumed position (whose batches the
+        epoch's pipeline runs through first without training). Metrics and the finiteness
+        check accumulate on the devices and reach the host only at log lines, saved
+        positions and the end, so the loop never waits for the GPU otherwise."""
+        progress = self.resumed or EpochProgress(self.contexts, self.loss_scaler.skipped_steps)
+        self.resumed = None
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
         interval = self.settings.log_interval
-        started = last_log = time.monotonic()
-        last_logged_batch = 0
+        started = last_log = time.monotonic() - progress.seconds
+        last_logged_batch = progress.batches
         first_log = None  # (time, batch) of the epoch's first log line
         lr = None
-        skipped_before = self.loss_scaler.skipped_steps
         self.finite_flag[:] = 1
-        for batch_index, device_batches in enumerate(train_data, 1):
+        batches = iter(train_data)
+        skip_batches(batches, progress.batches, self.epoch)
+        for batch_index, device_batches in enumerate(batches, progress.batches + 1):
             outputs, losses = self.step(device_batches, first_iteration + batch_index - 1)
             lr = self.trainer.learning_rate
-            for i, (output, loss, batch) in enumerate(
-                zip(outputs, losses, device_batches, strict=True)
-            ):
-                loss_sum[i] += loss.sum()
-                correct[i] += evaluation.top_k_hits(output, batch.label, 1)
+            progress.add(outputs, losses, device_batches)
             if self.loss_scaler.dynamic:
                 # The dynamic scaler read the gradients on the host already.
                 self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
-                images = batch_index * self.local_batch  # this worker's loss so far
-                seen_loss = sum(value.asscalar() for value in loss_sum) / images
+                seen_loss = progress.mean_loss(self.local_batch)  # this worker's so far
                 self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 # The interval's rate counts finished work only: wait for its last update
                 # (only here, at a log line) before reading the clock.
                 mx.nd.waitall()
                 now = time.monotonic()
-                batches = batch_index - last_logged_batch
-                rate = batches * self.global_batch / max(now - last_log, 1e-9)
+                batches_done = batch_index - last_logged_batch
+                rate = batches_done * self.global_batch / max(now - last_log, 1e-9)
                 last_log, last_logged_batch = now, batch_index
                 if first_log is None:
                     first_log = (now, batch_index)
@@ -331,10 +259,12 @@ class TrainingLoop:
                     steady = (now - first_log[0]) / (batch_index - first_log[1])
                     self.steady_per_batch = steady
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
+            if self.positions is not None and batch_index < self.iterations_per_epoch:
+                progress.seconds = time.monotonic() - started
+                self.take_position(progress, last_logged_batch, lr)
         images = self.iterations_per_epoch * self.global_batch
         total_loss, total_correct = self.membership.sum_over_workers(
-            "training",
-            [sum(value.asscalar() for value in loss_sum), sum(v.asscalar() for v in correct)],
+            "training", progress.host_sums()
         )
         return {
             "train_loss": total_loss / images,
@@ -342,8 +272,29 @@ class TrainingLoop:
             "lr": lr,
             "loss_scale": self.loss_scaler.scale,
             # Updates a dynamic loss scaler skipped for overflow (float16) this epoch.
-            "skipped_steps": self.loss_scaler.skipped_steps - skipped_before,
+            "skipped_steps": self.loss_scaler.skipped_steps - progress.skipped_before,
         }
+
+    def take_position(self, progress, last_checked, lr):
+        """After an iteration: write the state of this position when a signal or the time
+        asks for it (never of a diverged run), and stop when a signal asked."""
+        stop, save = self.positions.due(progress.batches)
+        if not save:
+            return
+        started = time.monotonic()
+        loss = progress.mean_loss(self.local_batch)
+        self.check_finite(loss, last_checked, progress.batches, lr)
+        self.save_position(progress)
+        seconds = time.monotonic() - started
+        self.positions.written()
+        if stop:
+            message = interruption.stop_message(self.epoch, progress.batches, stop, seconds)
+            log.info(message)
+            raise interruption.RunStopped(message)
+        log.info(
+            "state of epoch %d iteration %d saved in %.1f s",
+            *(self.epoch, progress.batches, seconds),
+        )
 
     def check_finite(self, loss, last_checked, batch_index, lr):
         """Stop when the loss so far in the epoch, or a gradient since the last check, is
@@ -484,7 +435,7 @@ def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
     if loop.epoch not in checkpoints.exported_epochs(state_dir):
         # The state was finished before its last export was written (or lost it).
         checkpoints.save_export(state_dir, loop.epoch, loop.net, loop.trainer)
-    wanted = [e for e in range(1, loop.epoch + 1) if exported_after(e, loop.settings)]
+    wanted = [e for e in range(1, loop.epoch + 1) if epochs.exported_after(e, loop.settings)]
     missing = sorted(set(wanted) - set(checkpoints.exported_epochs(state_dir)))
     if missing:
         log.warning(

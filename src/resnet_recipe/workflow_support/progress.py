@@ -74,14 +74,15 @@ def stage_log(log_path, logger_name, stage):
     """Run a stage's block with the package's log going to log_path. A user error ends the
     log and stderr with its one line and exits with status 2 (files.user_errors); any other
     failure's traceback is written to the log too, so the stage log alone tells what went
-    wrong."""
+    wrong. A training run stopped to be resumed exits with its own status, without one."""
     setup_logging(log_path)
     log = logging.getLogger(logger_name)
     with one_line_errors(stage, log):
         try:
             yield
         except BaseException as error:
-            if user_message(error) is None or debugging():
+            stopped = getattr(error, "exit_status", None) is not None  # to be resumed
+            if not stopped and (user_message(error) is None or debugging()):
                 log.exception("%s failed", stage)
             raise
 

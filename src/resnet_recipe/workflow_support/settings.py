@@ -254,6 +254,15 @@ class TrainingRun(Section):
         affects=LOGGING,
         minimum=1,
     )
+    state_every_minutes: float = setting(
+        30,
+        "Minutes of training after which the resumable state of the position inside an"
+        " epoch is written at the next iteration (besides every epoch's end and every stop"
+        " signal): at most this much work is lost to a kill without warning; 0: never.",
+        original="not in the original, which saved every epoch only",
+        affects=LOGGING,
+        minimum=0,
+    )
     export_every: int = setting(
         1,
         "Export model-NNNN.params into the run folder after every epoch divisible by this"

@@ -1,0 +1,108 @@
+"""Stopping and resuming a training run inside an epoch: a stop signal, or a kill without
+warning after a state written by time, and the run resumed to the same bytes as a run
+never interrupted (CPU, the same thread count in one process tree)."""
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import pytest
+from helpers.tiny import TINY_SETTINGS, tiny_job
+
+from resnet_recipe.training import checkpoints, interruption, loop
+from resnet_recipe.training import run as training
+
+# Two epochs of 6 iterations (48 images, batches of 8).
+SETTINGS = TINY_SETTINGS.replace(epochs=2)
+ITERATIONS = 12
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    """The run trained once without a stop: its run folder."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    training.train(tiny_job(tiny_data, folder, SETTINGS))
+    return folder / "run"
+
+
+def outputs(run_dir):
+    """{name: bytes} of the exported models, and the metrics less their timings."""
+    models = {path.name: path.read_bytes() for path in sorted(run_dir.glob("model-*"))}
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    timings = {"images_per_s", "epoch_seconds"}
+    return models, [{k: v for k, v in m.items() if k not in timings} for m in metrics]
+
+
+def positions_saved(folder):
+    (state_dir,) = (folder / "state").iterdir()
+    return [position for position, _ in checkpoints._positions(str(state_dir))]
+
+
+def signal_at(iteration, signum):
+    """A TrainingLoop.step that sends this process `signum` after global `iteration`."""
+    original = loop.TrainingLoop.step
+
+    def step(self, device_batches, global_iteration):
+        result = original(self, device_batches, global_iteration)
+        if global_iteration == iteration:
+            os.kill(os.getpid(), signum)
+        return result
+
+    return step
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
+    tiny_data, tmp_path, monkeypatch, caplog, uninterrupted, signum
+):
+    stop_after = random.randrange(ITERATIONS - 1)  # global iteration from 0, never the last
+    epoch, iteration = stop_after // 6 + 1, stop_after % 6 + 1
+    job = tiny_job(tiny_data, tmp_path, SETTINGS)
+    monkeypatch.setattr(loop.TrainingLoop, "step", signal_at(stop_after, signum))
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        with pytest.raises(interruption.RunStopped) as stopped:
+            training.train(job)
+    name = signal.Signals(signum).name
+    assert f"stopped at epoch {epoch} iteration {iteration} on {name}; state saved in" in str(
+        stopped.value
+    ), f"stopped after global iteration {stop_after}"
+    assert stopped.value.exit_status == interruption.STOPPED_TO_RESUME
+    assert not (tmp_path / "run").exists()
+    assert positions_saved(tmp_path)[-1] == (epoch - 1, iteration) or iteration == 6
+    assert signal.getsignal(signum) is not None  # the previous handler is back
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        training.train(job)
+    if iteration < 6:
+        assert f"resuming after iteration {iteration} of epoch {epoch}" in caplog.text
+        assert f"skipped the {iteration} batches of epoch {epoch}" in caplog.text
+    assert outputs(tmp_path / "run") == outputs(uninterrupted), f"stopped after {stop_after}"
+
+
+def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
+    tiny_data, tmp_path, caplog, uninterrupted
+):
+    """state_every_minutes 0.01 (0.6 s): states inside the epochs; SIGKILL once the first
+    is written, then the run again, in this process."""
+    job = tiny_job(tiny_data, tmp_path, SETTINGS.replace(state_every_minutes=0.01))
+    child = multiprocessing.get_context("spawn").Process(target=training.train, args=(job,))
+    child.start()
+    deadline = time.monotonic() + 120
+    while child.is_alive() and time.monotonic() < deadline:
+        states = list((tmp_path / "state").glob("*/epoch-*-iteration-*"))
+        if states:
+            break
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert states, "no state inside an epoch was written before the run ended"
+    assert not (tmp_path / "run").exists()
+    with caplog.at_level(logging.INFO, logger="resnet_recipe"):
+        training.train(job)
+    assert "resuming after iteration" in caplog.text
+    assert outputs(tmp_path / "run") == outputs(uninterrupted)
