@@ -80,7 +80,7 @@ def test_a_dot_in_a_run_name_matches_only_itself(workflow_dir):
 def test_the_workflow_checks_the_config_before_its_first_job(workflow_dir):
     """The preflight check runs on start (not in a dry-run, nor as a job): the demo passes
     it; a run asking for more GPUs than --resources allows stops the workflow before any
-    job."""
+    job (the first would be a data job)."""
     target = "results/lists/classes.tsv"
     process = run_snakemake(workflow_dir, "--cores", "1", target)
     assert "preflight: disk estimate under results/" in process.stderr
@@ -90,7 +90,7 @@ def test_the_workflow_checks_the_config_before_its_first_job(workflow_dir):
     write_config(workflow_dir / "gpus.yaml", config)
     process = run_snakemake(
         workflow_dir, "--cores", "1", "--resources", "gpu=1", "--configfile=gpus.yaml",
-        "results/lists/val.lst", check=False,
+        "results/score/cpu_fp32.json", check=False,
     )  # fmt: skip
     assert process.returncode != 0
     assert (
@@ -98,5 +98,5 @@ def test_the_workflow_checks_the_config_before_its_first_job(workflow_dir):
         in process.stderr
     ) or "training.runs.cpu_fp32.gpus is 2, but this machine has" in process.stderr
     assert not (workflow_dir / "results" / "lists" / "val.lst").exists()
-    dry = run_snakemake(workflow_dir, "-n", "--configfile=gpus.yaml", "results/lists/val.lst")
+    dry = run_snakemake(workflow_dir, "-n", "--configfile=gpus.yaml", "results/score/cpu_fp32.json")
     assert "preflight" not in dry.stderr

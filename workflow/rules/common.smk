@@ -249,13 +249,14 @@ def check_before_jobs():
     """The preflight check of the config (docs/operations.md), before the first job runs:
     Snakemake calls it on start when it has jobs to run, never in a dry-run, and it is no
     rule, so it never makes a job rerun. Under an executor that submits jobs (SLURM) the
-    GPUs of this machine do not count."""
+    GPUs of this machine do not count, nor when no job to run asks for GPUs."""
     gpu_limit = workflow.global_resources.get("gpu")
+    gpu_jobs = any(job.resources.get("gpu", 0) for job in workflow.dag.needrun_jobs())
     problems, notes = preflight(
         config,
         "results",
         getattr(gpu_limit, "value", gpu_limit),
-        submits=not workflow.local_exec,
+        submits=not workflow.local_exec or not gpu_jobs,
     )
     for line in notes + problems:
         print(f"preflight: {line}", file=sys.stderr)
