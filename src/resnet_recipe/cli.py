@@ -16,6 +16,7 @@ import typing
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
 
 from resnet_recipe.files.user_errors import DEBUG_VARIABLE, one_line_errors
+from resnet_recipe.workflow_support import preflight
 from resnet_recipe.workflow_support import settings as sections
 from resnet_recipe.workflow_support.progress import setup_logging
 
@@ -485,6 +486,7 @@ def _add_onnx(stages):
 
 
 STAGE_PARSERS = [
+    preflight.add_command,
     _add_demo_data,
     _add_make_list,
     _add_pack,

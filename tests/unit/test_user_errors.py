@@ -30,6 +30,7 @@ def test_a_user_error_is_one_line_and_status_2(capsys, monkeypatch):
     monkeypatch.delenv("RESNET_RECIPE_DEBUG", raising=False)
     log, kept = logging.getLogger("test_user_errors.stage"), Kept()
     log.addHandler(kept)
+    log.propagate = False  # root's handlers are other tests' (setup_logging), maybe closed
     code, err = stop(UserError("training.epochs: expected an integer,\nnot 'x'"), capsys, log)
     log.removeHandler(kept)
     assert (code, err) == (2, "stage: error: training.epochs: expected an integer,; not 'x'\n")

@@ -75,3 +75,28 @@ def test_a_dot_in_a_run_name_matches_only_itself(workflow_dir):
     )
     assert look_alike.returncode != 0
     assert "MissingRuleException" in look_alike.stdout + look_alike.stderr
+
+
+def test_the_workflow_checks_the_config_before_its_first_job(workflow_dir):
+    """The preflight check runs on start (not in a dry-run, nor as a job): the demo passes
+    it; a run asking for more GPUs than --resources allows stops the workflow before any
+    job (the first would be a data job)."""
+    target = "results/lists/classes.tsv"
+    process = run_snakemake(workflow_dir, "--cores", "1", target)
+    assert "preflight: disk estimate under results/" in process.stderr
+    assert "preflight: -" not in process.stderr  # no problem
+    config = demo_config()
+    config["training"]["runs"]["cpu_fp32"]["gpus"] = 2
+    write_config(workflow_dir / "gpus.yaml", config)
+    process = run_snakemake(
+        workflow_dir, "--cores", "1", "--resources", "gpu=1", "--configfile=gpus.yaml",
+        "results/score/cpu_fp32.json", check=False,
+    )  # fmt: skip
+    assert process.returncode != 0
+    assert (
+        "preflight: training.runs.cpu_fp32.gpus is 2, but --resources gpu=1 allows 1 GPU"
+        in process.stderr
+    ) or "training.runs.cpu_fp32.gpus is 2, but this machine has" in process.stderr
+    assert not (workflow_dir / "results" / "lists" / "val.lst").exists()
+    dry = run_snakemake(workflow_dir, "-n", "--configfile=gpus.yaml", "results/score/cpu_fp32.json")
+    assert "preflight" not in dry.stderr

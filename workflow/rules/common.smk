@@ -18,6 +18,8 @@ os.environ.update(
 import resnet_recipe
 from resnet_recipe.workflow_support.code_digest import code_digests
 from resnet_recipe.data.listing import cached_tree_fingerprint, class_folders
+from resnet_recipe.workflow_support.preflight import preflight
+from snakemake.exceptions import WorkflowError
 from resnet_recipe.workflow_support.declaration import (
     MEASURES_SPEED,
     rerun_triggers,
@@ -241,3 +243,28 @@ def get_final_outputs():
         *expand("results/records/{split}.rec", split=SPLITS),
         *expand("results/onnx/{run}/model.onnx", run=EXPORTED_RUNS),
     ]
+
+
+def check_before_jobs():
+    """The preflight check of the config (docs/operations.md), before the first job runs:
+    Snakemake calls it on start when it has jobs to run, never in a dry-run, and it is no
+    rule, so it never makes a job rerun. Under an executor that submits jobs (SLURM) the
+    GPUs of this machine do not count, nor when no job to run asks for GPUs."""
+    gpu_limit = workflow.global_resources.get("gpu")
+    gpu_jobs = any(job.resources.get("gpu", 0) for job in workflow.dag.needrun_jobs())
+    problems, notes = preflight(
+        config,
+        "results",
+        getattr(gpu_limit, "value", gpu_limit),
+        submits=not workflow.local_exec or not gpu_jobs,
+    )
+    for line in notes + problems:
+        print(f"preflight: {line}", file=sys.stderr)
+    if problems:
+        raise WorkflowError(
+            f"preflight: {len(problems)} problem(s) with the config on this machine (above)"
+        )
+
+
+onstart:
+    check_before_jobs()

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from resnet_recipe.data.image_check import AS_IS, REENCODED, REJECTED, check_image
-from resnet_recipe.files.atomic_files import atomic_path
+from resnet_recipe.files.atomic_files import FULL_DISK_ERRNOS, atomic_path
 from resnet_recipe.files.part_files import PartFiles, RecordJoiner, remove_leftovers
 from resnet_recipe.files.recordio import (
     IMAGE_RECORD_HEADER,
@@ -42,7 +42,7 @@ from resnet_recipe.files.recordio import (
     image_record,
     write_pieces,
 )
-from resnet_recipe.files.user_errors import UserError
+from resnet_recipe.files.user_errors import UserError, user_message
 from resnet_recipe.workflow_support.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,11 @@ def worker_main(sender, parent, job, part, files):
         sender.send(("done", size))
     except BaseException as error:  # noqa: BLE001 - every failure goes to the parent
         text = traceback.format_exc()
+        if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS:
+            error = UserError(
+                f"{os.path.dirname(files.rec) or '.'}: {os.strerror(error.errno)} while packing "
+                "into it: free space (or raise the file-size limit) and run again"
+            )
         try:
             sender.send(("failed", error, text))
         except Exception:  # the error does not pickle: send its text alone
@@ -319,7 +324,8 @@ def run_workers(job, parts, files, tally, joiner):
                 elif message[0] == "done":
                     sizes[number] = message[1]
                 else:
-                    log.error("packing worker %d failed:\n%s", number, message[2])
+                    if user_message(message[1]) is None:  # a fault of the code: its traceback
+                        log.error("packing worker %d failed:\n%s", number, message[2])
                     raise message[1]
                 joiner.advance(sizes)
     finally:

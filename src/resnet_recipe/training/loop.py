@@ -117,6 +117,14 @@ class TrainingLoop:
         self.epoch = 0
         self.history = []  # one metrics dict per finished epoch
         self.elapsed = 0.0  # seconds spent training this run, over every attempt
+        # Measured times the run's ETA adds up: the last validation, the gap between two
+        # epochs (saving the state) and when the last epoch ended (None: not measured yet).
+        self.val_seconds = None
+        self.between_epochs = 0.0
+        self.last_epoch_end = None
+        # Seconds of a batch after an epoch's first log interval (which also pays for
+        # starting the epoch's input), as last measured.
+        self.steady_per_batch = None
 
         mx.random.seed(settings.seed)
         self.net = network.build(network_settings, classes, contexts, self.dtype)
@@ -166,11 +174,15 @@ class TrainingLoop:
         # Seconds of this epoch in the attempts before a resumed position.
         before = self.resumed.seconds if self.resumed else 0.0
         started = time.monotonic() - before
+        if self.last_epoch_end is not None:
+            self.between_epochs = time.monotonic() - self.last_epoch_end
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
         val_metrics = self.validate(val_data)
-        epoch_seconds = time.monotonic() - started
+        self.last_epoch_end = time.monotonic()
+        epoch_seconds = self.last_epoch_end - started
+        self.val_seconds = epoch_seconds - train_seconds
         self.elapsed += epoch_seconds
         metrics = {
             "epoch": self.epoch,
@@ -219,6 +231,7 @@ class TrainingLoop:
         interval = self.settings.log_interval
         started = last_log = time.monotonic() - progress.seconds
         last_logged_batch = progress.batches
+        first_log = None  # (time, batch) of the epoch's first log line
         lr = None
         self.finite_flag[:] = 1
         batches = iter(train_data)
@@ -231,12 +244,20 @@ class TrainingLoop:
                 # The dynamic scaler read the gradients on the host already.
                 self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
-                now = time.monotonic()
                 seen_loss = progress.mean_loss(self.local_batch)  # this worker's so far
                 self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
+                # The interval's rate counts finished work only: wait for its last update
+                # (only here, at a log line) before reading the clock.
+                mx.nd.waitall()
+                now = time.monotonic()
                 batches_done = batch_index - last_logged_batch
                 rate = batches_done * self.global_batch / max(now - last_log, 1e-9)
                 last_log, last_logged_batch = now, batch_index
+                if first_log is None:
+                    first_log = (now, batch_index)
+                elif batch_index > first_log[1]:
+                    steady = (now - first_log[0]) / (batch_index - first_log[1])
+                    self.steady_per_batch = steady
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
             if self.positions is not None and batch_index < self.iterations_per_epoch:
                 progress.seconds = time.monotonic() - started
@@ -356,12 +377,23 @@ class TrainingLoop:
         return outputs, losses
 
     def log_progress(self, batch_index, rate, loss, lr, seconds):
+        """A progress line. The ETAs run to the end of the last validation: this epoch's
+        batches left and the later epochs' at the rate measured after an epoch's first
+        log interval, validation and the gap between epochs as last measured; before any
+        of these was measured, at the rate of the batches so far (`seconds` over
+        `batch_index`). In the first epoch, before any validation was measured, they count
+        training only and say so."""
         per_batch = seconds / batch_index
-        left_in_epoch = (self.iterations_per_epoch - batch_index) * per_batch
+        validation = self.val_seconds or 0.0
+        left_batches = self.iterations_per_epoch - batch_index
+        left_in_epoch = left_batches * (self.steady_per_batch or per_batch) + validation
         epochs_after = self.settings.epochs - self.epoch
-        left_in_run = left_in_epoch + epochs_after * self.iterations_per_epoch * per_batch
+        training = self.iterations_per_epoch * (self.steady_per_batch or per_batch)
+        each_later = training + validation + self.between_epochs
+        left_in_run = left_in_epoch + epochs_after * each_later
         log.info(
-            "epoch %d/%d batch %d/%d | %.1f img/s | loss %.4f | lr %.5g | ETA epoch %s, run %s",
+            "epoch %d/%d batch %d/%d | %.1f img/s | loss %.4f | lr %.5g | ETA epoch %s, run %s"
+            " (%.1f s)%s",
             self.epoch,
             self.settings.epochs,
             batch_index,
@@ -371,6 +403,8 @@ class TrainingLoop:
             lr,
             format_duration(left_in_epoch),
             format_duration(left_in_run),
+            left_in_run,
+            "" if self.val_seconds is not None else " (training only)",
         )
 
 

@@ -1,0 +1,67 @@
+"""`resnet-recipe preflight` as a user runs it: on this machine, on a config with a bad key,
+and with its results folder on a real 1 MB file system (a tmpfs mounted for the test)."""
+
+import contextlib
+import subprocess
+import sys
+
+import yaml
+from helpers import REPO
+
+from resnet_recipe.workflow_support import devices
+
+
+def preflight(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_recipe", "preflight", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@contextlib.contextmanager
+def small_file_system(folder, size="1m"):
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
+def test_the_imagenet_config_on_this_machine():
+    process = preflight("--configfile", "config/config.yaml")
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert process.stdout.startswith("disk estimate under results/: records ~")
+    assert "exports ~55.3 GB, states ~2.5 GB" in process.stdout
+    if devices.count_gpus() < 8:
+        assert "preflight: training.runs.fp16_8gpu.gpus is 8, but this machine has" in (
+            process.stderr
+        )
+    assert process.stderr.splitlines()[-1].startswith("resnet-recipe: error: ")
+
+
+def test_the_demo_passes_but_not_on_a_full_disk(tmp_path):
+    process = preflight("--configfile", "config/demo.yaml")
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.splitlines()[-1] == "preflight: config/demo.yaml passes"
+    with small_file_system(tmp_path / "small") as small:
+        process = preflight("--configfile", "config/demo.yaml", "--results", small / "results")
+    assert process.returncode == 2
+    assert "preflight: results/ needs about 0.5 GB but its file system has 0.0 GB free" in (
+        process.stderr
+    )
+
+
+def test_a_bad_config_key_is_one_line(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    config["training"]["defaults"]["epoch"] = 3
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    process = preflight("--configfile", tmp_path / "bad.yaml")
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert process.stderr.splitlines() == [
+        f"resnet-recipe: error: {tmp_path / 'bad.yaml'}: training.defaults: Additional "
+        "properties are not allowed ('epoch' was unexpected)"
+    ]
