@@ -6,6 +6,7 @@
 - tiny: the tiny network, pipeline and run settings the training-path tests share, and
   a trained tiny run
 - result_files: result files written to the workflow's file contracts, for the report
+- file_systems: real small file systems (tmpfs) for the full-disk tests
 """
 
 from pathlib import Path

@@ -2,26 +2,16 @@
 tmpfs of a few kB, mounted for the test) stop with one line naming the folder, leave no
 output that looks complete, and the same command after space is freed makes them."""
 
-import contextlib
 import json
 import subprocess
 import sys
 
 import pytest
+from helpers.file_systems import mounted_tmpfs
 from helpers.images import tiny_image_bytes
 
 from resnet_recipe.files.atomic_files import write_json
 from resnet_recipe.files.user_errors import UserError
-
-
-@contextlib.contextmanager
-def mounted_tmpfs(folder, size):
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", folder], check=True)
 
 
 def resize(folder, size):

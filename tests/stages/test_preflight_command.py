@@ -1,12 +1,12 @@
 """`resnet-recipe preflight` as a user runs it: on this machine, on a config with a bad key,
 and with its results folder on a real 1 MB file system (a tmpfs mounted for the test)."""
 
-import contextlib
 import subprocess
 import sys
 
 import yaml
 from helpers import REPO
+from helpers.file_systems import mounted_tmpfs
 
 from resnet_recipe.workflow_support import devices
 
@@ -19,16 +19,6 @@ def preflight(*args, cwd=REPO):
         cwd=cwd,
         timeout=120,
     )
-
-
-@contextlib.contextmanager
-def small_file_system(folder, size="1m"):
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", folder], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", folder], check=True)
 
 
 def test_the_imagenet_config_on_this_machine():
@@ -47,7 +37,7 @@ def test_the_demo_passes_but_not_on_a_full_disk(tmp_path):
     process = preflight("--configfile", "config/demo.yaml")
     assert process.returncode == 0, process.stderr
     assert process.stdout.splitlines()[-1] == "preflight: config/demo.yaml passes"
-    with small_file_system(tmp_path / "small") as small:
+    with mounted_tmpfs(tmp_path / "small", "1m") as small:
         process = preflight("--configfile", "config/demo.yaml", "--results", small / "results")
     assert process.returncode == 2
     assert "preflight: results/ needs about 0.5 GB but its file system has 0.0 GB free" in (
