@@ -55,3 +55,24 @@ def test_a_bad_config_key_is_one_line(tmp_path):
         f"resnet-recipe: error: {tmp_path / 'bad.yaml'}: training.defaults: Additional "
         "properties are not allowed ('epoch' was unexpected)"
     ]
+
+
+def test_a_run_over_two_nodes_passes_here_but_not_submitted_from_a_local_disk(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    config["training"]["runs"]["two_workers"] = {"nodes": 2}
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(config))
+    # The local launcher starts both workers on this machine.
+    with mounted_tmpfs(tmp_path / "local", "2g") as local:
+        here = preflight("--configfile", tmp_path / "two.yaml", "--results", local / "results")
+        slurm = preflight(
+            "--configfile", tmp_path / "two.yaml", "--results", local / "results", "--slurm"
+        )
+    assert here.returncode == 0, here.stderr
+    assert slurm.returncode == 2
+    assert slurm.stderr.splitlines()[:2] == [
+        "preflight: distributed.interface is lo, but runs two_workers have workers on "
+        "different nodes, which lo cannot reach: set the cluster's internal interface",
+        "preflight: runs two_workers span nodes, but results/checkpoints is on a tmpfs file "
+        "system, which the nodes do not share: run from a working copy on a shared file "
+        "system (NFS, Lustre, GPFS, ...)",
+    ]

@@ -61,7 +61,7 @@ def test_too_few_gpus_an_old_driver_and_a_cpu_build():
     ]
 
 
-def test_a_full_disk_and_a_multi_node_run_off_a_shared_file_system():
+def test_a_full_disk_and_a_run_over_several_machines_off_a_shared_file_system():
     small = Facts(**{**V100_NODE.__dict__, "free_bytes": 100 * 10**9})
     assert check(IMAGENET, small)[0] == [
         "results/ needs about 204.8 GB but its file system has 100.0 GB free: free space, "
@@ -69,16 +69,27 @@ def test_a_full_disk_and_a_multi_node_run_off_a_shared_file_system():
     ]
     config = copy.deepcopy(IMAGENET)
     config["training"]["runs"]["fp16_8gpu"]["nodes"] = 2
-    config["distributed"]["interface"] = "ib0"
-    assert check(config, V100_NODE)[0] == [
-        "distributed.interface is ib0, which this machine does not have (it has lo, eth0): "
-        "set the cluster's internal interface",
+    # Submitted to a cluster that gives the run two machines.
+    cluster = Facts(**{**V100_NODE.__dict__, "submits": True, "spread_runs": ("fp16_8gpu",)})
+    assert check(config, cluster)[0] == [
+        "distributed.interface is lo, but runs fp16_8gpu have workers on different nodes, "
+        "which lo cannot reach: set the cluster's internal interface",
         "runs fp16_8gpu span nodes, but results/checkpoints is on a ext4 file system, which "
         "the nodes do not share: run from a working copy on a shared file system (NFS, "
         "Lustre, GPFS, ...)",
     ]
-    assert check(config, Facts(**{**V100_NODE.__dict__, "results_fs": "nfs4",
+    config["distributed"]["interface"] = "ib0"
+    assert check(config, cluster)[0][0] == (
+        "distributed.interface is ib0, which this machine does not have (it has lo, eth0): "
+        "set the cluster's internal interface"
+    )
+    assert check(config, Facts(**{**cluster.__dict__, "results_fs": "nfs4",
                                   "interfaces": ("lo", "ib0")}))[0] == []  # fmt: skip
+    # Locally, or on a cluster whose profile gives the run one node, every worker is on one
+    # machine: its own file system and lo serve.
+    config["distributed"]["interface"] = "lo"
+    assert check(config, V100_NODE)[0] == []
+    assert check(config, Facts(**{**cluster.__dict__, "spread_runs": ()}))[0] == []
 
 
 def test_the_demo_needs_no_gpu_but_dalis_plugin():

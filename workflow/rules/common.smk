@@ -249,14 +249,25 @@ def check_before_jobs():
     """The preflight check of the config (docs/operations.md), before the first job runs:
     Snakemake calls it on start when it has jobs to run, never in a dry-run, and it is no
     rule, so it never makes a job rerun. Under an executor that submits jobs (SLURM) the
-    GPUs of this machine do not count, nor when no job to run asks for GPUs."""
+    GPUs of this machine do not count, nor when no job to run asks for GPUs; a run's
+    workers sit on different machines only when its submitted job asks for several nodes
+    (a profile may set the train job's nodes)."""
     gpu_limit = workflow.global_resources.get("gpu")
-    gpu_jobs = any(job.resources.get("gpu", 0) for job in workflow.dag.needrun_jobs())
+    jobs = list(workflow.dag.needrun_jobs())
+    gpu_jobs = any(job.resources.get("gpu", 0) for job in jobs)
+    spread_runs = [
+        job.wildcards.run
+        for job in jobs
+        if not workflow.local_exec
+        and job.rule.name == "train"
+        and job.resources.get("nodes", 1) > 1
+    ]
     problems, notes = preflight(
         config,
         "results",
         getattr(gpu_limit, "value", gpu_limit),
         submits=not workflow.local_exec or not gpu_jobs,
+        spread_runs=spread_runs,
     )
     for line in notes + problems:
         print(f"preflight: {line}", file=sys.stderr)

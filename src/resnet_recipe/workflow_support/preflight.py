@@ -54,6 +54,9 @@ class Facts:
     interfaces: tuple = ()
     gpu_limit: int | None = None  # --resources gpu=N, when given
     submits: bool = False  # jobs run elsewhere (SLURM): this machine's GPUs do not count
+    # Runs of several nodes whose workers sit on different machines: submitted jobs that ask
+    # the cluster for several nodes. Locally, the launcher starts every worker here.
+    spread_runs: tuple = ()
 
 
 def check(config, facts):
@@ -158,14 +161,20 @@ def multi_node_problems(config, runs, facts):
         return []
     problems = []
     interface = config.get("distributed", {}).get("interface", "lo")
+    spread = [name for name in several if name in facts.spread_runs]
     if interface not in facts.interfaces:
         problems.append(
             f"distributed.interface is {interface}, which this machine does not have "
             f"(it has {', '.join(facts.interfaces)}): set the cluster's internal interface"
         )
-    if facts.results_fs not in SHARED_FILE_SYSTEMS:
+    elif spread and interface == "lo":
         problems.append(
-            f"runs {', '.join(several)} span nodes, but results/checkpoints is on a "
+            f"distributed.interface is lo, but runs {', '.join(spread)} have workers on "
+            "different nodes, which lo cannot reach: set the cluster's internal interface"
+        )
+    if spread and facts.results_fs not in SHARED_FILE_SYSTEMS:
+        problems.append(
+            f"runs {', '.join(spread)} span nodes, but results/checkpoints is on a "
             f"{facts.results_fs} file system, which the nodes do not share: run from a "
             "working copy on a shared file system (NFS, Lustre, GPFS, ...)"
         )
@@ -201,7 +210,7 @@ def disk_problems(estimate, facts):
     ]
 
 
-def gather_facts(config, results_dir="results", gpu_limit=None, submits=False):
+def gather_facts(config, results_dir="results", gpu_limit=None, submits=False, spread_runs=()):
     """The Facts of this machine for `config`: cheap (no MXNet import, no CUDA)."""
     build = next(
         (name for name in ("mxnet-cu112", "mxnet-cu102") if package_version([name])), "mxnet"
@@ -224,6 +233,7 @@ def gather_facts(config, results_dir="results", gpu_limit=None, submits=False):
         interfaces=tuple(name for _, name in socket.if_nameindex()),
         gpu_limit=gpu_limit,
         submits=submits,
+        spread_runs=tuple(spread_runs),
     )
 
 
@@ -283,9 +293,9 @@ def file_system_type(path):
     return best[1]
 
 
-def preflight(config, results_dir="results", gpu_limit=None, submits=False):
+def preflight(config, results_dir="results", gpu_limit=None, submits=False, spread_runs=()):
     """(problems, notes) of `config` on this machine."""
-    facts = gather_facts(config, results_dir, gpu_limit, submits)
+    facts = gather_facts(config, results_dir, gpu_limit, submits, spread_runs)
     problems, notes = check(config, facts)
     if not config["data"].get("demo") and facts.raw_bytes is None:
         problems.insert(
@@ -330,12 +340,23 @@ def add_command(stages):
     parser.add_argument("--configfile", required=True, help="the workflow config to check")
     parser.add_argument("--results", default="results", help="where the results will go")
     parser.add_argument("--gpus", type=int, help="GPUs Snakemake may use (--resources gpu=N)")
+    parser.add_argument(
+        "--slurm",
+        action="store_true",
+        help="the jobs go to SLURM (--profile profiles/slurm): this machine's GPUs do not "
+        "count, and runs of several nodes need a shared file system and network",
+    )
     parser.set_defaults(run=_run_command)
 
 
 def _run_command(args):
     config = read_checked_config(args.configfile)
-    problems, notes = preflight(config, args.results, args.gpus)
+    spread = (
+        [name for name in planned_runs(config) if run_settings(config, name).nodes > 1]
+        if args.slurm
+        else []
+    )
+    problems, notes = preflight(config, args.results, args.gpus, args.slurm, spread)
     for line in notes:
         print(line)
     for line in problems:
