@@ -160,8 +160,10 @@ def write_score(root, run, dtype, top1, top5, classes=1000):
 
 
 def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, depth=50, nodes=None):
-    """A training point as throughput.bench_train writes it (latency: the mean only);
-    nodes None: a point written before points had a node count."""
+    """A training point as throughput.bench_train writes it (latency: the mean only), its
+    epoch wall-time images/s 0.9 of its unwaited images/s; nodes None: a point written
+    before points had a node count."""
+    wall_images_per_s = 0.9 * images_per_s
     global_batch = batch * max(gpus, 1) * (nodes or 1)
     name = f"n{gpus}_b{batch}" + (f"_x{nodes}" if nodes else "")
     return write_result(
@@ -184,12 +186,18 @@ def write_bench_train(root, dtype, gpus, batch, images_per_s, image_size=224, de
             "warmup_epochs": 1,
             "num_examples": 12800,
             "settings": {"dtype": dtype, "loss_scale": "dynamic"},
-            "epoch_seconds": [2 * 5 * global_batch / images_per_s]
-            + [5 * global_batch / images_per_s] * 2,
+            "throughput_method": "unwaited batch ends",
+            "epoch_batch_seconds": [2 * global_batch / images_per_s]
+            + [global_batch / images_per_s] * 2,
             "epoch_images_per_s": [images_per_s * 0.5, images_per_s, images_per_s],
             "images_per_s": images_per_s,
+            "wall_method": "epoch wall time",
+            "epoch_seconds": [2 * 5 * global_batch / wall_images_per_s]
+            + [5 * global_batch / wall_images_per_s] * 2,
+            "wall_epoch_images_per_s": [wall_images_per_s * 0.5, *[wall_images_per_s] * 2],
+            "wall_images_per_s": wall_images_per_s,
             "val_images_per_s": 3 * images_per_s,
-            "latency_ms": {"mean": 1000.0 * global_batch / images_per_s},
+            "latency_ms": {"mean": 1000.0 * global_batch / wall_images_per_s},
             "network": network(depth),
             "machine": machine(gpus),
             "versions": VERSIONS,

@@ -29,9 +29,14 @@ TRAIN_KEYS = {
     "warmup_epochs",
     "num_examples",
     "settings",
-    "epoch_seconds",
+    "throughput_method",
+    "epoch_batch_seconds",
     "epoch_images_per_s",
     "images_per_s",
+    "wall_method",
+    "epoch_seconds",
+    "wall_epoch_images_per_s",
+    "wall_images_per_s",
     "val_epoch_images_per_s",
     "val_images_per_s",
     "latency_ms",
@@ -69,15 +74,17 @@ def tiny(tiny_data, tmp_path_factory):
     )
 
 
-def epoch_clock(durations, val_durations):
-    """A clock whose readings make the training epochs last `durations` seconds and the
-    validation pass after each `val_durations` from its first batch's end to its last
-    (time_training_epochs and timing.time_batch_ends read it exactly there)."""
+def epoch_clock(epochs, val_durations):
+    """A clock whose readings make the training epochs last (wall seconds, seconds from
+    the end of the first batch to the end of the epoch) of `epochs`, and the validation
+    pass after each `val_durations` from its first batch's end to its last (timing.time_epoch
+    reads it before the first batch, after it and at the end of every pass)."""
     readings = []
     now = 0.0
-    for seconds, val_seconds in zip(durations, val_durations, strict=True):
-        readings += [now, now + seconds, now + seconds, now + seconds + val_seconds]
-        now += seconds + val_seconds
+    for (seconds, after_first), val_seconds in zip(epochs, val_durations, strict=True):
+        end = now + seconds
+        readings += [now, end - after_first, end, end, end, end + val_seconds]
+        now = end + val_seconds
     return iter(readings).__next__
 
 
@@ -99,7 +106,7 @@ def bench_train(tiny, path, clock=None, **overrides):
 def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
     bench = TRAIN_BENCH.replace(data=data)
-    clock = epoch_clock([10.0, 1.0, 2.0], [5.0, 0.5, 0.25])
+    clock = epoch_clock([(10.0, 4.0), (1.0, 0.5), (2.0, 0.25)], [5.0, 0.5, 0.25])
     returned = bench_train(tiny, path, clock, bench_settings=bench)
     result = json.loads(path.read_text())
     assert result == returned and set(result) == TRAIN_KEYS
@@ -116,9 +123,17 @@ def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
         32,
     )
     assert (result["iterations"], result["epochs"], result["warmup_epochs"]) == (2, 3, 1)
-    # 8 images per epoch in 10, 1 and 2 s: the slow first (warmup) epoch is left out.
-    assert result["epoch_images_per_s"] == [0.8, 8.0, 4.0]
-    assert result["images_per_s"] == pytest.approx(16 / 3)
+    # The original's measure: 2 batches of 4 images per epoch, the first left out, so 4
+    # images in 4, 0.5 and 0.25 s; the slow first (warmup) epoch is left out.
+    assert result["epoch_batch_seconds"] == [4.0, 0.5, 0.25]
+    assert result["epoch_images_per_s"] == [1.0, 8.0, 16.0]
+    assert result["images_per_s"] == pytest.approx(2 / (1 / 8 + 1 / 16))
+    assert "not waited for" in result["throughput_method"]
+    # The wall clock's: 8 images per epoch in 10, 1 and 2 s.
+    assert result["epoch_seconds"] == [10.0, 1.0, 2.0]
+    assert result["wall_epoch_images_per_s"] == [0.8, 8.0, 4.0]
+    assert result["wall_images_per_s"] == pytest.approx(16 / 3)
+    assert "wall time" in result["wall_method"]
     assert result["latency_ms"] == {"mean": pytest.approx(750.0)}  # 3 s over 4 iterations
     # Validation after each epoch, as the original's val.total_ips: 2 batches of 4 images,
     # the first left out, so 4 images in 5, 0.5 and 0.25 s; warmup left out.
@@ -144,7 +159,10 @@ def test_training_point_with_the_real_clock(tiny, tmp_path):
     )
     assert len(result["epoch_images_per_s"]) == len(result["epoch_seconds"]) == 2
     assert result["images_per_s"] == pytest.approx(result["epoch_images_per_s"][1])
-    assert result["epoch_images_per_s"][1] == pytest.approx(8 / result["epoch_seconds"][1])
+    assert result["epoch_images_per_s"][1] == pytest.approx(4 / result["epoch_batch_seconds"][1])
+    assert result["wall_images_per_s"] == pytest.approx(8 / result["epoch_seconds"][1])
+    # The interval after the first batch lies inside the epoch's wall time.
+    assert result["epoch_batch_seconds"][1] < result["epoch_seconds"][1]
 
 
 def test_float16_training_benchmark_on_the_cpu_stops_with_the_reason(tiny, tmp_path):
@@ -167,11 +185,11 @@ def test_inference_point_holds_unwaited_throughput_and_waited_latencies(tiny, tm
     )
     result = json.loads(path.read_text())
     assert result == returned and set(result) == INFER_KEYS
-    # Throughput epochs: one reading after each epoch's first batch and one after its
-    # closing wait. Latency pass: its start and end, the ask and the ready of each batch
-    # and the ask that finds the batches over.
+    # Throughput epochs: one reading at each epoch's start, one after its first batch and
+    # one after its closing wait. Latency pass: its start and end, the ask and the ready of
+    # each batch and the ask that finds the batches over.
     epochs, waited = INFER_BENCH.epochs, INFER_BENCH.latency_iterations
-    assert len(readings) == 2 * epochs + 3 + 2 * waited
+    assert len(readings) == 3 * epochs + 3 + 2 * waited
     assert (result["kind"], result["gpus"], result["device"], result["data"]) == (
         "infer",
         0,

@@ -62,12 +62,13 @@ SCORE = Contract(
 # A benchmark point's images_per_s is measured as the original benchmark.py did (see
 # throughput.py); an inference point's latency_ms and latency_images_per_s come from a
 # separate pass that waits for every batch; a training point's val_images_per_s is the
-# original's val.total_ips of the validation pass after every epoch.
+# original's val.total_ips of the validation pass after every epoch, and its
+# wall_images_per_s the images of its epochs over their wall time.
 BENCH_FIELDS = (*NETWORK_FIELDS, "layout", "image_size", "input_backend", "images_per_s", "machine")
 BENCH_TRAIN = Contract(
     "training benchmark point",
     ("kind", "dtype", "gpus", "batch_per_device", "global_batch")
-    + (*BENCH_FIELDS, "val_images_per_s"),
+    + (*BENCH_FIELDS, "val_images_per_s", "wall_images_per_s"),
     kind="train",
 )
 BENCH_INFER = Contract(
