@@ -3,6 +3,11 @@ timed. Their summary: unit/test_benchmark_summary.py; the plan after adding a ba
 workflow/test_benchmark_plans.py."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import mxnet as mx
@@ -10,6 +15,7 @@ import pytest
 from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe.benchmarking import throughput
+from resnet_recipe.workflow_support import machine_load
 from resnet_recipe.workflow_support.settings import BenchTrain, TrainingRun
 
 TRAIN_KEYS = {
@@ -40,6 +46,7 @@ TRAIN_KEYS = {
     "val_epoch_images_per_s",
     "val_images_per_s",
     "latency_ms",
+    "machine_load",
     "network",
     "machine",
     "versions",
@@ -220,6 +227,45 @@ def test_inference_point_in_nhwc_reads_padded_nhwc_batches(tiny, tmp_path):
         bench_settings=INFER_BENCH.replace(epochs=2, latency_iterations=2),
     )
     assert result["layout"] == "NHWC" and result["images_per_s"] > 0
+
+
+def cpu_seconds_of(pid):
+    """CPU time (user and system) process `pid` has had, from /proc/PID/stat (utime and
+    stime are the 12th and 13th fields after the command's closing parenthesis)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+def busy_process():
+    """A `python -c 'while 1: pass'` beside the test, running once it has used CPU."""
+    process = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        while cpu_seconds_of(process.pid) < 0.02:
+            time.sleep(0.01)
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_busy_process_beside_a_point_shows_in_its_load_signals_and_marks_it(busy_process):
+    # A point that waits, as one on a GPU waits for its device: the busy process is always
+    # ready to run, so whenever it does not run every core runs some other process. The
+    # others' CPU time is then at least the wall time whatever else loads the machine
+    # (the CI machine's other test worker included): at least one core, above the limit.
+    with machine_load.LoadWatch() as watch:
+        started = cpu_seconds_of(busy_process.pid)
+        time.sleep(1.0)
+        busy = cpu_seconds_of(busy_process.pid) - started
+    signals = watch.signals
+    others = signals["machine_cpu_s"] - signals["process_cpu_s"]
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    # Every CPU-second the busy process got inside the interval is among the others';
+    # both counts are whole clock ticks of each CPU.
+    assert busy > 0 and others >= busy - 2 * signals["cores"] * tick
+    reason = machine_load.disturbance(signals)
+    assert reason is not None and reason.startswith("other processes kept")
 
 
 # ---------------------------------------------------------------- the plan

@@ -6,6 +6,7 @@ import json
 import pytest
 import yaml
 from helpers import REPO
+from helpers.result_files import QUIET_LOAD
 
 from resnet_recipe.benchmarking import throughput
 from resnet_recipe.workflow_support.settings import BenchInfer, BenchTrain
@@ -17,6 +18,7 @@ POINT_SETUP = {
     "image_size": 224,
     "input_backend": "dali-gpu",
     "machine": {"hostname": "test-host"},
+    "machine_load": QUIET_LOAD,
 }
 
 

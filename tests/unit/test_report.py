@@ -10,6 +10,7 @@ import pytest
 from helpers.result_files import (
     BENCH_INFER,
     BENCH_TRAIN,
+    BUSY_LOAD,
     DEMO_SETUP,
     REFERENCE_DIR,
     RUNS,
@@ -161,6 +162,34 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     no_reference = row(table, dtype="float32", batch_size=3)
     assert math.isnan(no_reference["reference_images_per_s"])
     assert set(table["device"]) == {"1 GPU"}
+
+
+def test_points_measured_beside_other_work_are_marked_with_the_reason(tmp_path):
+    root = tmp_path / "results"
+    inputs = write_results(root, runs={}, scores={}, bench_train={}, bench_infer={})
+    inputs["bench_train_files"] = [
+        write_bench_train(root, "float32", 0, 16, 20.0, image_size=32),
+        write_bench_train(root, "float32", 0, 32, 25.0, image_size=32, load=BUSY_LOAD),
+    ]
+    inputs["bench_infer_files"] = [
+        write_bench_infer(root, "float32", 1, 50.0, gpus=0, load=BUSY_LOAD),
+        write_bench_infer(root, "float32", 8, 50.0, gpus=0),
+    ]
+    outputs = ReportOutputs.in_folder(str(root / "report"))
+    build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
+    reason = "other processes kept 1.00 of 2 cores busy (limit 0.5); load 1.37 before"
+    for csv, key in (
+        (outputs.training_csv, "batch_per_device"),
+        (outputs.inference_csv, "batch_size"),
+    ):
+        table = pd.read_csv(csv, keep_default_na=False)
+        disturbed = dict(zip(table[key], table["disturbed"], strict=True))
+        busy_batch = 32 if key == "batch_per_device" else 1
+        assert disturbed.pop(busy_batch).startswith(reason)
+        assert list(disturbed.values()) == [""]
+    text = open(outputs.markdown).read()
+    assert text.count("| disturbed while measured |") == 2
+    assert text.count("1 of 2 points was measured while other processes kept") == 2
 
 
 def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):

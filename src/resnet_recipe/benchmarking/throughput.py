@@ -47,7 +47,7 @@ from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision
 from resnet_recipe.scoring import timing
 from resnet_recipe.training import loop as training
-from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support import devices, machine_load, results
 from resnet_recipe.workflow_support.progress import Progress
 from resnet_recipe.workflow_support.settings import InputPipeline, Network
 
@@ -192,7 +192,8 @@ def bench_train(
             "%s: %d epochs of %d iterations (%d warmup epochs), %s data, contexts %s",
             *(what, bench.epochs, bench.iterations, bench.warmup_epochs, data, contexts),
         )
-        epochs, val_seconds = _time_training(setup, input_settings, run, bench, contexts, clock)
+        with machine_load.LoadWatch() as watch:
+            epochs, val_seconds = _time_training(setup, input_settings, run, bench, contexts, clock)
     point = {"dtype": dtype, "gpus": gpus, "nodes": 1, "batch_per_device": batch_per_device}
     result = {
         "kind": "train",
@@ -203,6 +204,7 @@ def bench_train(
         "settings": run.to_config(),  # what the loop ran: the point on training.defaults
         **_training_rates(bench, global_batch, epochs),
         **_validation_rates(bench, global_batch, val_seconds),
+        "machine_load": watch.signals,
         **setup.recorded(input_settings, data, dtype),
     }
     made_with = {
@@ -218,6 +220,7 @@ def bench_train(
         *(what, result["images_per_s"], result["wall_images_per_s"]),
         *(result["val_images_per_s"], bench.warmup_epochs),
     )
+    warn_if_disturbed(what, result)
     return result
 
 
@@ -372,11 +375,12 @@ def time_inference(forward, batches_of, bench, batch_size, clock=time.perf_count
     """An inference point's numbers (the module docstring says how they are measured) of
     `forward` (an NDArray batch in, its output out) over the batches that
     batches_of(iterations) gives: bench.epochs unwaited passes of bench.iterations batches,
-    then one waited pass of bench.latency_iterations."""
-    batch_seconds = timing.time_batch_ends(
-        run_forward(forward), batches_of(bench.iterations), bench.epochs, clock
-    )
-    latencies, _ = timing.time_forward(forward, batches_of(bench.latency_iterations), clock)
+    then one waited pass of bench.latency_iterations, under one machine_load.LoadWatch."""
+    with machine_load.LoadWatch() as watch:
+        batch_seconds = timing.time_batch_ends(
+            run_forward(forward), batches_of(bench.iterations), bench.epochs, clock
+        )
+        latencies, _ = timing.time_forward(forward, batches_of(bench.latency_iterations), clock)
     epoch_rates, images_per_s = timing.epoch_throughput(
         batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
     )
@@ -397,6 +401,7 @@ def time_inference(forward, batches_of, bench, batch_size, clock=time.perf_count
         # The later versions' val.ips: the batch over the mean waited latency (810bcf3
         # fit.py L296-299).
         "latency_images_per_s": batch_size / (latency["mean"] / 1000),
+        "machine_load": watch.signals,
     }
 
 
@@ -408,6 +413,14 @@ def log_inference_point(what, result):
         *(what, result["images_per_s"], result["latency_images_per_s"]),
         *(latency["mean"], latency["p99"]),
     )
+    warn_if_disturbed(what, result)
+
+
+def warn_if_disturbed(what, result):
+    """A warning in the point's log when other work shared the machine while it ran."""
+    reason = machine_load.disturbance(result["machine_load"])
+    if reason is not None:
+        log.warning("%s: disturbed: %s", what, reason)
 
 
 def model_name(network_settings):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from resnet_recipe.files.atomic_files import atomic_open, write_json
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import provenance
+from resnet_recipe.workflow_support.machine_load import MACHINE_LOAD_KEYS
 from resnet_recipe.workflow_support.settings import DTYPES
 
 # Latency summary keys of a result's latency_ms (milliseconds): the mean, percentiles
@@ -63,8 +64,10 @@ SCORE = Contract(
 # throughput.py); an inference point's latency_ms and latency_images_per_s come from a
 # separate pass that waits for every batch; a training point's val_images_per_s is the
 # original's val.total_ips of the validation pass after every epoch, and its
-# wall_images_per_s the images of its epochs over their wall time.
+# wall_images_per_s the images of its epochs over their wall time. machine_load: what else
+# used the machine's CPUs while the point ran (workflow_support/machine_load.py).
 BENCH_FIELDS = (*NETWORK_FIELDS, "layout", "image_size", "input_backend", "images_per_s", "machine")
+BENCH_FIELDS += tuple(f"machine_load.{key}" for key in MACHINE_LOAD_KEYS)
 BENCH_TRAIN = Contract(
     "training benchmark point",
     ("kind", "dtype", "gpus", "batch_per_device", "global_batch")
