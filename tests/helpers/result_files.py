@@ -18,19 +18,19 @@ VERSIONS = {"mxnet": "1.9.1", "numpy": "1.23.5", "nvidia-dali": "1.34.0", "pytho
 # workflow_support/machine_load.py): alone, and beside one `python -c 'while 1: pass'`.
 QUIET_LOAD = {
     "cores": 2,
-    "wall_s": 2.38,
-    "process_cpu_s": 2.45,
-    "machine_cpu_s": 2.49,
-    "load_before": 1.37,
-    "load_after": 1.37,
+    "wall_s": 2.55,
+    "process_cpu_s": 2.62,
+    "machine_cpu_s": 2.85,
+    "load_before": 1.75,
+    "load_after": 1.69,
 }
 BUSY_LOAD = {
     "cores": 2,
-    "wall_s": 2.55,
-    "process_cpu_s": 2.56,
-    "machine_cpu_s": 5.10,
-    "load_before": 1.37,
-    "load_after": 1.58,
+    "wall_s": 2.41,
+    "process_cpu_s": 2.42,
+    "machine_cpu_s": 4.80,
+    "load_before": 1.71,
+    "load_after": 1.71,
 }
 
 

@@ -177,7 +177,7 @@ def test_points_measured_beside_other_work_are_marked_with_the_reason(tmp_path):
     ]
     outputs = ReportOutputs.in_folder(str(root / "report"))
     build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
-    reason = "other processes kept 1.00 of 2 cores busy (limit 0.5); load 1.37 before"
+    reason = "other processes kept 0.99 of 2 cores busy (limit 0.5); load 1.71 before"
     for csv, key in (
         (outputs.training_csv, "batch_per_device"),
         (outputs.inference_csv, "batch_size"),

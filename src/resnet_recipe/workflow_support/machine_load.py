@@ -25,9 +25,9 @@ import time
 
 # Mean cores that other processes may keep busy while a point runs before the point is
 # marked disturbed. Measured on the 2-core machine this project was built on (tiny CPU
-# training and inference points of 0.6-3.5 s, each taking about one core): six points
-# alone left others 0.00-0.38 cores (other users' shells, editors and git), six points
-# beside one `python -c 'while 1: pass'` 0.94-1.01. A busy process gets at least half a
+# training and inference points of 0.6-3.5 s, each taking about one core): eight points
+# alone left others 0.00-0.38 cores (other users' shells, editors and git), eight points
+# beside one `python -c 'while 1: pass'` 0.93-1.01. A busy process gets at least half a
 # core unless three or more others compete for the same 2 cores, which disturbs the
 # point too. On a machine of many cores, background work of half a core marks points as
 # well: it shares the CPUs that feed the devices.
@@ -102,7 +102,7 @@ def others_cores(signals):
 
 def disturbance(signals):
     """None for a point measured on a quiet machine; otherwise why it counts as disturbed,
-    e.g. "other processes kept 0.99 of 2 cores busy (limit 0.5); load 1.37 before, 1.58
+    e.g. "other processes kept 0.99 of 2 cores busy (limit 0.5); load 1.71 before, 1.71
     after; this process got 1.00 CPU-s per wall-s". Without /proc/stat nothing is
     known and nothing is marked."""
     others = others_cores(signals)
