@@ -252,7 +252,7 @@ EXPERIMENTS_INTRO = (
     "at which validation top-1 (the mean over the seeds, for a family) reached "
     "{target:g}% (report.target_top1), and the mean training wall time to its end; empty "
     "when no epoch reached it. Cost: wall hours x GPUs x nodes (GPU-hours), or x nodes "
-    "for a run on the CPU (CPU-hours), the mean over the seeds.\n"
+    "for a run on the CPU (CPU node-hours), the mean over the seeds.\n"
 )
 COMPARISON_INTRO = (
     "### Is the difference real?\n\n"
