@@ -132,6 +132,9 @@ def test_tensorboard_reads_every_scalar_per_interval_and_per_epoch(finished_run)
     for name in ("loss", "top1", "images_per_s", "lr", "loss_scale"):
         assert [s.step for s in events.Scalars(f"train/{name}")] == interval_steps, name
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = read_steps(out / "dllogger.json")
+    for line in metrics:
+        line["val_images_per_s"] = steps[(line["epoch"] - 1,)][0]["val.ips"]
     names = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_s")
     for name in (*names, "val_images_per_s", "lr", "loss_scale"):
         scalars = events.Scalars(f"epoch/{name}")

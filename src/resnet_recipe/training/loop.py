@@ -200,14 +200,14 @@ class TrainingLoop:
             **train_metrics,
             **{f"val_{name}": value for name, value in val_metrics.items()},
             "images_per_s": self.iterations_per_epoch * self.global_batch / train_seconds,
-            "val_images_per_s": val_images / self.val_seconds,
-            # Mean seconds of this worker's validation batches, input included.
-            "val_batch_seconds": self.val_seconds / val_batches,
             "epoch_seconds": epoch_seconds,
         }
         self.history.append(metrics)
         if self.run_logs:
-            self.run_logs.epoch(metrics)
+            # Validation's rate, and the mean seconds of this worker's batches (input
+            # included).
+            validation = (val_images / self.val_seconds, self.val_seconds / val_batches)
+            self.run_logs.epoch(metrics, *validation)
         log.info(
             "epoch %d/%d done: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f top-5 "
             "%.4f | %.1f img/s | %s this epoch, %s in all",
@@ -466,7 +466,7 @@ def write_outputs(loop, job, state_dir):
     with atomic_directory(job.out_dir) as folder:
         checkpoints.link_exports(state_dir, sorted(set(wanted) - set(missing)), folder)
         results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
-        loop.run_logs.finish(loop.history, folder)
+        loop.run_logs.finish(folder)
         made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
         results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(

@@ -17,10 +17,11 @@ axis. The writer is tensorboardX's, imported here only (it is not needed to trai
 without logs, and the stage scripts' imports stay light).
 """
 
+import json
 import os
 import shutil
 
-from resnet_recipe.files.dllogger_log import DLLoggerLog, steps_before
+from resnet_recipe.files.dllogger_log import PREFIX, DLLoggerLog, steps_before
 
 DLLOGGER_FILE = "dllogger.json"
 TENSORBOARD_FOLDER = "tensorboard"
@@ -79,12 +80,21 @@ class RunLogs:
         self.add_scalars("train", scalars, step)
         self.events.flush()
 
-    def epoch(self, metrics):
-        """An epoch's line of history (metrics.jsonl)."""
-        self.dllogger.log([metrics["epoch"] - 1], epoch_data(metrics))
+    def epoch(self, metrics, val_images_per_s, val_batch_seconds):
+        """An epoch's line of history (metrics.jsonl), validation's images/s and the mean
+        seconds of a validation batch."""
+        data = {
+            "train.loss": metrics["train_loss"],
+            "train.ips": metrics["images_per_s"],
+            "val.accuracy": metrics["val_top1"],
+            "val.top_k_accuracy_5": metrics["val_top5"],
+            "val.ips": val_images_per_s,
+            "val.latency_avg": val_batch_seconds,
+        }
+        self.dllogger.log([metrics["epoch"] - 1], data)
         names = ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_s")
-        names += ("val_images_per_s", "lr", "loss_scale")
-        scalars = {name: metrics[name] for name in names if name in metrics}
+        scalars = {name: metrics[name] for name in (*names, "lr", "loss_scale")}
+        scalars["val_images_per_s"] = val_images_per_s
         self.add_scalars("epoch", scalars, metrics["epoch"] * self.loop.iterations_per_epoch)
         self.events.flush()
 
@@ -92,9 +102,10 @@ class RunLogs:
         for name, value in scalars.items():
             self.events.add_scalar(f"{group}/{name}", float(value), step)
 
-    def finish(self, history, folder):
-        """The summary line over every epoch of `history`, then the log into `folder`."""
-        self.dllogger.log([], summary_data(history))
+    def finish(self, folder):
+        """The summary line over every epoch in the log (those of earlier attempts too),
+        then the log into `folder`."""
+        self.dllogger.log([], summary_data(self.path))
         shutil.copyfile(self.path, os.path.join(folder, DLLOGGER_FILE))
 
     def close(self):
@@ -102,30 +113,18 @@ class RunLogs:
         self.events.close()
 
 
-def epoch_data(metrics):
-    """The DLLogger data of an epoch's metrics; lines of a run resumed from a state made
-    before validation was timed lack val.ips and val.latency_avg."""
-    data = {
-        "train.loss": metrics["train_loss"],
-        "train.ips": metrics["images_per_s"],
-        "val.accuracy": metrics["val_top1"],
-        "val.top_k_accuracy_5": metrics["val_top5"],
-    }
-    if "val_images_per_s" in metrics:
-        data["val.ips"] = metrics["val_images_per_s"]
-        data["val.latency_avg"] = metrics["val_batch_seconds"]
-    return data
-
-
-def summary_data(history):
-    """The recipe's summary over epochs: the lowest training loss, the highest accuracies,
-    the mean of the rates and latencies."""
-    epochs = [epoch_data(metrics) for metrics in history]
+def summary_data(path):
+    """The recipe's summary over the epoch lines of the log at `path`: the lowest training
+    loss, the highest accuracies, the mean of the rates and latencies (empty without epoch
+    lines: a state written before this log existed)."""
+    with open(path) as handle:
+        entries = [json.loads(line[len(PREFIX) :]) for line in handle if line.startswith(PREFIX)]
+    epochs = [entry["data"] for entry in entries if len(entry.get("step", ())) == 1]
+    if not epochs:
+        return {}
     summary = {"train.loss": min(data["train.loss"] for data in epochs)}
     for name in ("val.accuracy", "val.top_k_accuracy_5"):
         summary[name] = max(data[name] for data in epochs)
     for name in ("train.ips", "val.ips", "val.latency_avg"):
-        values = [data[name] for data in epochs if name in data]
-        if values:
-            summary[name] = sum(values) / len(values)
+        summary[name] = sum(data[name] for data in epochs) / len(epochs)
     return summary
