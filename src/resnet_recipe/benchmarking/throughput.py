@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
+from resnet_recipe.files import dllogger_log
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision
 from resnet_recipe.scoring import timing
@@ -191,6 +192,7 @@ def bench_train(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
+    dllogger_log.write_beside(result_path, dllogger_entries(result))
     log.info(
         "%s: %.1f images/s training, %.1f images/s validation after %d warmup epochs",
         *(what, result["images_per_s"], result["val_images_per_s"], bench.warmup_epochs),
@@ -327,6 +329,7 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER, result, made_with)
+    dllogger_log.write_beside(result_path, dllogger_entries(result))
     log_inference_point(what, result)
     return result
 
@@ -387,16 +390,29 @@ def point_metrics(point):
             "train.total_ips": point["images_per_s"],
             "val.total_ips": point["val_images_per_s"],
         }
-    latency = point["latency_ms"]
-    metrics = {
+    return {
         "val.total_ips": point["images_per_s"],
         "val.ips": point["latency_images_per_s"],
-        "val.latency_avg": latency["mean"] / 1000,
+        **dllogger_log.validation_latencies(point["latency_ms"]),
     }
-    for p in results.LATENCY_PERCENTILES:
-        metrics[f"val.latency_{p}"] = latency[f"p{p}"] / 1000
-    metrics["val.latency_100"] = latency["max"] / 1000
-    return metrics
+
+
+def dllogger_entries(point):
+    """The DLLogger log of a point (files/dllogger_log.py), with the later recipe's names:
+    a training point's epochs (step [epoch]: train.ips and val.ips of each epoch's
+    unwaited batches, warmup epochs included) and its summary (step []: the rates after
+    warmup); an inference point's waited latency pass (step [0]: val.ips is the batch over
+    the mean latency, as the later recipe's) and the same as its summary."""
+    if point["kind"] == "train":
+        rates = zip(point["epoch_images_per_s"], point["val_epoch_images_per_s"], strict=True)
+        epochs = [([e], {"train.ips": t, "val.ips": v}) for e, (t, v) in enumerate(rates)]
+        summary = {"train.ips": point["images_per_s"], "val.ips": point["val_images_per_s"]}
+        return [*epochs, ([], summary)]
+    data = {
+        "val.ips": point["latency_images_per_s"],
+        **dllogger_log.validation_latencies(point["latency_ms"]),
+    }
+    return [([0], data), ([], data)]
 
 
 def benchmark_report(points, kind):

@@ -19,6 +19,7 @@ iteration being the index of the interval's last batch), [] for the summary.
     log.units(UNITS)                   # the metadata lines
     log.log([0, 9], {"train.loss": 2.3, "train.ips": 812.5, "train.lr": 0.1})
     write_log(path, [([0], data), ([], summary)])   # a stage's whole log, atomically
+    write_beside("results/score/a.json", entries)   # into results/score/a.dllogger.json
 """
 
 import datetime
@@ -82,6 +83,22 @@ def write_log(path, entries):
         log.units(metrics)
         for step, data in entries:
             log.log(step, data)
+
+
+def write_beside(result_path, entries):
+    """write_log of a stage's JSON result into path_beside(result_path)."""
+    write_log(path_beside(result_path), entries)
+
+
+def validation_latencies(latency_ms):
+    """The recipe's val.latency_* (seconds) of a result's latency summary in milliseconds
+    (mean, p50 ... p99, max: the slowest batch, the recipe's val.latency_100)."""
+    data = {"val.latency_avg": latency_ms["mean"] / 1000}
+    for key, value in latency_ms.items():
+        if key.startswith("p"):
+            data[f"val.latency_{key[1:]}"] = value / 1000
+    data["val.latency_100"] = latency_ms["max"] / 1000
+    return data
 
 
 def path_beside(result_path):
