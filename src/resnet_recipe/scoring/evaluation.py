@@ -157,14 +157,20 @@ def score_checkpoint(
     }
     made_with = dict(run=run, epoch=epoch, dtype=dtype, gpus=gpus, batch_size=batch_size)
     made_with["pipeline"] = pipeline_settings.to_config()
-    result = results.write(result_path, results.SCORE, result, made_with)
-    dllogger_log.write_beside(result_path, dllogger_entries(result))
+    result = write_score(result_path, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,
         *(result[key] for key in ("top1", "top5", "loss", "images_per_s")),
         result["latency_ms"]["mean"],
     )
+    return result
+
+
+def write_score(path, result, made_with):
+    """The score's result file, and its DLLogger log beside it."""
+    result = results.write(path, results.SCORE, result, made_with)
+    dllogger_log.write_beside(path, dllogger_entries(result))
     return result
 
 

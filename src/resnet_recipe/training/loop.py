@@ -97,6 +97,10 @@ class TrainingLoop:
     """Network, trainer, loss scaler and metrics of one run (settings: a
     settings.TrainingRun), advanced an epoch at a time."""
 
+    # The DLLogger and TensorBoard logs: a run_logs.RunLogs that train_here gives the
+    # first worker; None: the loop writes none.
+    run_logs = None
+
     def __init__(
         self,
         contexts,
@@ -156,8 +160,6 @@ class TrainingLoop:
         self.save_position = None  # called with the EpochProgress to save
         # The progress of a restored position inside the next epoch (restore).
         self.resumed = None
-        # The DLLogger and TensorBoard logs (a run_logs.RunLogs; None: none written here).
-        self.run_logs = None
 
     def restore(self, state):
         """Continue after the epoch saved in `state` (None: start afresh)."""
@@ -203,11 +205,6 @@ class TrainingLoop:
             "epoch_seconds": epoch_seconds,
         }
         self.history.append(metrics)
-        if self.run_logs:
-            # Validation's rate, and the mean seconds of this worker's batches (input
-            # included).
-            validation = (val_images / self.val_seconds, self.val_seconds / val_batches)
-            self.run_logs.epoch(metrics, *validation)
         log.info(
             "epoch %d/%d done: train loss %.4f top-1 %.4f | val loss %.4f top-1 %.4f top-5 "
             "%.4f | %.1f img/s | %s this epoch, %s in all",
@@ -222,6 +219,11 @@ class TrainingLoop:
             format_duration(epoch_seconds),
             format_duration(self.elapsed),
         )
+        if self.run_logs:
+            # Validation's rate, and the mean seconds of this worker's batches (input
+            # included).
+            validation = (val_images / self.val_seconds, self.val_seconds / val_batches)
+            self.run_logs.epoch(metrics, *validation)
 
     def validate(self, val_data):
         """(evaluate()'s metrics over this worker's validation shard averaged over all
