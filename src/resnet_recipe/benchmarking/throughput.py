@@ -41,6 +41,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from resnet_recipe.benchmarking import point_logs
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
 from resnet_recipe.files import dllogger_log
@@ -215,7 +216,7 @@ def bench_train(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
-    dllogger_log.write_beside(result_path, dllogger_entries(result))
+    point_logs.write_beside(result_path, result)
     log.info(
         "%s: %.1f images/s training (unwaited batch ends), %.1f (epoch wall time), %.1f "
         "validation, after %d warmup epochs",
@@ -369,7 +370,7 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER, result, made_with)
-    dllogger_log.write_beside(result_path, dllogger_entries(result))
+    point_logs.write_beside(result_path, result)
     log_inference_point(what, result)
     return result
 
@@ -446,24 +447,6 @@ def point_metrics(point):
         "val.ips": point["latency_images_per_s"],
         **dllogger_log.validation_latencies(point["latency_ms"]),
     }
-
-
-def dllogger_entries(point):
-    """The DLLogger log of a point (files/dllogger_log.py), with the later recipe's names:
-    a training point's epochs (step [epoch]: train.ips and val.ips of each epoch's
-    unwaited batches, warmup epochs included) and its summary (step []: the rates after
-    warmup); an inference point's waited latency pass (step [0]: val.ips is the batch over
-    the mean latency, as the later recipe's) and the same as its summary."""
-    if point["kind"] == "train":
-        rates = zip(point["epoch_images_per_s"], point["val_epoch_images_per_s"], strict=True)
-        epochs = [([e], {"train.ips": t, "val.ips": v}) for e, (t, v) in enumerate(rates)]
-        summary = {"train.ips": point["images_per_s"], "val.ips": point["val_images_per_s"]}
-        return [*epochs, ([], summary)]
-    data = {
-        "val.ips": point["latency_images_per_s"],
-        **dllogger_log.validation_latencies(point["latency_ms"]),
-    }
-    return [([0], data), ([], data)]
 
 
 def benchmark_report(points, kind):

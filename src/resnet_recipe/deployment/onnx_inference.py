@@ -34,12 +34,11 @@ import mxnet as mx
 import numpy as np
 import onnxruntime
 
-from resnet_recipe.benchmarking import throughput
+from resnet_recipe.benchmarking import point_logs, throughput
 from resnet_recipe.benchmarking.throughput import INFERENCE_WEIGHTS
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
 from resnet_recipe.deployment import onnx_export
-from resnet_recipe.files import dllogger_log
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network
 from resnet_recipe.scoring import evaluation
@@ -312,6 +311,6 @@ def bench_infer_onnxruntime(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER_ENGINE, result, made_with)
-    dllogger_log.write_beside(result_path, throughput.dllogger_entries(result))
+    point_logs.write_beside(result_path, result)
     throughput.log_inference_point(what, result)
     return result
