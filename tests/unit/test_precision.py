@@ -243,3 +243,20 @@ def test_overflow_on_one_device_skips_the_step_everywhere_and_halves_the_scale()
     expected = 1.0 - 0.1 * 2 / 256
     for data in weight.list_data():
         np.testing.assert_allclose(data.asnumpy(), expected, rtol=1e-6)
+
+
+def test_weights_are_finite_finds_one_non_finite_value_in_any_weight():
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Dense(4, in_units=3), mx.gluon.nn.BatchNorm(in_channels=4))
+    net.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+    params = list(net.collect_params().values())
+    assert precision.weights_are_finite(params)
+    for bad in (float("nan"), float("inf")):
+        weight = params[0].list_data()[0]
+        weight[1, 2] = bad
+        assert not precision.weights_are_finite(params)
+        weight[1, 2] = 0.5
+    # The BN running statistics are not trained weights: not looked at.
+    running_mean = next(p for p in params if p.name.endswith("running_mean"))
+    running_mean.list_data()[0][0] = float("nan")
+    assert precision.weights_are_finite(params)

@@ -23,7 +23,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from resnet_recipe.files.user_errors import UserError
-from resnet_recipe.model.precision import accumulate_finite, gradients_are_finite
+from resnet_recipe.model.precision import gradients_are_finite
 from resnet_recipe.workflow_support.settings import DTYPES, WEIGHT_DECAY_RULES
 
 SCHEDULES = ("step", "cosine")
@@ -221,15 +221,15 @@ def broadcast_first_parameters(trainer):
     mx.nd.waitall()
 
 
-def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag=None):
+def update_parameters(trainer, iteration, global_batch, loss_scaler):
     """One optimizer step after backward() of losses multiplied by loss_scaler.scale.
 
     Sums the gradients over the devices; a dynamic scaler then checks them (one host
     sync) and an overflow skips the update; the update uses the learning rate of global
     `iteration` and divides the gradients by global_batch * scale. Returns whether the
-    parameters were updated. Without a dynamic scaler, `finite_flag` (a 1-element device
-    array) is set to 0 on the device when a gradient is not finite, without waiting for
-    it: the training loop reads it where it waits anyway.
+    parameters were updated. Without a dynamic scaler nothing here waits for the devices:
+    the training loop finds non-finite updates in the loss and the weights
+    (precision.weights_are_finite) where it waits anyway.
     """
     set_iteration(trainer, iteration)
     if trainer._params_to_init:
@@ -237,8 +237,6 @@ def update_parameters(trainer, iteration, global_batch, loss_scaler, finite_flag
     trainer.allreduce_grads()
     # Trainer keeps no public list of its parameters; _params is the list it updates.
     finite = not loss_scaler.dynamic or gradients_are_finite(trainer._params)
-    if not loss_scaler.dynamic and finite_flag is not None:
-        accumulate_finite(trainer._params, finite_flag)
     if finite:
         trainer.update(global_batch * loss_scaler.scale)
     loss_scaler.update(finite)

@@ -152,8 +152,6 @@ class TrainingLoop:
             self.dtype,
             kvstore=self.membership.kvstore,
         )
-        # 1 while every gradient since the last check was finite (see check_finite).
-        self.finite_flag = mx.nd.ones(1, ctx=contexts[0])
         # When and how to write the state of a position inside an epoch (train_here sets
         # both; without them the loop never stops or saves inside an epoch).
         self.positions = None  # an interruption.Positions
@@ -241,9 +239,10 @@ class TrainingLoop:
 
     def train_one_epoch(self, train_data):
         """SGD over one epoch, or over its rest after a resumed position (whose batches the
-        epoch's pipeline runs through first without training). Metrics and the finiteness
-        check accumulate on the devices and reach the host only at log lines, saved
-        positions and the end, so the loop never waits for the GPU otherwise."""
+        epoch's pipeline runs through first without training). Metrics accumulate on the
+        devices and reach the host only at log lines, saved positions and the end, where
+        the loss and (before a save) the weights are checked for inf and NaN, so the loop
+        never waits for the GPU otherwise."""
         progress = self.resumed or EpochProgress(self.contexts, self.loss_scaler.skipped_steps)
         self.resumed = None
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
@@ -252,7 +251,6 @@ class TrainingLoop:
         last_logged_batch = progress.batches
         first_log = None  # (time, batch) of the epoch's first log line
         lr = None
-        self.finite_flag[:] = 1
         batches = iter(train_data)
         skip_batches(batches, progress.batches, self.epoch)
         for batch_index, device_batches in enumerate(batches, progress.batches + 1):
@@ -265,7 +263,9 @@ class TrainingLoop:
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 sums = progress.host_sums()  # this worker's so far
                 seen_loss = sums[0] / (progress.batches * self.local_batch)
-                self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
+                # The weights at the epoch's end: before its state is saved.
+                weights = batch_index == self.iterations_per_epoch
+                self.check_finite(seen_loss, last_logged_batch, batch_index, lr, weights)
                 # The interval's rate counts finished work only: wait for its last update
                 # (only here, at a log line) before reading the clock.
                 mx.nd.waitall()
@@ -305,7 +305,7 @@ class TrainingLoop:
             return
         started = time.monotonic()
         loss = progress.mean_loss(self.local_batch)
-        self.check_finite(loss, last_checked, progress.batches, lr)
+        self.check_finite(loss, last_checked, progress.batches, lr, weights=True)
         self.save_position(progress)
         seconds = time.monotonic() - started
         self.positions.written()
@@ -318,19 +318,23 @@ class TrainingLoop:
             *(self.epoch, progress.batches, seconds),
         )
 
-    def check_finite(self, loss, last_checked, batch_index, lr):
-        """Stop when the loss so far in the epoch, or a gradient since the last check, is
-        not finite (runs without a dynamic loss scale, whose skipped steps may have an
-        infinite loss). Reads the gradient flag, queued behind the loss the caller read."""
+    def check_finite(self, loss, last_checked, batch_index, lr, weights=False):
+        """Stop when the loss so far in the epoch is not finite, or (`weights`) a trained
+        weight, which a non-finite gradient leaves behind for good (runs without a dynamic
+        loss scale, whose skipped steps may have an infinite loss). The loss catches a
+        divergence at the next log line; the weights, checked before a state is saved,
+        also catch one the loss does not show."""
         if self.loss_scaler.dynamic:
             return
-        gradients_finite = bool(self.finite_flag.asscalar())
-        if math.isfinite(loss) and gradients_finite:
+        if math.isfinite(loss) and (
+            not weights or precision.weights_are_finite(self.net.collect_params().values())
+        ):
             return
-        what = "loss" if not math.isfinite(loss) else "gradients"
+        what = "loss" if not math.isfinite(loss) else "weights"
         cause = f"training.lr_per_256 ({self.settings.lr_per_256}): too high a learning rate"
-        if self.dtype == "float16" and what == "gradients":
-            # A finite loss with overflowing float16 gradients: their range, first.
+        if self.dtype == "float16" and what == "weights":
+            # A finite loss but weights broken by overflowing float16 gradients: their
+            # range, first.
             scale = self.settings.loss_scale
             remedy = (
                 "a smaller static scale or dynamic scaling keeps them in range"
@@ -393,9 +397,7 @@ class TrainingLoop:
             ]
             scaled = [loss * scale for loss in losses] if scale != 1 else losses
         autograd.backward(scaled)
-        recipe.update_parameters(
-            self.trainer, iteration, self.global_batch, self.loss_scaler, self.finite_flag
-        )
+        recipe.update_parameters(self.trainer, iteration, self.global_batch, self.loss_scaler)
         return outputs, losses
 
     def log_progress(self, batch_index, rate, loss, lr, seconds):
