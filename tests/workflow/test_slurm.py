@@ -40,9 +40,9 @@ TWO_WORKERS = "two_workers"
 # training.stop_before_job_end_minutes), saves, requeues the job and resumes in it.
 REQUEUED = "cpu_fp32"
 TRAIN_MINUTES = 2
-STOP_AFTER_SECONDS = 20
-# Two epochs of ResNet-18 at 16 px train for about 25 s at one thread here, so the job
-# stops at least twice.
+STOP_AFTER_SECONDS = 15
+# Two epochs of ResNet-18 at 16 px train for about 27 s at one thread here, and a job
+# starts training about 6 s after it starts, so the job stops at least twice.
 REQUEUED_EPOCHS = 2
 # A run that fails with a user error (status 2): its batch is larger than the training set.
 FAILING = "batch_too_large"
@@ -148,7 +148,9 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
     # ResNet-18 at 16 px: the cluster's jobs queue on its two CPUs, one training at a time.
     config["network"]["depth"] = 18
     config["input"].update(image_size=16, val_resize=16)
-    config["training"]["runs"][TWO_WORKERS] = {"nodes": 2, "stop_before_job_end_minutes": 0}
+    # Only REQUEUED stops ahead of its job's end.
+    config["training"]["defaults"]["stop_before_job_end_minutes"] = 0
+    config["training"]["runs"][TWO_WORKERS] = {"nodes": 2}
     config["training"]["runs"][REQUEUED] = {
         "epochs": REQUEUED_EPOCHS,
         "stop_before_job_end_minutes": TRAIN_MINUTES - STOP_AFTER_SECONDS / 60,
