@@ -231,14 +231,15 @@ def test_a_train_job_requeues_itself_ahead_of_its_end_and_resumes(tiny_runs, slu
 
 
 def test_a_failing_train_job_fails_once_and_is_not_requeued(tiny_runs, slurm_cluster):
-    """A user error (status 2) in a requeueable job (sbatch --requeue) ends it FAILED with
-    its status, started once, and Snakemake submits it once (no retries)."""
+    """A user error (status 2 of the stage script) in a requeueable job (sbatch --requeue)
+    ends it FAILED, started once, and Snakemake submits it once (no retries). The job's
+    exit code is that of the Snakemake process in the job, 1 for a failed rule."""
     log = tiny_runs["log"]
     job = train_job_id(log, FAILING)
     starts = [
         record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
     ]
-    assert starts == [(job, "FAILED", "2:0")]
+    assert starts == [(job, "FAILED", "1:0")]
     (call,) = [line for line in log.splitlines() if "sbatch call:" in line and FAILING in line]
     assert "--requeue" in call
     train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{FAILING}.log").read_text()
