@@ -364,7 +364,8 @@ def _bench_setup(args, rec, val_rec=None):
 def _add_bench_train(stages):
     p = stages.add_parser(
         "bench-train",
-        help="training throughput of one (dtype, gpus, batch) point, as benchmark.py measures it",
+        help="training throughput of one (dtype, gpus, batch) point: unwaited batch ends as "
+        "benchmark.py measured it, and epoch wall time",
         description="The training loop runs the original recipe's settings with the point's "
         "GPUs, batch and dtype.",
     )

@@ -74,6 +74,7 @@ INFER_KEYS = {
     "latency_iterations",
     "latency_images_per_s",
     "latency_ms",
+    "machine_load",
     "network",
     "machine",
     "versions",

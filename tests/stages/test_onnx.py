@@ -332,7 +332,7 @@ def test_onnxruntime_inference_point_is_measured_as_mxnets(tiny_rec, tmp_path):
         0,
     )
     epochs, waited = INFER_BENCH.epochs, INFER_BENCH.latency_iterations
-    assert len(readings) == 2 * epochs + 3 + 2 * waited
+    assert len(readings) == 3 * epochs + 3 + 2 * waited
     # Each epoch: one tick (0.5 s) over the 3 batches after the first; 8 images each.
     assert point["epoch_batch_seconds"] == [pytest.approx(0.5 / 3)] * epochs
     assert point["images_per_s"] == pytest.approx(48.0)

@@ -3,6 +3,11 @@ timed. Their summary: unit/test_benchmark_summary.py; the plan after adding a ba
 workflow/test_benchmark_plans.py."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import mxnet as mx
@@ -10,6 +15,7 @@ import pytest
 from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe.benchmarking import throughput
+from resnet_recipe.workflow_support import machine_load
 from resnet_recipe.workflow_support.settings import BenchTrain, TrainingRun
 
 TRAIN_KEYS = {
@@ -29,12 +35,18 @@ TRAIN_KEYS = {
     "warmup_epochs",
     "num_examples",
     "settings",
-    "epoch_seconds",
+    "throughput_method",
+    "epoch_batch_seconds",
     "epoch_images_per_s",
     "images_per_s",
+    "wall_method",
+    "epoch_seconds",
+    "wall_epoch_images_per_s",
+    "wall_images_per_s",
     "val_epoch_images_per_s",
     "val_images_per_s",
     "latency_ms",
+    "machine_load",
     "network",
     "machine",
     "versions",
@@ -69,15 +81,17 @@ def tiny(tiny_data, tmp_path_factory):
     )
 
 
-def epoch_clock(durations, val_durations):
-    """A clock whose readings make the training epochs last `durations` seconds and the
-    validation pass after each `val_durations` from its first batch's end to its last
-    (time_training_epochs and timing.time_batch_ends read it exactly there)."""
+def epoch_clock(epochs, val_durations):
+    """A clock whose readings make the training epochs last (wall seconds, seconds from
+    the end of the first batch to the end of the epoch) of `epochs`, and the validation
+    pass after each `val_durations` from its first batch's end to its last (timing.time_epoch
+    reads it before the first batch, after it and at the end of every pass)."""
     readings = []
     now = 0.0
-    for seconds, val_seconds in zip(durations, val_durations, strict=True):
-        readings += [now, now + seconds, now + seconds, now + seconds + val_seconds]
-        now += seconds + val_seconds
+    for (seconds, after_first), val_seconds in zip(epochs, val_durations, strict=True):
+        end = now + seconds
+        readings += [now, end - after_first, end, end, end, end + val_seconds]
+        now = end + val_seconds
     return iter(readings).__next__
 
 
@@ -99,7 +113,7 @@ def bench_train(tiny, path, clock=None, **overrides):
 def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     path = tmp_path / "bench_train" / "float32" / "n0_b4.json"
     bench = TRAIN_BENCH.replace(data=data)
-    clock = epoch_clock([10.0, 1.0, 2.0], [5.0, 0.5, 0.25])
+    clock = epoch_clock([(10.0, 4.0), (1.0, 0.5), (2.0, 0.25)], [5.0, 0.5, 0.25])
     returned = bench_train(tiny, path, clock, bench_settings=bench)
     result = json.loads(path.read_text())
     assert result == returned and set(result) == TRAIN_KEYS
@@ -116,9 +130,17 @@ def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
         32,
     )
     assert (result["iterations"], result["epochs"], result["warmup_epochs"]) == (2, 3, 1)
-    # 8 images per epoch in 10, 1 and 2 s: the slow first (warmup) epoch is left out.
-    assert result["epoch_images_per_s"] == [0.8, 8.0, 4.0]
-    assert result["images_per_s"] == pytest.approx(16 / 3)
+    # The original's measure: 2 batches of 4 images per epoch, the first left out, so 4
+    # images in 4, 0.5 and 0.25 s; the slow first (warmup) epoch is left out.
+    assert result["epoch_batch_seconds"] == [4.0, 0.5, 0.25]
+    assert result["epoch_images_per_s"] == [1.0, 8.0, 16.0]
+    assert result["images_per_s"] == pytest.approx(2 / (1 / 8 + 1 / 16))
+    assert "not waited for" in result["throughput_method"]
+    # The wall clock's: 8 images per epoch in 10, 1 and 2 s.
+    assert result["epoch_seconds"] == [10.0, 1.0, 2.0]
+    assert result["wall_epoch_images_per_s"] == [0.8, 8.0, 4.0]
+    assert result["wall_images_per_s"] == pytest.approx(16 / 3)
+    assert "wall time" in result["wall_method"]
     assert result["latency_ms"] == {"mean": pytest.approx(750.0)}  # 3 s over 4 iterations
     # Validation after each epoch, as the original's val.total_ips: 2 batches of 4 images,
     # the first left out, so 4 images in 5, 0.5 and 0.25 s; warmup left out.
@@ -144,7 +166,10 @@ def test_training_point_with_the_real_clock(tiny, tmp_path):
     )
     assert len(result["epoch_images_per_s"]) == len(result["epoch_seconds"]) == 2
     assert result["images_per_s"] == pytest.approx(result["epoch_images_per_s"][1])
-    assert result["epoch_images_per_s"][1] == pytest.approx(8 / result["epoch_seconds"][1])
+    assert result["epoch_images_per_s"][1] == pytest.approx(4 / result["epoch_batch_seconds"][1])
+    assert result["wall_images_per_s"] == pytest.approx(8 / result["epoch_seconds"][1])
+    # The interval after the first batch lies inside the epoch's wall time.
+    assert result["epoch_batch_seconds"][1] < result["epoch_seconds"][1]
 
 
 def test_float16_training_benchmark_on_the_cpu_stops_with_the_reason(tiny, tmp_path):
@@ -167,11 +192,11 @@ def test_inference_point_holds_unwaited_throughput_and_waited_latencies(tiny, tm
     )
     result = json.loads(path.read_text())
     assert result == returned and set(result) == INFER_KEYS
-    # Throughput epochs: one reading after each epoch's first batch and one after its
-    # closing wait. Latency pass: its start and end, the ask and the ready of each batch
-    # and the ask that finds the batches over.
+    # Throughput epochs: one reading at each epoch's start, one after its first batch and
+    # one after its closing wait. Latency pass: its start and end, the ask and the ready of
+    # each batch and the ask that finds the batches over.
     epochs, waited = INFER_BENCH.epochs, INFER_BENCH.latency_iterations
-    assert len(readings) == 2 * epochs + 3 + 2 * waited
+    assert len(readings) == 3 * epochs + 3 + 2 * waited
     assert (result["kind"], result["gpus"], result["device"], result["data"]) == (
         "infer",
         0,
@@ -202,6 +227,45 @@ def test_inference_point_in_nhwc_reads_padded_nhwc_batches(tiny, tmp_path):
         bench_settings=INFER_BENCH.replace(epochs=2, latency_iterations=2),
     )
     assert result["layout"] == "NHWC" and result["images_per_s"] > 0
+
+
+def cpu_seconds_of(pid):
+    """CPU time (user and system) process `pid` has had, from /proc/PID/stat (utime and
+    stime are the 12th and 13th fields after the command's closing parenthesis)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+def busy_process():
+    """A `python -c 'while 1: pass'` beside the test, running once it has used CPU."""
+    process = subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    try:
+        while cpu_seconds_of(process.pid) < 0.02:
+            time.sleep(0.01)
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_busy_process_beside_a_point_shows_in_its_load_signals_and_marks_it(busy_process):
+    # A point that waits, as one on a GPU waits for its device: the busy process is always
+    # ready to run, so whenever it does not run every core runs some other process. The
+    # others' CPU time is then at least the wall time whatever else loads the machine
+    # (the CI machine's other test worker included): at least one core, above the limit.
+    with machine_load.LoadWatch() as watch:
+        started = cpu_seconds_of(busy_process.pid)
+        time.sleep(1.0)
+        busy = cpu_seconds_of(busy_process.pid) - started
+    signals = watch.signals
+    others = signals["machine_cpu_s"] - signals["process_cpu_s"]
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    # Every CPU-second the busy process got inside the interval is among the others';
+    # both counts are whole clock ticks of each CPU.
+    assert busy > 0 and others >= busy - 2 * signals["cores"] * tick
+    reason = machine_load.disturbance(signals)
+    assert reason is not None and reason.startswith("other processes kept")
 
 
 # ---------------------------------------------------------------- the plan

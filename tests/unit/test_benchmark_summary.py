@@ -6,6 +6,7 @@ import json
 import pytest
 import yaml
 from helpers import REPO
+from helpers.result_files import QUIET_LOAD
 
 from resnet_recipe.benchmarking import throughput
 from resnet_recipe.workflow_support.settings import BenchInfer, BenchTrain
@@ -17,6 +18,7 @@ POINT_SETUP = {
     "image_size": 224,
     "input_backend": "dali-gpu",
     "machine": {"hostname": "test-host"},
+    "machine_load": QUIET_LOAD,
 }
 
 
@@ -28,6 +30,7 @@ def train_point(dtype, gpus, batch, rate):
         "batch_per_device": batch,
         "global_batch": batch * max(gpus, 1),
         "images_per_s": rate,
+        "wall_images_per_s": 0.9 * rate,
         "val_images_per_s": 3 * rate,
         **POINT_SETUP,
     }
@@ -74,21 +77,42 @@ def test_summary_has_the_benchmark_py_report_shape_per_dtype(tmp_path):
         train["float32"].pop("provenance")["settings_digest"]
         != (train["float16"]["provenance"]["settings_digest"])
     )
+    methods = train["float32"].pop("metric_methods")
     assert train["float32"] == {
         "model": "resnet50",
         "ngpus": [1, 4],
         "bs": [96],
-        "metric_keys": ["train.total_ips", "val.total_ips"],
+        "metric_keys": ["train.total_ips", "val.total_ips", "train.wall_ips"],
         "metrics": {
-            "1": {"96": {"train.total_ips": 1000.0, "val.total_ips": 3000.0}},
-            "4": {"96": {"train.total_ips": 4000.0, "val.total_ips": 12000.0}},
+            "1": {
+                "96": {"train.total_ips": 1000.0, "val.total_ips": 3000.0, "train.wall_ips": 900.0}
+            },
+            "4": {
+                "96": {
+                    "train.total_ips": 4000.0,
+                    "val.total_ips": 12000.0,
+                    "train.wall_ips": 3600.0,
+                }
+            },
         },
     }
+    # Each metric labelled with how it was measured: the original's unwaited batch ends,
+    # or the epochs' wall time.
+    assert set(methods) == set(train["float32"]["metric_keys"])
+    assert (
+        "batch ends" in methods["train.total_ips"]
+        and "fit.py L379-413" in methods["train.total_ips"]
+    )
+    assert (
+        "wall time" in methods["train.wall_ips"]
+        and "not the original's" in methods["train.wall_ips"]
+    )
     assert train["float16"]["metrics"] == {
-        "1": {"208": {"train.total_ips": 2000.0, "val.total_ips": 6000.0}}
+        "1": {"208": {"train.total_ips": 2000.0, "val.total_ips": 6000.0, "train.wall_ips": 1800.0}}
     }
     report = infer["float32"]
     assert report["ngpus"] == [1] and report["bs"] == [1, 8]
+    assert set(report["metric_methods"]) == set(report["metric_keys"])
     assert report["metric_keys"] == [
         "val.total_ips",
         "val.ips",

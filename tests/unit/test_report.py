@@ -10,6 +10,7 @@ import pytest
 from helpers.result_files import (
     BENCH_INFER,
     BENCH_TRAIN,
+    BUSY_LOAD,
     DEMO_SETUP,
     REFERENCE_DIR,
     RUNS,
@@ -163,6 +164,34 @@ def test_inference_table_joins_reference_by_dtype_and_batch_on_one_gpu(full_repo
     assert set(table["device"]) == {"1 GPU"}
 
 
+def test_points_measured_beside_other_work_are_marked_with_the_reason(tmp_path):
+    root = tmp_path / "results"
+    inputs = write_results(root, runs={}, scores={}, bench_train={}, bench_infer={})
+    inputs["bench_train_files"] = [
+        write_bench_train(root, "float32", 0, 16, 20.0, image_size=32),
+        write_bench_train(root, "float32", 0, 32, 25.0, image_size=32, load=BUSY_LOAD),
+    ]
+    inputs["bench_infer_files"] = [
+        write_bench_infer(root, "float32", 1, 50.0, gpus=0, load=BUSY_LOAD),
+        write_bench_infer(root, "float32", 8, 50.0, gpus=0),
+    ]
+    outputs = ReportOutputs.in_folder(str(root / "report"))
+    build_report(**inputs, **reference_files(REFERENCE_DIR), outputs=outputs)
+    reason = "other processes kept 0.99 of 2 cores busy (limit 0.5); load 1.71 before"
+    for csv, key in (
+        (outputs.training_csv, "batch_per_device"),
+        (outputs.inference_csv, "batch_size"),
+    ):
+        table = pd.read_csv(csv, keep_default_na=False)
+        disturbed = dict(zip(table[key], table["disturbed"], strict=True))
+        busy_batch = 32 if key == "batch_per_device" else 1
+        assert disturbed.pop(busy_batch).startswith(reason)
+        assert list(disturbed.values()) == [""]
+    text = open(outputs.markdown).read()
+    assert text.count("| disturbed while measured |") == 2
+    assert text.count("1 of 2 points was measured while other processes kept") == 2
+
+
 def test_both_engines_per_run_and_onnxruntime_points_beside_mxnets(tmp_path):
     root = tmp_path / "results"
     mxnet_points = {("float32", 8): 800.0}
@@ -237,7 +266,8 @@ def test_markdown_has_every_table_reference_label_and_graph(full_report):
         "| fp16_8gpu | 8 GPUs | float16 | 224 | 1000 | 90 | dali-gpu | 76.49 | 93.10 | 3.00 "
         "| 78 | 2.60 | 76.49 | 1.000 | 3.30 | 0.909 |" in text
     )
-    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | NCHW | 20.0 | 60.0 |" in text
+    assert "| CPU | float32 | 32 | 16 | 16 | dali-cpu | NCHW | 20.0 | 18.0 | 60.0 |" in text
+    assert "images/s (unwaited batch ends) | images/s (epoch wall time)" in text
     assert "| images/s (unwaited) | images/s (each batch waited) | latency mean (ms, waited) |" in (
         text
     )
@@ -694,7 +724,8 @@ def test_the_report_lists_what_differs_from_the_reference(tmp_path):
     assert "float32 layout" not in rows  # float32 NCHW everywhere, as the reference
     # The benchmark points trained with dynamic scaling, the runs' settings name none.
     assert rows["float16 loss scaling"].endswith("| dynamic, none |")
-    assert "first batch left out" in rows["training throughput"]
+    # Training images/s are measured as the reference's were (unwaited batch ends).
+    assert "training throughput" not in rows
 
 
 def test_differences_read_mxnet_build_features_from_provenance():

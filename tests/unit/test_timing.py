@@ -27,12 +27,16 @@ def test_the_first_iteration_is_never_timed_even_without_warmup_epochs():
         events.append("clock")
         return float(len(events))
 
-    seconds = timing.time_training_epochs(
+    timed = timing.time_training_epochs(
         lambda batch, iteration: events.append(iteration), batches, 2, clock
     )
-    # One untimed iteration, then each epoch's iterations between two clock readings.
-    assert events == [0, "clock", 1, 2, 3, "clock", "clock", 4, 5, 6, "clock"]
-    assert len(seconds) == 2
+    # One untimed iteration, then each epoch's iterations between two clock readings, one
+    # more after the epoch's first batch (from which the original's interval starts).
+    epoch = ["clock", 1, "clock", 2, 3, "clock"]
+    assert events == [0, *epoch, *[event if event == "clock" else event + 3 for event in epoch]]
+    # (wall seconds, seconds per batch after the first), the clock counting events: 5
+    # events from the first reading to the last; 3 after the first batch over 2 batches.
+    assert timed == [(5.0, 1.5), (5.0, 1.5)]
 
 
 def test_time_forward_waits_for_every_output():

@@ -9,15 +9,20 @@ report shape.
 Nothing is computed or logged for metrics inside a timed loop, and the first iterations,
 which build the graph and let cuDNN pick its algorithms, are never timed.
 
-Training (the original's train.total_ips): E epochs of I iterations of the training loop's
-own step (TrainingLoop.step: forward, backward, update; the config's training.defaults for
-all the point does not set), data loading included; an epoch's images/s is I * global
-batch over its wall time, which ends with mx.nd.waitall(). The warmup epochs are left out
-and the rest averaged as the original does: the harmonic mean. latency_ms carries the mean
-only (the timed seconds over the timed iterations): the loop never waits for the device
-between iterations, so the host cannot see when one iteration ends. After each training
-epoch, as the original's Module.fit did, a validation pass of at most I iterations on the
-same devices gives val.total_ips, measured like inference throughput below.
+Training: E epochs of I iterations of the training loop's own step (TrainingLoop.step:
+forward, backward, update; the config's training.defaults for all the point does not set),
+data loading included, the warmup epochs left out and the rest averaged as the original
+does: the harmonic mean. Each epoch gives two measures (timing.time_epoch), both recorded:
+- images_per_s, the original's train.total_ips: the global batch over the mean interval
+  between unwaited batch ends, each epoch's first batch left out (fit.py L379-413, its
+  Gatherer, benchmark.py L70-71), measured as inference throughput below;
+- wall_images_per_s: an epoch's images over its wall time, first batch included, ended by
+  mx.nd.waitall(): what a user's wall clock sees.
+latency_ms carries the mean only (the timed wall seconds over the timed iterations): the
+loop never waits for the device between iterations, so the host cannot see when one
+iteration ends. After each training epoch, as the original's Module.fit did, a validation
+pass of at most I iterations on the same devices gives val.total_ips, measured like
+inference throughput below.
 
 Inference, two measurements on one device with a freshly initialised, hybridized network
 (throughput needs no trained weights):
@@ -42,7 +47,7 @@ from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision
 from resnet_recipe.scoring import timing
 from resnet_recipe.training import loop as training
-from resnet_recipe.workflow_support import devices, results
+from resnet_recipe.workflow_support import devices, machine_load, results
 from resnet_recipe.workflow_support.progress import Progress
 from resnet_recipe.workflow_support.settings import InputPipeline, Network
 
@@ -52,8 +57,9 @@ DATA_SOURCES = ("dali", "synthetic")
 # Metric names of the original benchmark.py: train.total_ips and val.total_ips (images/s,
 # data and compute, batches not waited for; benchmark.py L48-51); val.ips (the batch over
 # the mean waited latency) and the latency keys (in seconds, latency_100 the slowest batch)
-# as its later versions name them.
-TRAIN_METRIC_KEYS = ("train.total_ips", "val.total_ips")
+# as its later versions name them. train.wall_ips is this workflow's own: the epochs' wall
+# time (WALL_METHOD).
+TRAIN_METRIC_KEYS = ("train.total_ips", "val.total_ips", "train.wall_ips")
 INFER_METRIC_KEYS = (
     "val.total_ips",
     "val.ips",
@@ -66,9 +72,26 @@ THROUGHPUT_METHOD = (
     "harmonic mean over the epochs after the warmup ones of batch / mean interval between "
     "consecutive batch ends, first batch of each epoch left out, batches not waited for; "
     "the interval opened by a wait for the left-out first batch and closed by a wait for "
-    "the device (the original benchmark.py, fit.py L379-403)"
+    "the device (the original benchmark.py L70-71, fit.py L379-413)"
+)
+WALL_METHOD = (
+    "harmonic mean over the epochs after the warmup ones of an epoch's images over its wall "
+    "time, first batch included, ended by a wait for the device: what a wall clock sees, "
+    "not the original's measure"
 )
 LATENCY_METHOD = "each batch timed from asking the pipeline for it to its output being ready"
+# How each summary metric was measured: the summary's labels (its metric_methods).
+METRIC_METHODS = {
+    "train.total_ips": f"training images/s: {THROUGHPUT_METHOD}",
+    "val.total_ips": f"validation or inference images/s: {THROUGHPUT_METHOD}",
+    "train.wall_ips": f"training images/s: {WALL_METHOD}",
+    "val.ips": f"batch over the mean latency, {LATENCY_METHOD}",
+    **{
+        key: f"seconds per batch, {LATENCY_METHOD}"
+        for key in INFER_METRIC_KEYS
+        if key.startswith("val.latency_")
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -169,9 +192,8 @@ def bench_train(
             "%s: %d epochs of %d iterations (%d warmup epochs), %s data, contexts %s",
             *(what, bench.epochs, bench.iterations, bench.warmup_epochs, data, contexts),
         )
-        epoch_seconds, val_seconds = _time_training(
-            setup, input_settings, run, bench, contexts, clock
-        )
+        with machine_load.LoadWatch() as watch:
+            epochs, val_seconds = _time_training(setup, input_settings, run, bench, contexts, clock)
     point = {"dtype": dtype, "gpus": gpus, "nodes": 1, "batch_per_device": batch_per_device}
     result = {
         "kind": "train",
@@ -180,8 +202,9 @@ def bench_train(
         "global_batch": global_batch,
         "num_examples": num_examples,
         "settings": run.to_config(),  # what the loop ran: the point on training.defaults
-        **_training_rates(bench, global_batch, epoch_seconds),
+        **_training_rates(bench, global_batch, epochs),
         **_validation_rates(bench, global_batch, val_seconds),
+        "machine_load": watch.signals,
         **setup.recorded(input_settings, data, dtype),
     }
     made_with = {
@@ -192,9 +215,12 @@ def bench_train(
     }
     result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
     log.info(
-        "%s: %.1f images/s training, %.1f images/s validation after %d warmup epochs",
-        *(what, result["images_per_s"], result["val_images_per_s"], bench.warmup_epochs),
+        "%s: %.1f images/s training (unwaited batch ends), %.1f (epoch wall time), %.1f "
+        "validation, after %d warmup epochs",
+        *(what, result["images_per_s"], result["wall_images_per_s"]),
+        *(result["val_images_per_s"], bench.warmup_epochs),
     )
+    warn_if_disturbed(what, result)
     return result
 
 
@@ -210,8 +236,9 @@ def _notional_epoch(what, bench, dtype, global_batch):
 
 
 def _time_training(setup, input_settings, run, bench, contexts, clock):
-    """(seconds of each benchmark epoch of the training loop's step on `contexts`, seconds
-    per batch of the validation pass after each epoch)."""
+    """([(wall seconds, seconds per batch after the first)] of each benchmark epoch of the
+    training loop's step on `contexts`, seconds per batch of the validation pass after each
+    epoch)."""
     if setup.val_rec is None or setup.val_idx is None:
         raise ValueError("a training benchmark needs the validation split for val.total_ips")
     classes = len(read_classes(setup.classes_tsv))
@@ -240,8 +267,8 @@ def _time_training(setup, input_settings, run, bench, contexts, clock):
         phase = "warmup" if epoch <= bench.warmup_epochs else "timed"
         progress.update(1, **{"last epoch": f"{rate:.1f} img/s ({phase})"})
 
-    epoch_seconds = timing.time_training_epochs(loop.step, batches, bench.epochs, clock, validate)
-    return epoch_seconds, val_seconds
+    epochs = timing.time_training_epochs(loop.step, batches, bench.epochs, clock, validate)
+    return epochs, val_seconds
 
 
 def run_forward(net):
@@ -254,10 +281,16 @@ def run_forward(net):
     return run
 
 
-def _training_rates(bench, global_batch, epoch_seconds):
-    """A training point's numbers: per-epoch images/s, their mean after the warmup epochs,
-    and the mean time of a timed iteration."""
+def _training_rates(bench, global_batch, epochs):
+    """A training point's numbers from its epochs' (wall seconds, seconds per batch): both
+    measures per epoch and their harmonic means after the warmup epochs, and the mean wall
+    time of a timed iteration."""
+    epoch_seconds = [wall for wall, _ in epochs]
+    batch_seconds = [per_batch for _, per_batch in epochs]
     epoch_rates, images_per_s = timing.epoch_throughput(
+        batch_seconds, global_batch, bench.warmup_epochs
+    )
+    wall_rates, wall_images_per_s = timing.epoch_throughput(
         epoch_seconds, bench.iterations * global_batch, bench.warmup_epochs
     )
     timed_seconds = sum(epoch_seconds[bench.warmup_epochs :])
@@ -266,9 +299,16 @@ def _training_rates(bench, global_batch, epoch_seconds):
         "iterations": bench.iterations,
         "epochs": bench.epochs,
         "warmup_epochs": bench.warmup_epochs,
-        "epoch_seconds": epoch_seconds,
+        # The original's measure, train.total_ips.
+        "throughput_method": THROUGHPUT_METHOD,
+        "epoch_batch_seconds": batch_seconds,
         "epoch_images_per_s": epoch_rates,
         "images_per_s": images_per_s,
+        # The wall clock's.
+        "wall_method": WALL_METHOD,
+        "epoch_seconds": epoch_seconds,
+        "wall_epoch_images_per_s": wall_rates,
+        "wall_images_per_s": wall_images_per_s,
         "latency_ms": {"mean": 1000 * timed_seconds / timed_iterations},
     }
 
@@ -335,11 +375,12 @@ def time_inference(forward, batches_of, bench, batch_size, clock=time.perf_count
     """An inference point's numbers (the module docstring says how they are measured) of
     `forward` (an NDArray batch in, its output out) over the batches that
     batches_of(iterations) gives: bench.epochs unwaited passes of bench.iterations batches,
-    then one waited pass of bench.latency_iterations."""
-    batch_seconds = timing.time_batch_ends(
-        run_forward(forward), batches_of(bench.iterations), bench.epochs, clock
-    )
-    latencies, _ = timing.time_forward(forward, batches_of(bench.latency_iterations), clock)
+    then one waited pass of bench.latency_iterations, under one machine_load.LoadWatch."""
+    with machine_load.LoadWatch() as watch:
+        batch_seconds = timing.time_batch_ends(
+            run_forward(forward), batches_of(bench.iterations), bench.epochs, clock
+        )
+        latencies, _ = timing.time_forward(forward, batches_of(bench.latency_iterations), clock)
     epoch_rates, images_per_s = timing.epoch_throughput(
         batch_seconds, batch_size, bench.warmup_epochs, "benchmark.infer"
     )
@@ -360,6 +401,7 @@ def time_inference(forward, batches_of, bench, batch_size, clock=time.perf_count
         # The later versions' val.ips: the batch over the mean waited latency (810bcf3
         # fit.py L296-299).
         "latency_images_per_s": batch_size / (latency["mean"] / 1000),
+        "machine_load": watch.signals,
     }
 
 
@@ -371,6 +413,14 @@ def log_inference_point(what, result):
         *(what, result["images_per_s"], result["latency_images_per_s"]),
         *(latency["mean"], latency["p99"]),
     )
+    warn_if_disturbed(what, result)
+
+
+def warn_if_disturbed(what, result):
+    """A warning in the point's log when other work shared the machine while it ran."""
+    reason = machine_load.disturbance(result["machine_load"])
+    if reason is not None:
+        log.warning("%s: disturbed: %s", what, reason)
 
 
 def model_name(network_settings):
@@ -386,6 +436,7 @@ def point_metrics(point):
         return {
             "train.total_ips": point["images_per_s"],
             "val.total_ips": point["val_images_per_s"],
+            "train.wall_ips": point["wall_images_per_s"],
         }
     latency = point["latency_ms"]
     metrics = {
@@ -406,6 +457,7 @@ def benchmark_report(points, kind):
     "metrics": {ngpus: {bs: {metric: value}}}} (keys of metrics as strings, bs per GPU);
     here each dtype's entry is exactly that, so a tool reading the original's report reads
     report[dtype]. Each point was measured once, so its value is its mean after warmup.
+    Beside the original's keys, metric_methods says how each metric was measured.
     """
     by_dtype = {}
     for point in points:
@@ -413,6 +465,7 @@ def benchmark_report(points, kind):
             raise UserError(f"a {point['kind']} benchmark point among the {kind} points")
         by_dtype.setdefault(point["dtype"], []).append(point)
     reports = {}
+    keys = TRAIN_METRIC_KEYS if kind == "train" else INFER_METRIC_KEYS
     for dtype, group in sorted(by_dtype.items()):
         batch_key = "batch_per_device" if kind == "train" else "batch_size"
         metrics = {}
@@ -430,7 +483,8 @@ def benchmark_report(points, kind):
             "model": ",".join(models),
             "ngpus": sorted({point["gpus"] for point in group}),
             "bs": sorted({point[batch_key] for point in group}),
-            "metric_keys": list(TRAIN_METRIC_KEYS if kind == "train" else INFER_METRIC_KEYS),
+            "metric_keys": list(keys),
+            "metric_methods": {key: METRIC_METHODS[key] for key in keys},
             "metrics": metrics,
         }
     return reports

@@ -13,8 +13,8 @@ from resnet_recipe.report.experiment import (
 from resnet_recipe.report.plots import _figure, _finish, _log_axis, _save, nothing_to_draw
 
 TITLE = "Top-1 against training cost"
-UNIT_MARKERS = {"GPU-hours": "o", "CPU-hours": "s"}
-FRONT_LABEL = "Pareto front (ringed): no other run as cheap and as accurate, per unit"
+UNIT_MARKERS = {"GPU-hours": "o", "CPU node-hours": "s"}
+FRONT_LABEL = "Pareto front (ringed): no other run\nas cheap and as accurate, per unit"
 
 
 def pareto_front(costs, accuracies):
@@ -49,7 +49,7 @@ def plot_accuracy_cost(family_rows, reference, path):
             yerr=[low, high],
             fmt=marker,
             capsize=3,
-            label=f"{unit}: mean of the seeds, bar from lowest to highest",
+            label=f"{unit}: mean of the seeds,\nbar from lowest to highest",
         )
         for row in points.itertuples():
             axes.annotate(
@@ -60,7 +60,7 @@ def plot_accuracy_cost(family_rows, reference, path):
                 textcoords="offset points",
             )
     for number, (_, points) in enumerate(rows.groupby("cost_unit")):
-        # GPU-hours and CPU-hours are not one currency: a front per unit.
+        # GPU-hours and CPU node-hours are not one currency: a front per unit.
         front = points[pareto_front(list(points["cost"]), list(points["top1_percent_mean"]))]
         front = front.sort_values("cost")
         axes.step(
@@ -81,6 +81,8 @@ def plot_accuracy_cost(family_rows, reference, path):
         costs += list(reference["gpus"] * reference["training_time_h"])
     axes.set_xscale("log")
     _log_axis(axes.xaxis, costs)
+    # Room for the rings and the names of the points at the ends of either axis.
+    axes.margins(x=0.12, y=0.08)
     units = " or ".join(sorted(set(rows["cost_unit"])))
     xlabel = f"training cost ({units}, log scale)"
     _finish(axes, TITLE, xlabel, "top-1 (%)", [textwrap.fill(note, 60) for note in notes])

@@ -54,12 +54,12 @@ COMPARISON_COLUMNS = [
 
 def run_cost(report):
     """(training cost, unit) of a training report: GPU-hours (hours x GPUs x nodes), or
-    CPU-hours (hours x nodes, the whole CPU of each) for a run on the CPU."""
+    CPU node-hours (hours x nodes, the whole CPU of each) for a run on the CPU."""
     hours = report["train_seconds"] / 3600.0
     nodes = report.get("nodes", 1)
     if report["gpus"]:
         return hours * report["gpus"] * nodes, "GPU-hours"
-    return hours * nodes, "CPU-hours"
+    return hours * nodes, "CPU node-hours"
 
 
 def family_table(runs, accuracy, target_top1):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.report.experiment import REFERENCE_SETUP, REFERENCE_TASK
-from resnet_recipe.workflow_support import results
+from resnet_recipe.workflow_support import machine_load, results
 
 # The latency statistics (keys of an inference point's latency_ms) that the inference table
 # shows: every one but the slowest batch.
@@ -99,11 +99,13 @@ def read_run(run_dir):
 def read_bench(paths, kind, engine_paths=()):
     """Benchmark points of `kind` ("train" or "infer") as a table, one row per file: the
     fields of BENCH_COLUMNS, the network name, the image size, the input pipeline
-    ("input": dali-gpu, dali-cpu or synthetic) and the layout; training adds the validation
-    images/s and the node count (gpus is per node), inference the images/s and one latency
-    column per statistic of its waited pass, and its engine (mxnet for MXNet's points,
-    which name none). engine_paths: inference points of other engines (onnxruntime), listed
-    beside MXNet's. The result column holds each whole JSON."""
+    ("input": dali-gpu, dali-cpu or synthetic) and the layout; training adds the epoch
+    wall-time images/s, the validation images/s and the node count (gpus is per node),
+    inference the images/s and one latency column per statistic of its waited pass, and
+    its engine (mxnet for MXNet's points, which name none); last, why the point was
+    disturbed by other work on the machine (machine_load.disturbance; empty if it was
+    not). engine_paths: inference points of other engines (onnxruntime), listed beside
+    MXNet's. The result column holds each whole JSON."""
     points = [results.read(path, results.BENCH_POINTS[kind]) for path in paths]
     points += [results.read(path, results.BENCH_INFER_ENGINE) for path in engine_paths]
     paths = [*paths, *engine_paths]
@@ -116,7 +118,9 @@ def read_bench(paths, kind, engine_paths=()):
         row["image_size"] = point["image_size"]
         row["layout"] = point["layout"]
         row["images_per_s"] = point["images_per_s"]
+        row["disturbed"] = machine_load.disturbance(point["machine_load"]) or ""
         if kind == "train":
+            row["wall_images_per_s"] = point["wall_images_per_s"]
             row["val_images_per_s"] = point["val_images_per_s"]
             # Points written before training could span nodes ran on one.
             row["nodes"] = point.get("nodes", 1)
@@ -126,9 +130,10 @@ def read_bench(paths, kind, engine_paths=()):
         rows.append(row)
     columns = [*BENCH_COLUMNS[kind], "input", "layout", *REFERENCE_SETUP, "images_per_s"]
     if kind == "train":
-        columns += ["val_images_per_s", "nodes"]
+        columns += ["wall_images_per_s", "val_images_per_s", "nodes"]
     if kind == "infer":
         columns += ["latency_images_per_s", *(f"latency_{s}_ms" for s in LATENCY_STATISTICS)]
+    columns.append("disturbed")
     key = [*POINT_KEYS[kind], *REFERENCE_SETUP]
     what = "training" if kind == "train" else "inference"
     _check_unique(f"{what} benchmark point", [tuple(row[k] for k in key) for row in rows], paths)

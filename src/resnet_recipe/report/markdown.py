@@ -130,10 +130,16 @@ SECTIONS = {
     "training": Section(
         title="Training throughput",
         explanation=(
-            "Total images/s (data pipeline plus compute) after the warmup epochs; "
-            "validation images/s of the pass after each epoch (at most the benchmark's "
-            "iterations), measured like inference images/s (unwaited), as the original "
-            "reported val.total_ips. "
+            "Total images/s (data pipeline plus compute) after the warmup epochs, two "
+            "measures of the same epochs. Images/s (unwaited batch ends) as the original "
+            "benchmark.py measured train.total_ips: the global batch over the mean interval "
+            "between batch ends, none waited for, each epoch's first batch left out, "
+            "harmonic mean after the warmup epochs; the reference ratio, FP16 speedup and "
+            "weak scaling use it. Images/s (epoch wall time): an epoch's images over its "
+            "wall time, first batch included, ended by a wait for the device, what a wall "
+            "clock sees. Validation images/s of the pass after each epoch (at most the "
+            "benchmark's iterations), measured like inference images/s (unwaited), as the "
+            "original reported val.total_ips. "
             "FP16 speedup = float16 images/s / float32 images/s at the same GPU count, "
             "with the same batch per GPU where both were measured, otherwise float32's "
             "largest batch at that GPU count (column 'vs FP32 batch'; the original "
@@ -252,7 +258,7 @@ EXPERIMENTS_INTRO = (
     "at which validation top-1 (the mean over the seeds, for a family) reached "
     "{target:g}% (report.target_top1), and the mean training wall time to its end; empty "
     "when no epoch reached it. Cost: wall hours x GPUs x nodes (GPU-hours), or x nodes "
-    "for a run on the CPU (CPU-hours), the mean over the seeds.\n"
+    "for a run on the CPU (CPU node-hours), the mean over the seeds.\n"
 )
 COMPARISON_INTRO = (
     "### Is the difference real?\n\n"

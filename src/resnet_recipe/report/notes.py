@@ -85,7 +85,7 @@ def training_gaps(table):
     notes += _reference_gaps(
         table, "reference_images_per_s", REFERENCE_SETUP, "points", "GPU count, dtype and batch"
     )
-    return notes
+    return notes + _disturbed(table)
 
 
 def inference_gaps(table):
@@ -95,7 +95,21 @@ def inference_gaps(table):
     notes += _reference_gaps(
         table, "reference_images_per_s", REFERENCE_SETUP, "points", "dtype and batch size"
     )
-    return notes
+    return notes + _disturbed(table)
+
+
+def _disturbed(table):
+    """A sentence counting the points measured while other work used the machine."""
+    disturbed = int((table["disturbed"] != "").sum())
+    if not disturbed:
+        return []
+    verb = "was" if disturbed == 1 else "were"
+    return [
+        f"{disturbed} of {len(table)} points {verb} measured while other processes kept the "
+        "machine's CPUs busy (column 'disturbed while measured': the cores they took, the "
+        "load average and the CPU time the point's own process got); their images/s and "
+        "latencies may be worse than the machine's."
+    ]
 
 
 def _absent_dtypes(table, what):

@@ -53,6 +53,8 @@ NETWORK_COLUMN = ("network", "network", _text)
 IMAGE_COLUMN = ("image_size", "image (px)", _text)
 # The engine column shows in report.md only when some point is not MXNet's.
 ENGINE_COLUMN = ("engine", "engine", _text)
+# Why a benchmark point counts as disturbed by other work on the machine; empty if not.
+DISTURBED_COLUMN = ("disturbed", "disturbed while measured", _text)
 ACCURACY_COLUMNS = [
     ("run", "run", _text),
     ("device", "GPUs", _text),
@@ -80,7 +82,8 @@ TRAINING_COLUMNS = [
     ("global_batch", "global batch", _text),
     ("input", "input", _text),
     ("layout", "layout", _text),
-    ("images_per_s", "images/s", _number(1)),
+    ("images_per_s", "images/s (unwaited batch ends)", _number(1)),
+    ("wall_images_per_s", "images/s (epoch wall time)", _number(1)),
     ("val_images_per_s", "validation images/s", _number(1)),
     ("fp16_speedup", "FP16 speedup", _number(2)),
     ("speedup_fp32_batch", "vs FP32 batch", _text),
@@ -90,6 +93,7 @@ TRAINING_COLUMNS = [
     ("images_per_s_ratio", "images/s measured/reference", _ratio),
     ("reference_fp16_speedup", "reference FP16 speedup", _number(2)),
     ("reference_weak_scaling", "reference weak scaling", _number(2)),
+    DISTURBED_COLUMN,
 ]
 INFERENCE_COLUMNS = [
     ("dtype", "dtype", _text),
@@ -105,6 +109,7 @@ INFERENCE_COLUMNS = [
     *[(f"latency_{s}_ms", f"latency {s} (ms, waited)", _number(2)) for s in LATENCY_STATISTICS],
     ("reference_images_per_s", "reference images/s", _number(1)),
     ("images_per_s_ratio", "images/s measured/reference", _ratio),
+    DISTURBED_COLUMN,
 ]
 ONNX_COLUMNS = [
     ("run", "run", _text),

@@ -3,8 +3,9 @@ synchronisation, and the first iterations (graph building, cuDNN autotuning) are
 
     TimedBatches(batches, net)      per-batch latency, from asking for a batch to its output
     time_forward(net, batches)      the latency pass: every batch waited for
+    time_epoch(run, batches)        a pass's wall seconds and the original's seconds per batch
     time_batch_ends(run, batches, epochs)  the original's throughput: batches not waited for
-    time_training_epochs(step, ...) wall seconds of training epochs
+    time_training_epochs(step, ...) both measures of training epochs
     latency_summary(seconds)        {mean, p50, p90, p95, p99, max} in milliseconds
     epoch_throughput(...)           images/s per epoch and their mean after the warmup
 """
@@ -96,52 +97,62 @@ def time_forward(net, batches, clock=time.perf_counter):
     return timed.seconds, clock() - started
 
 
-def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
-    """Seconds per batch of each of `epochs` passes over `batches`, measured as the original
-    recipe measured its benchmarks (fit.py L379-403 at its first release): the mean interval
-    between the ends of consecutive batches, the first batch of each epoch left out.
+def time_epoch(run, batches, clock=time.perf_counter):
+    """(wall seconds, seconds per batch after the first) of one pass over `batches` through
+    run(device_batches), which hands one iteration to the device and is not waited for.
 
-    run(device_batches) hands one iteration to the device and is not waited for, as the
-    original's batch-end callback waited for nothing (--no-metrics). Two waits per epoch
-    bound the interval, outside the batches it counts: the first batch, which is left out,
-    is waited for (mx.nd.waitall()) before the clock starts, and the epoch ends with
-    mx.nd.waitall() before the clock is read. The interval therefore holds exactly the work
-    of the other batches; the original read the clock at both ends without a wait, which in
-    a steady stream amounts to the same. Without the first wait the interval would also
-    hold what is left of the first batch, one batch too many over the epoch (11% at 10
-    batches). An epoch's time per batch is that interval over its batches but the first.
+    Wall seconds: from the clock reading before the first batch is asked for to the one
+    after the closing mx.nd.waitall(). Seconds per batch: as the original recipe measured
+    its benchmarks, training and inference alike (fit.py L379-413 at a8e1d1cd, its
+    Gatherer): the mean interval between the ends of consecutive batches, the first batch
+    left out, none of the counted batches waited for, as the original's batch-end callback
+    waited for nothing (--no-metrics). Two waits bound that interval, outside the batches
+    it counts: the first batch is waited for (mx.nd.waitall()) before the clock starts, and
+    the pass ends with mx.nd.waitall() before the clock is read. The interval therefore
+    holds exactly the work of the other batches; the original read the clock at both ends
+    without a wait, which in a steady stream amounts to the same. Without the first wait
+    the interval would also hold what is left of the first batch, one batch too many over
+    the epoch (11% at 10 batches). The wall seconds include that one wait, as a training
+    run's do at each of its log lines (training/loop.py).
     """
     if len(batches) < 2:
         raise UserError(f"{len(batches)} iterations per epoch: at least 2 are needed to time")
-    per_batch = []
-    for _ in range(epochs):
-        started = None
-        for device_batches in batches:
-            run(device_batches)
-            if started is None:
-                mx.nd.waitall()
-                started = clock()
-        mx.nd.waitall()
-        per_batch.append((clock() - started) / (len(batches) - 1))
-    return per_batch
+    started = clock()
+    first_done = None
+    for device_batches in batches:
+        run(device_batches)
+        if first_done is None:
+            mx.nd.waitall()
+            first_done = clock()
+    mx.nd.waitall()
+    ended = clock()
+    return ended - started, (ended - first_done) / (len(batches) - 1)
+
+
+def time_batch_ends(run, batches, epochs, clock=time.perf_counter):
+    """Seconds per batch (time_epoch) of each of `epochs` passes over `batches` through
+    run(device_batches): the original's throughput measure."""
+    return [time_epoch(run, batches, clock)[1] for _ in range(epochs)]
 
 
 def time_training_epochs(step, batches, epochs, clock=time.perf_counter, on_epoch=None):
-    """Wall seconds of `epochs` passes over `batches` through `step(device_batches,
-    iteration)`, each ending with mx.nd.waitall(). One untimed iteration runs first (graph
-    building, autotuning), whatever the warmup epochs. on_epoch(epoch, seconds) is called
-    between epochs, outside the timed intervals."""
+    """(wall seconds, seconds per batch after the first) of each of `epochs` passes over
+    `batches` through `step(device_batches, iteration)`, both as time_epoch measures them.
+    One untimed iteration runs first (graph building, autotuning), whatever the warmup
+    epochs. on_epoch(epoch, wall seconds) is called between epochs, outside the timed
+    intervals."""
     step(next(iter(batches)), 0)  # a new iterator continues the stream: one batch taken
     mx.nd.waitall()
     iteration = 1
-    epoch_seconds = []
+
+    def run(device_batches):
+        nonlocal iteration
+        step(device_batches, iteration)
+        iteration += 1
+
+    timed = []
     for epoch in range(1, epochs + 1):
-        started = clock()
-        for device_batches in batches:
-            step(device_batches, iteration)
-            iteration += 1
-        mx.nd.waitall()
-        epoch_seconds.append(clock() - started)
+        timed.append(time_epoch(run, batches, clock))
         if on_epoch is not None:
-            on_epoch(epoch, epoch_seconds[-1])
-    return epoch_seconds
+            on_epoch(epoch, timed[-1][0])
+    return timed

@@ -11,6 +11,8 @@ results.py         the result files between stages: their fields, reading and wr
 provenance.py      code, versions, MXNet build and machine of every result
 code_digest.py     which package modules a stage runs, and one digest of their text
 devices.py         GPU discovery and locks, MXNet contexts, machine facts
+machine_load.py    what else used the CPUs while a benchmark point ran, and when that
+                   marks the point disturbed
 preflight.py       a config checked against the machine (GPUs, build, disk) before any job
 progress.py        logging set-up for stages, and progress lines with rate and ETA
 """

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from resnet_recipe.files.atomic_files import atomic_open, write_json
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.workflow_support import provenance
+from resnet_recipe.workflow_support.machine_load import MACHINE_LOAD_KEYS
 from resnet_recipe.workflow_support.settings import DTYPES
 
 # Latency summary keys of a result's latency_ms (milliseconds): the mean, percentiles
@@ -62,12 +63,15 @@ SCORE = Contract(
 # A benchmark point's images_per_s is measured as the original benchmark.py did (see
 # throughput.py); an inference point's latency_ms and latency_images_per_s come from a
 # separate pass that waits for every batch; a training point's val_images_per_s is the
-# original's val.total_ips of the validation pass after every epoch.
+# original's val.total_ips of the validation pass after every epoch, and its
+# wall_images_per_s the images of its epochs over their wall time. machine_load: what else
+# used the machine's CPUs while the point ran (workflow_support/machine_load.py).
 BENCH_FIELDS = (*NETWORK_FIELDS, "layout", "image_size", "input_backend", "images_per_s", "machine")
+BENCH_FIELDS += tuple(f"machine_load.{key}" for key in MACHINE_LOAD_KEYS)
 BENCH_TRAIN = Contract(
     "training benchmark point",
     ("kind", "dtype", "gpus", "batch_per_device", "global_batch")
-    + (*BENCH_FIELDS, "val_images_per_s"),
+    + (*BENCH_FIELDS, "val_images_per_s", "wall_images_per_s"),
     kind="train",
 )
 BENCH_INFER = Contract(
