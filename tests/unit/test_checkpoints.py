@@ -5,7 +5,7 @@ import mxnet as mx
 from helpers.tiny import TINY_NETWORK, TINY_PIPELINE, TINY_SETTINGS
 
 from resnet_recipe.model import network, recipe
-from resnet_recipe.training import checkpoints, loop
+from resnet_recipe.training import checkpoints, distributed, loop
 from resnet_recipe.workflow_support.settings import InputPipeline, Network, TrainingRun
 
 
@@ -26,8 +26,8 @@ def test_the_resumable_state_ignores_speed_and_presentation_settings(tiny_data):
     assert digest(run=TINY_SETTINGS.replace(seed=2)) != digest()
 
 
-def test_checkpoint_restores_momentum_and_schedule(tmp_path):
-    contexts = [mx.cpu(0)]
+def test_checkpoint_restores_momentum_schedule_and_each_devices_statistics(tmp_path):
+    contexts = [mx.cpu(0), mx.cpu(1)]
     settings = TrainingRun(warmup_epochs=0)
 
     def build():
@@ -37,16 +37,19 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
         return net, trainer
 
     net, trainer = build()
-    data = mx.nd.random.uniform(shape=(4, 3, 16, 16))
     label = mx.nd.array([0, 1, 2, 0])
     loss = recipe.CrossEntropy(3)
     scaler = loop.precision.make_loss_scaler("dynamic", "float32")
     for iteration in range(3):
+        # Each device sees other images, so its BN running statistics are its own.
+        batches = [mx.nd.random.uniform(shape=(4, 3, 16, 16), ctx=c) for c in contexts]
         with mx.autograd.record():
-            value = loss(net(data), label)
-        value.backward()
-        recipe.update_parameters(trainer, iteration, 4, scaler)
-    checkpoints.save_position(str(tmp_path), (1, 0), net, trainer, {"note": "x"})
+            values = [loss(net(data), label.as_in_context(data.context)) for data in batches]
+        mx.autograd.backward(values)
+        recipe.update_parameters(trainer, iteration, 8, scaler)
+    membership = distributed.Membership()
+    rows = membership.statistics_of_every_device(net)
+    checkpoints.save_position(str(tmp_path), (1, 0), net, trainer, {"note": "x"}, rows)
 
     restored_net, restored_trainer = build()
     state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
@@ -56,10 +59,20 @@ def test_checkpoint_restores_momentum_and_schedule(tmp_path):
     assert states and states.keys() == restored.keys()
     for key in states:
         assert (states[key].asnumpy() == restored[key].asnumpy()).all()
+    assert restored_trainer.optimizer.num_update == trainer.optimizer.num_update
+    statistics = distributed.running_statistics(net)
+    differing = [
+        name for name, p in statistics.items() if (p.data(contexts[0]) != p.data(contexts[1])).sum()
+    ]
+    assert differing, "the devices' statistics should differ for this test to mean anything"
+    # The parameters file holds the devices' average; each device gets its own back.
+    distributed.restore_device_statistics(
+        restored_net, checkpoints.latest_device_statistics(str(tmp_path)), first_row=0
+    )
     for name, param in net.collect_params().items():
         other = restored_net.collect_params()[name]
-        assert (param.data().asnumpy() == other.data().asnumpy()).all()
-    assert restored_trainer.optimizer.num_update == trainer.optimizer.num_update
+        for context in contexts:
+            assert (param.data(context).asnumpy() == other.data(context).asnumpy()).all(), name
 
 
 def test_schema_defaults_are_the_recipe(tmp_path):
@@ -99,7 +112,7 @@ def test_a_resume_loads_the_newest_of_the_kept_epochs(tmp_path):
     for epoch in (1, 2, 3):
         net.weight.set_data(mx.nd.full((2, 3), float(epoch)))
         checkpoints.save_position(
-            str(tmp_path), (epoch, 0), net, trainer, {"trained": epoch}, keep=2
+            str(tmp_path), (epoch, 0), net, trainer, {"trained": epoch}, mx.nd.zeros((1, 1)), keep=2
         )
         saved[epoch] = net.weight.data().asnumpy()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["epoch-0002", "epoch-0003"]

@@ -34,6 +34,8 @@ POSITION_FOLDER = re.compile(r"^epoch-(\d{4,})(?:-iteration-(\d{6,}))?$")
 STATE_FILE = "state.json"
 PARAMS_FILE = "net.params"
 OPTIMIZER_FILE = "optimizer.states"
+# Each device's own BN running statistics (distributed.statistics_of_every_device).
+DEVICE_STATISTICS_FILE = "device_statistics.nd"
 EXPORTS = "exports"
 MODEL_PREFIX = "model"
 
@@ -86,12 +88,16 @@ def position_folder(position):
     return f"epoch-{epochs + 1:04d}-iteration-{iterations:06d}"
 
 
-def save_position(state_dir, position, net, trainer, state, keep=2):
-    """Write parameters, optimizer state (momentum, update count, lr schedule) and `state`
-    (a JSON-serialisable dict) at `position` (epochs finished, iterations into the next);
-    keep only the newest `keep` positions."""
+def save_position(state_dir, position, net, trainer, state, device_statistics, keep=2):
+    """Write parameters, optimizer state (momentum, update count, lr schedule), every
+    device's own BN statistics (an NDArray) and `state` (a JSON-serialisable dict) at
+    `position` (epochs finished, iterations into the next); keep only the newest `keep`
+    positions."""
+    import mxnet as mx
+
     with atomic_directory(os.path.join(state_dir, position_folder(position))) as folder:
         net.save_parameters(os.path.join(folder, PARAMS_FILE))
+        mx.nd.save(os.path.join(folder, DEVICE_STATISTICS_FILE), [device_statistics])
         trainer.save_states(os.path.join(folder, OPTIMIZER_FILE))
         with open(os.path.join(folder, STATE_FILE), "w") as handle:
             json.dump({**state, "epoch": position[0]}, handle, indent=1)
@@ -114,6 +120,16 @@ def load_latest(state_dir, net, trainer, contexts):
     where = f"epoch {epoch}" if not iterations else f"iteration {iterations} of epoch {epoch + 1}"
     log.info("resuming after %s from %s", where, folder)
     return state
+
+
+def latest_device_statistics(state_dir):
+    """Every device's own BN statistics at the newest position; None when there is no
+    position, or when it was saved without them (the parameters' average then stands)."""
+    import mxnet as mx
+
+    positions = _positions(state_dir)
+    path = positions and os.path.join(positions[-1][1], DEVICE_STATISTICS_FILE)
+    return mx.nd.load(path)[0] if path and os.path.exists(path) else None
 
 
 def latest_position(state_dir):

@@ -76,8 +76,7 @@ class Membership:
             return
         import mxnet as mx
 
-        params = net.collect_params()
-        statistics = {name: param for name, param in params.items() if param.grad_req == "null"}
+        statistics = running_statistics(net)
         local_devices = len(next(iter(statistics.values())).list_data())
         (devices,) = self.sum_over_workers("devices", [local_devices])
         # One push and pull for all statistics: every new kvstore key costs a barrier.
@@ -94,8 +93,34 @@ class Membership:
             yield
         finally:
             for name, copies in own.items():
-                for target, source in zip(params[name].list_data(), copies, strict=True):
+                for target, source in zip(statistics[name].list_data(), copies, strict=True):
                     source.copyto(target)
+
+    def statistics_of_every_device(self, net):
+        """Every device's own BN running statistics, one float64 row per device of all
+        workers in shard order (shard_plan); complete on the first worker, which saves
+        them. A resume gives each device its own row back (restore_device_statistics):
+        the average a checkpoint's parameters hold would round differently from the
+        devices' own in later updates. Every worker must call this."""
+        import mxnet as mx
+
+        statistics = running_statistics(net).values()
+        local_devices = len(next(iter(statistics)).list_data())
+        local = mx.nd.stack(
+            *(
+                mx.nd.concat(
+                    *(_host_copy(param.list_data()[device]) for param in statistics), dim=0
+                )
+                for device in range(local_devices)
+            )
+        )
+        if self.workers == 1:
+            return local
+        first, total = shard_plan(self, local_devices)
+        placed = mx.nd.zeros((total, local.shape[1]), dtype="float64")
+        placed[first : first + local_devices] = local
+        # Zeros elsewhere: the sum over workers is every worker's rows, exactly.
+        return self.sum_array("BN statistics of every device", placed)
 
     def require_same(self, what, value):
         """Stop unless every worker holds the same integer `value` (the epoch to resume
@@ -114,6 +139,33 @@ def _host_sum(copies):
     import mxnet as mx
 
     return mx.nd.add_n(*(copy.as_in_context(mx.cpu()).astype("float64") for copy in copies))
+
+
+def _host_copy(array):
+    """`array` flattened into float64 on the host (exact for float16 and float32)."""
+    import mxnet as mx
+
+    return array.as_in_context(mx.cpu()).astype("float64").reshape(-1)
+
+
+def running_statistics(net):
+    """{name: Parameter} of net's BN running statistics (the parameters without gradient)."""
+    return {name: p for name, p in net.collect_params().items() if p.grad_req == "null"}
+
+
+def restore_device_statistics(net, rows, first_row):
+    """Give each of this worker's devices its own BN running statistics back: row
+    first_row + d of `rows` (statistics_of_every_device) for device d."""
+    statistics = running_statistics(net).values()
+    for device in range(len(next(iter(statistics)).list_data())):
+        row, offset = rows[first_row + device], 0
+        for param in statistics:
+            target = param.list_data()[device]
+            values = row[offset : offset + target.size].reshape(target.shape)
+            values.astype(target.dtype).copyto(target)
+            offset += target.size
+        if offset != row.size:
+            raise ValueError(f"saved BN statistics hold {row.size} values, the network {offset}")
 
 
 def is_worker():

@@ -47,14 +47,19 @@ def resume(loop, state_dir):
     loop.membership.require_same("the epoch to resume after", epochs)
     loop.membership.require_same("the iteration to resume at", iterations)
     loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts))
+    rows = checkpoints.latest_device_statistics(state_dir)
+    if rows is not None:
+        first_row, _ = distributed.shard_plan(loop.membership, len(loop.contexts))
+        distributed.restore_device_statistics(loop.net, rows, first_row)
 
 
 def save_state(loop, state_dir, progress=None):
     """The state after loop's epoch (progress None), or inside the next epoch after
     progress.batches iterations (an EpochProgress), and the epoch's export when one is
-    due, from the first worker (with the BN statistics of all workers' devices; every
-    worker calls this)."""
+    due, from the first worker (parameters with the BN statistics averaged over all
+    workers' devices, and each device's own beside them; every worker calls this)."""
     partial = progress.to_state(loop.membership) if progress else None
+    device_statistics = loop.membership.statistics_of_every_device(loop.net)
     with loop.membership.statistics_of_all_workers(loop.net):
         if not loop.membership.writes_outputs:
             return
@@ -64,7 +69,9 @@ def save_state(loop, state_dir, progress=None):
         epochs = loop.epoch - 1 if progress else loop.epoch
         position = (epochs, progress.batches if progress else 0)
         state = {**loop.state(), "partial_epoch": partial}
-        checkpoints.save_position(state_dir, position, loop.net, loop.trainer, state)
+        checkpoints.save_position(
+            state_dir, position, loop.net, loop.trainer, state, device_statistics
+        )
 
 
 def exported_after(epoch, run):
