@@ -6,6 +6,7 @@ import json
 import mxnet as mx
 import numpy
 import pytest
+from helpers.dllogger_lines import read_checked, read_steps
 from helpers.tiny import (
     COLOUR_LABELS,
     NHWC_NETWORK,
@@ -69,6 +70,16 @@ def test_scoring_a_run_repeats_its_last_validation(trained_run, tmp_path):
     latency = result["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
     assert latency["p99"] <= latency["max"] and result["images_per_s"] > 0
+    # Its DLLogger log beside it: the recipe's val mode lines of one pass, and the summary.
+    logs, units = read_checked(tmp_path / "score" / "tiny.dllogger.json")
+    assert units["val.latency_50"] == {"unit": "s"} and len(logs) == 2
+    steps = read_steps(tmp_path / "score" / "tiny.dllogger.json")
+    assert list(steps) == [(0,), ()] and steps[(0,)] == steps[()]
+    data = steps[(0,)][0]
+    assert (data["val.accuracy"], data["val.top_k_accuracy_5"]) == (result["top1"], result["top5"])
+    assert data["val.latency_avg"] == pytest.approx(latency["mean"] / 1000)
+    assert data["val.latency_100"] == pytest.approx(latency["max"] / 1000)
+    assert data["val.ips"] == pytest.approx(8 / data["val.latency_avg"])
 
 
 @pytest.mark.parametrize("run_name", ["trained_run", "nhwc_trained_run"])

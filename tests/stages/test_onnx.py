@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from helpers.dllogger_lines import read_steps
 from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE, score
 
 from resnet_recipe import cli
@@ -338,6 +339,8 @@ def test_onnxruntime_inference_point_is_measured_as_mxnets(tiny_rec, tmp_path):
     assert point["images_per_s"] == pytest.approx(48.0)
     assert point["latency_ms"]["mean"] == pytest.approx(500.0)
     assert point["latency_images_per_s"] == pytest.approx(16.0)
+    steps = read_steps(path.with_name(path.stem + ".dllogger.json"))
+    assert list(steps) == [(0,), ()] and steps[(0,)][0]["val.ips"] == pytest.approx(16.0)
     assert point["versions"]["onnxruntime"] == onnxruntime.__version__
     assert "settings_digest" in point["provenance"]
 

@@ -37,6 +37,19 @@ def outputs(run_dir):
     return models, [{k: v for k, v in m.items() if k not in timings} for m in metrics]
 
 
+def logged_steps(folder):
+    """The steps of the run's DLLogger log, and those of its TensorBoard loss, as a
+    reader sees them: a resumed run shows each step once, as a run never stopped."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (state_dir,) = (folder / "state").iterdir()
+    events = EventAccumulator(str(state_dir / "tensorboard"))
+    events.Reload()
+    with open(folder / "run" / "dllogger.json") as handle:
+        steps = [json.loads(line[5:])["step"] for line in handle if "step" in line]
+    return steps, [event.step for event in events.Scalars("train/loss")]
+
+
 def positions_saved(folder):
     (state_dir,) = (folder / "state").iterdir()
     return [position for position, _ in checkpoints._positions(str(state_dir))]
@@ -82,6 +95,7 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
         assert f"resuming after iteration {iteration} of epoch {epoch}" in caplog.text
         assert f"skipped the {iteration} batches of epoch {epoch}" in caplog.text
     assert outputs(tmp_path / "run") == outputs(uninterrupted), f"stopped after {stop_after}"
+    assert logged_steps(tmp_path) == logged_steps(uninterrupted.parent)
 
 
 def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
@@ -106,3 +120,4 @@ def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
         training.train(job)
     assert "resuming after iteration" in caplog.text
     assert outputs(tmp_path / "run") == outputs(uninterrupted)
+    assert logged_steps(tmp_path) == logged_steps(uninterrupted.parent)

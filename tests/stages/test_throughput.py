@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import mxnet as mx
 import pytest
+from helpers.dllogger_lines import read_checked, read_steps
 from helpers.tiny import INFER_BENCH, INFER_KEYS, NHWC_NETWORK, TINY_NETWORK, TINY_PIPELINE
 
 from resnet_recipe.benchmarking import throughput
@@ -146,6 +147,13 @@ def test_training_point_json_and_warmup_excluded(tiny, tmp_path, data):
     # the first left out, so 4 images in 5, 0.5 and 0.25 s; warmup left out.
     assert result["val_epoch_images_per_s"] == [0.8, 8.0, 16.0]
     assert result["val_images_per_s"] == pytest.approx(2 / (1 / 8 + 1 / 16))
+    # The DLLogger log beside it: each epoch's rates, then the point's.
+    steps = read_steps(path.with_name("n0_b4.dllogger.json"))
+    assert list(steps) == [(0,), (1,), (2,), ()]
+    assert [steps[(e,)][0]["train.ips"] for e in range(3)] == result["epoch_images_per_s"]
+    assert [steps[(e,)][0]["val.ips"] for e in range(3)] == result["val_epoch_images_per_s"]
+    summary = {"train.ips": result["images_per_s"], "val.ips": result["val_images_per_s"]}
+    assert steps[()] == [summary]
     assert result["layout"] == "NCHW"
     assert result["versions"]["mxnet"] == mx.__version__
 
@@ -214,6 +222,11 @@ def test_inference_point_holds_unwaited_throughput_and_waited_latencies(tiny, tm
     assert set(result["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "max"}
     assert result["latency_ms"]["mean"] == pytest.approx(500.0)
     assert result["latency_images_per_s"] == pytest.approx(16.0)  # 8 images in 0.5 s
+    logs, units = read_checked(path.with_name("b8.dllogger.json"))
+    assert [entry["step"] for entry in logs] == [[0], []]
+    assert units["val.ips"] == {"unit": "images/s"}
+    assert logs[0]["data"]["val.ips"] == pytest.approx(16.0)
+    assert logs[0]["data"]["val.latency_avg"] == pytest.approx(0.5)
     assert "random initialisation" in result["weights"] and result["layout"] == "NCHW"
 
 

@@ -154,6 +154,7 @@ def test_exports_every_n_epochs_and_the_last(tiny_data, tmp_path):
     out = run_training(tiny_data, tmp_path, export_every=2)
     names = sorted(path.name for path in out.iterdir())
     assert names == [
+        "dllogger.json",
         "metrics.jsonl",
         "model-0002.params",
         "model-0003.params",

@@ -307,13 +307,18 @@ def test_every_result_records_its_provenance(finished):
         text=True,
         check=True,
     ).stdout.strip()
+
+    def point_files(folder):  # the results, less the DLLogger logs beside them
+        paths = (finished / "results" / folder).rglob("*.json")
+        return sorted(path for path in paths if not path.name.endswith(".dllogger.json"))
+
     points = [
         finished / f"results/train/{RUN}/report.json",
         finished / f"results/score/{RUN}.json",
-        *sorted((finished / "results/bench_train").rglob("*.json")),
-        *sorted((finished / "results/bench_infer").rglob("*.json")),
+        *point_files("bench_train"),
+        *point_files("bench_infer"),
         finished / f"results/onnx/{RUN}/parity.json",
-        *sorted((finished / "results/bench_infer_onnx").rglob("*.json")),
+        *point_files("bench_infer_onnx"),
     ]
     sections = {path: json.loads(path.read_text())["provenance"] for path in points}
     # A benchmark summary holds one entry per dtype, each with its provenance.

@@ -129,9 +129,16 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
     _, spread = two_runs
     state = spread.parent / "state"
     (digest,) = [p for p in state.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in digest.iterdir()) == ["epoch-0001", "epoch-0002", "exports"]
+    assert sorted(p.name for p in digest.iterdir()) == [
+        "dllogger.json",
+        "epoch-0001",
+        "epoch-0002",
+        "exports",
+        "tensorboard",
+    ]
     assert sorted(p.name for p in (digest / "exports").iterdir()) == ["epoch-0001", "epoch-0002"]
     assert sorted(p.name for p in spread.iterdir()) == [
+        "dllogger.json",
         "metrics.jsonl",
         "model-0001.params",
         "model-0002.params",

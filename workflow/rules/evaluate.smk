@@ -6,6 +6,8 @@ rule score:
         val_idx="results/records/val.idx",
     output:
         score="results/score/{run}.json",
+        # Its DLLogger log, written by the script beside the result (dllogger_log.py).
+        dllogger="results/score/{run}.dllogger.json",
     log:
         "logs/score/{run}.log",
     benchmark:
@@ -33,6 +35,7 @@ rule bench_train:
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.json",
+        dllogger="results/bench_train/{dtype}/n{gpus}_b{batch_per_device}.dllogger.json",
     log:
         "logs/bench_train/{dtype}/n{gpus}_b{batch_per_device}.log",
     benchmark:
@@ -61,6 +64,7 @@ rule bench_infer:
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_infer/{dtype}/b{batch}.json",
+        dllogger="results/bench_infer/{dtype}/b{batch}.dllogger.json",
     log:
         "logs/bench_infer/{dtype}/b{batch}.log",
     benchmark:

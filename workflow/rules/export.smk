@@ -52,6 +52,7 @@ rule bench_infer_onnx:
         classes="results/lists/classes.tsv",
     output:
         result="results/bench_infer_onnx/b{batch}.json",
+        dllogger="results/bench_infer_onnx/b{batch}.dllogger.json",
     log:
         "logs/bench_infer_onnx/b{batch}.log",
     benchmark:

@@ -41,8 +41,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from resnet_recipe.benchmarking import point_logs
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
+from resnet_recipe.files import dllogger_log
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision
 from resnet_recipe.scoring import timing
@@ -214,6 +216,7 @@ def bench_train(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_TRAIN, result, made_with)
+    point_logs.write_beside(result_path, result)
     log.info(
         "%s: %.1f images/s training (unwaited batch ends), %.1f (epoch wall time), %.1f "
         "validation, after %d warmup epochs",
@@ -265,7 +268,7 @@ def _time_training(setup, input_settings, run, bench, contexts, clock):
         val_seconds.extend(timing.time_batch_ends(run_forward(loop.net), val_batches, 1, clock))
         rate = bench.iterations * global_batch / seconds
         phase = "warmup" if epoch <= bench.warmup_epochs else "timed"
-        progress.update(1, **{"last epoch": f"{rate:.1f} img/s ({phase})"})
+        progress.update(1, **{"last epoch": f"{rate:.1f} img/s over its wall time ({phase})"})
 
     epochs = timing.time_training_epochs(loop.step, batches, bench.epochs, clock, validate)
     return epochs, val_seconds
@@ -367,6 +370,7 @@ def bench_infer(result_path, setup, *, dtype, batch_size, bench_settings, clock=
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER, result, made_with)
+    point_logs.write_beside(result_path, result)
     log_inference_point(what, result)
     return result
 
@@ -438,16 +442,11 @@ def point_metrics(point):
             "val.total_ips": point["val_images_per_s"],
             "train.wall_ips": point["wall_images_per_s"],
         }
-    latency = point["latency_ms"]
-    metrics = {
+    return {
         "val.total_ips": point["images_per_s"],
         "val.ips": point["latency_images_per_s"],
-        "val.latency_avg": latency["mean"] / 1000,
+        **dllogger_log.validation_latencies(point["latency_ms"]),
     }
-    for p in results.LATENCY_PERCENTILES:
-        metrics[f"val.latency_{p}"] = latency[f"p{p}"] / 1000
-    metrics["val.latency_100"] = latency["max"] / 1000
-    return metrics
 
 
 def benchmark_report(points, kind):

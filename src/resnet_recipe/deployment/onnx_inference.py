@@ -34,7 +34,7 @@ import mxnet as mx
 import numpy as np
 import onnxruntime
 
-from resnet_recipe.benchmarking import throughput
+from resnet_recipe.benchmarking import point_logs, throughput
 from resnet_recipe.benchmarking.throughput import INFERENCE_WEIGHTS
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.listing import read_classes
@@ -311,5 +311,6 @@ def bench_infer_onnxruntime(
         **setup.made_with(input_settings),
     }
     result = results.write(result_path, results.BENCH_INFER_ENGINE, result, made_with)
+    point_logs.write_beside(result_path, result)
     throughput.log_inference_point(what, result)
     return result

@@ -7,6 +7,9 @@ images/s and per-batch latency (latency percentiles are not in the original).
     score_run(path, run_dir=..., ...)           the final (or a chosen) epoch of a training run
     score_checkpoint(path, prefix=, epoch=, ...) any model-symbol.json + model-NNNN.params
 
+Each score's result JSON has its DLLogger log beside it (results/score/{run}.json ->
+{run}.dllogger.json, files/dllogger_log.py).
+
 Scoring runs evaluate() on one device through the validation pipeline. Each batch is
 timed from asking the pipeline for it to its output being ready on the device
 (timing.TimedBatches), after one untimed forward that builds the graph; images/s is the
@@ -23,6 +26,7 @@ import mxnet as mx
 
 from resnet_recipe.data import pipelines
 from resnet_recipe.data.input_layout import input_shape
+from resnet_recipe.files import dllogger_log
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import timing
@@ -153,7 +157,7 @@ def score_checkpoint(
     }
     made_with = dict(run=run, epoch=epoch, dtype=dtype, gpus=gpus, batch_size=batch_size)
     made_with["pipeline"] = pipeline_settings.to_config()
-    result = results.write(result_path, results.SCORE, result, made_with)
+    result = write_score(result_path, result, made_with)
     log.info(
         "%s: top-1 %.4f, top-5 %.4f, loss %.4f, %.1f images/s, latency mean %.2f ms",
         what,
@@ -161,6 +165,26 @@ def score_checkpoint(
         result["latency_ms"]["mean"],
     )
     return result
+
+
+def write_score(path, result, made_with):
+    """The score's result file, and its DLLogger log beside it."""
+    result = results.write(path, results.SCORE, result, made_with)
+    dllogger_log.write_beside(path, dllogger_entries(result))
+    return result
+
+
+def dllogger_entries(result):
+    """The DLLogger log of a score, as the recipe's val mode logs one pass: its epoch
+    (step [0]) and the summary (step []), here the same. val.ips is the batch over the
+    mean waited latency, as the recipe's val.ips divides the batch by its mean batch time."""
+    data = {
+        "val.accuracy": result["top1"],
+        "val.top_k_accuracy_5": result[f"top{TOP_K}"],
+        "val.ips": result["batch_size"] / (result["latency_ms"]["mean"] / 1000),
+        **dllogger_log.validation_latencies(result["latency_ms"]),
+    }
+    return [([0], data), ([], data)]
 
 
 def _scoring_batches(net, records, contexts, dtype, layout, batch_size, pipeline_settings):

@@ -5,6 +5,7 @@ run.py             train(job): here, or through the launcher on settings.nodes w
 loop.py            the data-parallel training loop (train_here), validated every epoch
 epochs.py          a run's epochs, each from its own input pipeline; resume and save states
 epoch_progress.py  how far an epoch got (its metric sums), to save inside it and resume
+run_logs.py        the DLLogger log and TensorBoard events a user watches while it trains
 interruption.py    stop signals, states by time, the "stopped to be resumed" exit status
 slurm_job.py       stopping ahead of a SLURM job's end, and requeuing the job to resume
 checkpoints.py     resumable state of each position and the exported model-NNNN.params

@@ -1,13 +1,16 @@
 """The training loop: data-parallel SGD over N devices in one process, validated and
 checkpointed every epoch, resumable after a crash, exported in MXNet's checkpoint format.
 
-    train_here(job) -> out_dir/model-symbol.json, model-NNNN.params, metrics.jsonl, report.json
+    train_here(job) -> out_dir/model-symbol.json, model-NNNN.params, metrics.jsonl,
+                       dllogger.json, report.json
 
 The per-epoch resumable state lives under `state_root` (see checkpoints.py), in a folder
 named after a digest of everything that shapes the result; the outputs in `out_dir` appear
-at the very end, all at once. model-NNNN.params is exported every training.export_every
-epochs, as the original saved model-NNNN.params every epoch (fit.py L97-101, L139 at
-a8e1d1cd); the exports wait in the state folder until the end (checkpoints.py says why).
+at the very end, all at once; the logs a user watches while it trains (DLLogger lines and
+TensorBoard events) grow in the state folder (run_logs.py). model-NNNN.params is exported
+every training.export_every epochs, as the original saved model-NNNN.params every epoch
+(fit.py L97-101, L139 at a8e1d1cd); the exports wait in the state folder until the end
+(checkpoints.py says why).
 
 A run that diverges stops with TrainingDiverged, leaving the last good epoch's state and
 no outputs: non-finite loss or gradients (no dynamic loss scale), or a dynamic loss scale
@@ -32,6 +35,7 @@ from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
 from resnet_recipe.training import checkpoints, distributed, epochs, interruption, slurm_job
 from resnet_recipe.training.epoch_progress import EpochProgress, skip_batches
+from resnet_recipe.training.run_logs import RunLogs
 from resnet_recipe.workflow_support import devices, results
 from resnet_recipe.workflow_support.progress import format_duration
 
@@ -72,11 +76,16 @@ def train_here(job):
         )
         loop.save_position = lambda progress: epochs.save_state(loop, state_dir, progress)
         epochs.resume(loop, state_dir)
-        epochs.train_epochs(loop, job, state_dir)
-        # Every worker enters: the BN statistics of the export are averaged over all.
-        with membership.statistics_of_all_workers(loop.net):
-            if membership.writes_outputs:
-                write_outputs(loop, job.out_dir, state_dir, network_settings, job.pipeline_settings)
+        loop.run_logs = RunLogs(state_dir, loop) if membership.writes_outputs else None
+        try:
+            epochs.train_epochs(loop, job, state_dir)
+            # Every worker enters: the BN statistics of the export are averaged over all.
+            with membership.statistics_of_all_workers(loop.net):
+                if membership.writes_outputs:
+                    write_outputs(loop, job, state_dir)
+        finally:
+            if loop.run_logs:
+                loop.run_logs.close()
     return job.out_dir
 
 
@@ -88,6 +97,10 @@ class TrainingDiverged(UserError):
 class TrainingLoop:
     """Network, trainer, loss scaler and metrics of one run (settings: a
     settings.TrainingRun), advanced an epoch at a time."""
+
+    # The DLLogger and TensorBoard logs: a run_logs.RunLogs that train_here gives the
+    # first worker; None: the loop writes none.
+    run_logs = None
 
     def __init__(
         self,
@@ -180,7 +193,7 @@ class TrainingLoop:
         self.epoch += 1
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
-        val_metrics = self.validate(val_data)
+        val_metrics, val_images, val_batches = self.validate(val_data)
         self.last_epoch_end = time.monotonic()
         epoch_seconds = self.last_epoch_end - started
         self.val_seconds = epoch_seconds - train_seconds
@@ -207,19 +220,25 @@ class TrainingLoop:
             format_duration(epoch_seconds),
             format_duration(self.elapsed),
         )
+        if self.run_logs:
+            # Validation's rate, and the mean seconds of this worker's batches (input
+            # included).
+            validation = (val_images / self.val_seconds, self.val_seconds / val_batches)
+            self.run_logs.epoch(metrics, *validation)
 
     def validate(self, val_data):
-        """evaluate() over this worker's validation shard, averaged over all workers'
-        images."""
-        if self.membership.workers == 1:
-            return evaluation.evaluate(self.net, val_data, self.classes)
+        """(evaluate()'s metrics over this worker's validation shard averaged over all
+        workers' images, the images of all workers, this worker's batches)."""
         counted = distributed.CountedBatches(val_data)
         metrics = evaluation.evaluate(self.net, counted, self.classes)
+        if self.membership.workers == 1:
+            return metrics, counted.images, len(counted)
         names = sorted(metrics)
         sums = self.membership.sum_over_workers(
             "validation", [counted.images, *(metrics[name] * counted.images for name in names)]
         )
-        return {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
+        averages = {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
+        return averages, sums[0], len(counted)
 
     def train_one_epoch(self, train_data):
         """SGD over one epoch, or over its rest after a resumed position (whose batches the
@@ -245,7 +264,8 @@ class TrainingLoop:
                 # The dynamic scaler read the gradients on the host already.
                 self.check_loss_scale(batch_index, lr)
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
-                seen_loss = progress.mean_loss(self.local_batch)  # this worker's so far
+                sums = progress.host_sums()  # this worker's so far
+                seen_loss = sums[0] / (progress.batches * self.local_batch)
                 self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 # The interval's rate counts finished work only: wait for its last update
                 # (only here, at a log line) before reading the clock.
@@ -260,6 +280,8 @@ class TrainingLoop:
                     steady = (now - first_log[0]) / (batch_index - first_log[1])
                     self.steady_per_batch = steady
                 self.log_progress(batch_index, rate, seen_loss, lr, now - started)
+                if self.run_logs:
+                    self.run_logs.interval(batch_index, sums, rate, lr)
             if self.positions is not None and batch_index < self.iterations_per_epoch:
                 progress.seconds = time.monotonic() - started
                 self.take_position(progress, last_logged_batch, lr)
@@ -409,10 +431,10 @@ class TrainingLoop:
         )
 
 
-def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings):
+def write_outputs(loop, job, state_dir):
     """The run's declared outputs, all appearing at once: the exported models in MXNet's
     checkpoint format (float32 weights; linked from the state folder), metrics.jsonl (one
-    line per epoch) and report.json."""
+    line per epoch), dllogger.json (run_logs.py) and report.json."""
     final = loop.history[-1]
     report = {
         "run": loop.run,
@@ -429,8 +451,8 @@ def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
         "train_seconds": loop.elapsed,
         "images_per_s": sum(m["images_per_s"] for m in loop.history) / len(loop.history),
         "settings": loop.settings.to_config(),
-        "network": network_settings.to_config(),
-        "pipeline": pipeline_settings.to_config(),
+        "network": job.network_settings.to_config(),
+        "pipeline": job.pipeline_settings.to_config(),
         "machine": devices.describe_machine(),
     }
     if loop.epoch not in checkpoints.exported_epochs(state_dir):
@@ -444,9 +466,10 @@ def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
             "run folder leaves them out",
             *(loop.run, missing, state_dir),
         )
-    with atomic_directory(out_dir) as folder:
+    with atomic_directory(job.out_dir) as folder:
         checkpoints.link_exports(state_dir, sorted(set(wanted) - set(missing)), folder)
         results.write_metrics(os.path.join(folder, "metrics.jsonl"), loop.history)
+        loop.run_logs.finish(folder)
         made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
         results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
@@ -456,5 +479,5 @@ def write_outputs(loop, out_dir, state_dir, network_settings, pipeline_settings)
         report["val_top1"],
         report["val_top5"],
         format_duration(loop.elapsed),
-        out_dir,
+        job.out_dir,
     )
