@@ -268,7 +268,7 @@ def _time_training(setup, input_settings, run, bench, contexts, clock):
         val_seconds.extend(timing.time_batch_ends(run_forward(loop.net), val_batches, 1, clock))
         rate = bench.iterations * global_batch / seconds
         phase = "warmup" if epoch <= bench.warmup_epochs else "timed"
-        progress.update(1, **{"last epoch": f"{rate:.1f} img/s ({phase})"})
+        progress.update(1, **{"last epoch": f"{rate:.1f} img/s over its wall time ({phase})"})
 
     epochs = timing.time_training_epochs(loop.step, batches, bench.epochs, clock, validate)
     return epochs, val_seconds
