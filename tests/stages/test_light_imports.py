@@ -92,3 +92,11 @@ def test_compare_imports_neither_mxnet_nor_dali(tmp_path):
     out, loaded = loaded_after(code)
     assert "provenance that differs:" in out
     assert loaded == "[]"
+
+
+def test_the_stages_load_tensorboard_only_to_write_a_runs_events():
+    code = (
+        "import resnet_recipe.training.loop, resnet_recipe.scoring.evaluation\n"
+        "import resnet_recipe.benchmarking.throughput"
+    )
+    assert loaded_after(code, ("tensorboardX", "tensorboard"))[1] == "[]"
