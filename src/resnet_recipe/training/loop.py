@@ -192,6 +192,9 @@ class TrainingLoop:
         train_metrics = self.train_one_epoch(train_data)
         train_seconds = time.monotonic() - started
         val_metrics, val_images, val_batches = self.validate(val_data)
+        # Before the epoch's state is saved; its time counts with validation's in the ETA.
+        loss = train_metrics["train_loss"]
+        self.check_finite(loss, 0, self.iterations_per_epoch, train_metrics["lr"], weights=True)
         self.last_epoch_end = time.monotonic()
         epoch_seconds = self.last_epoch_end - started
         self.val_seconds = epoch_seconds - train_seconds
@@ -264,9 +267,7 @@ class TrainingLoop:
             if batch_index % interval == 0 or batch_index == self.iterations_per_epoch:
                 sums = progress.host_sums()  # this worker's so far
                 seen_loss = sums[0] / (progress.batches * self.local_batch)
-                # The weights at the epoch's end: before its state is saved.
-                weights = batch_index == self.iterations_per_epoch
-                self.check_finite(seen_loss, last_logged_batch, batch_index, lr, weights)
+                self.check_finite(seen_loss, last_logged_batch, batch_index, lr)
                 # The interval's rate counts finished work only: wait for its last update
                 # (only here, at a log line) before reading the clock.
                 mx.nd.waitall()
