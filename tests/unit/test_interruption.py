@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from resnet_recipe.training import checkpoints, interruption
+from resnet_recipe.training import checkpoints, interruption, slurm_job
 from resnet_recipe.training.distributed import Membership
 from resnet_recipe.workflow_support.progress import run_logged
 
@@ -35,6 +35,23 @@ def test_a_position_is_saved_on_a_signal_or_when_the_minutes_have_passed(monkeyp
     never = interruption.Positions(interruption.StopSignals(), 0, Membership())
     clock[0] += 1e6
     assert never.due(5) == (None, False)  # 0: no states by time
+
+
+def test_a_run_stops_once_the_time_ahead_of_its_slurm_jobs_end_has_come(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(interruption.time, "time", lambda: clock[0])
+    positions = interruption.Positions(interruption.StopSignals(), 0, Membership(), stop_at=1060)
+    assert positions.due(1) == (None, False)
+    assert positions.stop_after_epoch() is None
+    clock[0] = 1060.0
+    assert positions.due(2) == ("the SLURM job's coming end", True)
+    assert positions.stop_after_epoch() == "the SLURM job's coming end"
+
+
+def test_squeue_end_times_in_epoch_seconds_or_none_without_a_limit():
+    assert slurm_job.end_from_squeue("1796525850\n") == 1796525850
+    assert slurm_job.end_from_squeue("N/A\n") is None
+    assert slurm_job.end_from_squeue("") is None
 
 
 def test_position_folders_order_inside_and_between_epochs(tmp_path):

@@ -8,6 +8,7 @@ tests/workflow/slurm/setup.sh brings up a one-node cluster with accounting on th
 import json
 import os
 import pwd
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,11 +35,23 @@ CANNOT_HOST = 77
 # A run of two workers through MXNet's distributed kvstore: on the cluster one job of two
 # srun tasks on its one node.
 TWO_WORKERS = "two_workers"
+# A run whose train job requeues itself on the cluster: each attempt stops
+# STOP_AFTER_SECONDS after its job started (the job's TRAIN_MINUTES less the run's
+# training.stop_before_job_end_minutes), saves, requeues the job and resumes in it.
+REQUEUED = "cpu_fp32"
+TRAIN_MINUTES = 2
+STOP_AFTER_SECONDS = 15
+# Two epochs of ResNet-18 at 16 px train for about 27 s at one thread here, and a job
+# starts training about 6 s after it starts, so the job stops at least twice.
+REQUEUED_EPOCHS = 2
+# A run that fails with a user error (status 2): its batch is larger than the training set.
+FAILING = "batch_too_large"
 # What both runs build: the tiny demo's data, training and score, and the two-worker run.
 # The benchmark, ONNX and report jobs are left out: every cluster job costs the executor
 # plugin's status waits (at least 40 s per level of the plan), their sbatch resources are
-# checked by the dry-run test below, and test_caching runs them locally.
-TARGETS = ["results/score/cpu_fp32.json", f"results/train/{TWO_WORKERS}"]
+# checked by the dry-run test below, and test_caching runs them locally. The cluster run
+# also trains FAILING (with --keep-going).
+TARGETS = [f"results/score/{REQUEUED}.json", f"results/train/{TWO_WORKERS}"]
 # Outputs that must equal the local run's byte for byte (CPU training is deterministic at a
 # given thread count); every other output must exist in both runs, and their timings differ.
 IDENTICAL = [
@@ -92,23 +105,36 @@ def local_rules():
 
 
 def output_files(workdir):
+    """The files under results/, less the resumable states (results/checkpoints/): a run
+    that stopped and resumed keeps other positions than one that never stopped."""
     results = Path(workdir) / "results"
-    return {str(path.relative_to(workdir)) for path in results.rglob("*") if path.is_file()}
+    return {
+        str(path.relative_to(workdir))
+        for path in results.rglob("*")
+        if path.is_file() and not path.is_relative_to(results / "checkpoints")
+    }
 
 
-def slurm_jobs(log, slurm_conf):
-    """{SLURM job id: state} of the jobs the Snakemake run of `log` submitted (they carry
-    its run id as their name)."""
+def slurm_jobs(log, slurm_conf, *options):
+    """[(SLURM job id, state, exit code)] of the jobs the Snakemake run of `log` submitted
+    (they carry its run id as their name): each job's latest record, or with --duplicates
+    one record per start of a requeued job, in order."""
     run_id = log.split("SLURM run ID: ", 1)[1].split()[0]
     listing = subprocess.run(
-        ["sacct", "-X", "--parsable2", "--noheader", "--format=JobIDRaw,State"]
-        + ["--starttime=now-1days", f"--name={run_id}"],
+        ["sacct", "-X", "--parsable2", "--noheader", "--format=JobIDRaw,State,ExitCode"]
+        + ["--starttime=now-1days", f"--name={run_id}", *options],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, **cluster_environment(slurm_conf)},
     ).stdout
-    return dict(line.split("|")[:2] for line in listing.splitlines())
+    return [tuple(line.split("|")[:3]) for line in listing.splitlines()]
+
+
+def train_job_id(log, run):
+    """The SLURM job id of run's train job in the Snakemake output `log`."""
+    (job_id,) = re.findall(rf"SLURM jobid (\d+) \(log: \S*/rule_train/{run}/", log)
+    return job_id
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +148,14 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
     # ResNet-18 at 16 px: the cluster's jobs queue on its two CPUs, one training at a time.
     config["network"]["depth"] = 18
     config["input"].update(image_size=16, val_resize=16)
+    # Only REQUEUED stops ahead of its job's end.
+    config["training"]["defaults"]["stop_before_job_end_minutes"] = 0
     config["training"]["runs"][TWO_WORKERS] = {"nodes": 2}
+    config["training"]["runs"][REQUEUED] = {
+        "epochs": REQUEUED_EPOCHS,
+        "stop_before_job_end_minutes": TRAIN_MINUTES - STOP_AFTER_SECONDS / 60,
+    }
+    config["training"]["runs"][FAILING] = {"batch_per_device": 4096}
     for workdir in (local, cluster):
         write_config(workdir / "tiny.yaml", config)
     write_one_node_profile(cluster)
@@ -134,11 +167,14 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
         local_run = pool.submit(run_snakemake, local, TINY, *ONE_THREAD, *TARGETS)
         process = run_snakemake(
             cluster,
-            *("--profile", ONE_NODE_PROFILE, TINY, *ONE_THREAD, "--verbose", *TARGETS),
+            *("--profile", ONE_NODE_PROFILE, TINY, *ONE_THREAD, "--verbose", "--keep-going"),
+            *(*TARGETS, f"results/train/{FAILING}"),
             env=cluster_environment(slurm_cluster),
+            check=False,
         )
         local_run.result()
     log = process.stdout + process.stderr
+    assert process.returncode != 0, f"the train job of {FAILING} must fail:\n{log[-6000:]}"
     return {"local": local, "cluster": cluster, "log": log, "submitted": submitted}
 
 
@@ -153,10 +189,12 @@ def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster):
     local, cluster, log = tiny_runs["local"], tiny_runs["cluster"], tiny_runs["log"]
     submitted = tiny_runs["submitted"]
     sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
-    assert len(sbatch_calls) == submitted
+    assert len(sbatch_calls) == submitted + 1  # and FAILING's
     # CPU jobs (gpu=0) must not ask SLURM for GPUs: this cluster has none.
     assert not [call for call in sbatch_calls if "--gpus" in call or "--gres" in call]
-    states = slurm_jobs(log, slurm_cluster)
+    failing = train_job_id(log, FAILING)
+    states = {job: state for job, state, _ in slurm_jobs(log, slurm_cluster)}
+    assert states.pop(failing) == "FAILED"
     assert list(states.values()) == ["COMPLETED"] * submitted, states
 
     assert output_files(cluster) == output_files(local)
@@ -172,6 +210,40 @@ def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster):
         pytest.approx(record, rel=WORKER_SUM_TOLERANCE) for record in without_timings(local / name)
     ]
     assert without_timings(cluster / name) == expected, name
+
+
+def test_a_train_job_requeues_itself_ahead_of_its_end_and_resumes(tiny_runs, slurm_cluster):
+    """REQUEUED's job stopped ahead of its end, saved and requeued itself at least twice,
+    then finished in the same job (no resubmission: one sbatch call), resuming each time;
+    its models and metrics equal the local run's (test above)."""
+    log = tiny_runs["log"]
+    job = train_job_id(log, REQUEUED)
+    starts = [
+        record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
+    ]
+    states = [state for _, state, _ in starts]
+    assert states[-1] == "COMPLETED" and len(states) >= 3, starts
+    assert set(states[:-1]) == {"REQUEUED"}, starts
+    # The log holds the last attempt (Snakemake removes a job's log before it runs).
+    train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{REQUEUED}.log").read_text()
+    assert f"SLURM job {job} ends in" in train_log
+    assert "resuming after iteration" in train_log or "resuming after epoch" in train_log
+
+
+def test_a_failing_train_job_fails_once_and_is_not_requeued(tiny_runs, slurm_cluster):
+    """A user error (status 2 of the stage script) in a requeueable job (sbatch --requeue)
+    ends it FAILED, started once, and Snakemake submits it once (no retries). The job's
+    exit code is that of the Snakemake process in the job, 1 for a failed rule."""
+    log = tiny_runs["log"]
+    job = train_job_id(log, FAILING)
+    starts = [
+        record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
+    ]
+    assert starts == [(job, "FAILED", "1:0")]
+    (call,) = [line for line in log.splitlines() if "sbatch call:" in line and FAILING in line]
+    assert "--requeue" in call
+    train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{FAILING}.log").read_text()
+    assert "fewer than one global batch" in train_log.splitlines()[-1]
 
 
 def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
@@ -223,7 +295,7 @@ def test_two_workers_run_on_slurm_as_two_tasks(tiny_runs):
 def write_one_node_profile(workdir):
     """profiles/slurm for a cluster of one node: the train job asks one node in all."""
     profile = yaml.safe_load((workdir / "profiles" / "slurm" / "config.yaml").read_text())
-    profile["set-resources"]["train"]["nodes"] = 1
+    profile["set-resources"]["train"].update(nodes=1, runtime=TRAIN_MINUTES)
     folder = workdir / ONE_NODE_PROFILE
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))

@@ -5,7 +5,8 @@ SIGTERM (`kill`, SLURM at a time limit or on preemption), SIGUSR1 (what `sbatch
 --signal=USR1@N` sends N seconds before the limit) and SIGINT (Ctrl-C) only set a flag
 here; the training loop reads it after each iteration, writes the state of that position
 and raises RunStopped, which the stage scripts and the command line turn into the exit
-status STOPPED_TO_RESUME. Running the same job again resumes at that iteration.
+status STOPPED_TO_RESUME. Running the same job again resumes at that iteration. Inside a
+SLURM job the run stops the same way at a set time ahead of the job's end (slurm_job.py).
 
 The workers of a run over several nodes must stop (and write a state by time) at the same
 iteration: they agree through one sum over the kvstore every training.log_interval
@@ -59,11 +60,14 @@ class StopSignals:
 
 class Positions:
     """When the training loop writes the state of its position inside an epoch: on a stop
-    signal (then stops), and every `every_minutes` minutes (0: never) since the last state
-    written. `membership` (distributed.Membership) makes every worker decide alike."""
+    signal or once the epoch seconds `stop_at` have come (the time ahead of a SLURM job's
+    end, slurm_job.stop_time; None: no such time), and then stops; and every
+    `every_minutes` minutes (0: never) since the last state written. `membership`
+    (distributed.Membership) makes every worker decide alike."""
 
-    def __init__(self, signals, every_minutes, membership, agree_every=1):
+    def __init__(self, signals, every_minutes, membership, agree_every=1, stop_at=None):
         self.signals = signals
+        self.stop_at = stop_at
         self.every_seconds = every_minutes * 60
         self.membership = membership
         self.agree_every = 1 if membership.workers == 1 else agree_every
@@ -78,7 +82,7 @@ class Positions:
         of the signal, None otherwise) and whether to write the position's state."""
         if batch_index % self.agree_every:
             return None, False
-        stop = self.signals.received is not None
+        stop = self._stop_here()
         save = bool(self.every_seconds) and (
             time.monotonic() - self.last_written >= self.every_seconds
         )
@@ -89,15 +93,27 @@ class Positions:
     def stop_after_epoch(self):
         """At the end of an epoch (its state written): the stop signal's name when any
         worker got one, None otherwise."""
-        stop = self.signals.received is not None
+        stop = self._stop_here()
         if self.membership.workers > 1:
             stop, _ = self._agree(stop, False)
         return self._signal_name(stop)
 
+    def _stop_here(self):
+        """Whether this process got a stop signal or its stop time has come."""
+        return self.signals.received is not None or self._job_ending()
+
+    def _job_ending(self):
+        return self.stop_at is not None and time.time() >= self.stop_at
+
     def _signal_name(self, stop):
+        """What the stop is on, for the log line: the signal, or the job's end."""
         if not stop:
             return None
-        return self.signals.received or "a stop signal to another worker"
+        if self.signals.received:
+            return self.signals.received
+        if self._job_ending():
+            return "the SLURM job's coming end"
+        return "a stop of another worker"
 
     def _agree(self, stop, save):
         """Stop when any worker got a signal; save when the first worker's clock says so."""

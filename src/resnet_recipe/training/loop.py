@@ -33,7 +33,7 @@ from resnet_recipe.files.atomic_files import atomic_directory
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
-from resnet_recipe.training import checkpoints, distributed, epochs, interruption
+from resnet_recipe.training import checkpoints, distributed, epochs, interruption, slurm_job
 from resnet_recipe.training.epoch_progress import EpochProgress, skip_batches
 from resnet_recipe.training.run_logs import RunLogs
 from resnet_recipe.workflow_support import devices, results
@@ -71,7 +71,8 @@ def train_here(job):
             contexts, classes, train_records, settings, network_settings, job.run, membership
         )
         loop.positions = interruption.Positions(
-            signals, settings.state_every_minutes, membership, settings.log_interval
+            *(signals, settings.state_every_minutes, membership, settings.log_interval),
+            stop_at=slurm_job.stop_time(settings.stop_before_job_end_minutes),
         )
         loop.save_position = lambda progress: epochs.save_state(loop, state_dir, progress)
         epochs.resume(loop, state_dir)

@@ -263,6 +263,26 @@ class TrainingRun(Section):
         affects=LOGGING,
         minimum=0,
     )
+    stop_before_job_end_minutes: float = setting(
+        10,
+        "Inside a SLURM job: training stops this many minutes before the job's time limit,"
+        " writes the state of its position and requeues the job (`scontrol requeue`), which"
+        " starts again under the same job id and resumes there; 0: never (the job runs into"
+        " its limit). It must cover the rest of a validation pass, up to log_interval"
+        " iterations (a run over several nodes checks there) and a state write.",
+        original="not in the original, which ran in one job",
+        affects=LOGGING,
+        minimum=0,
+    )
+    max_requeues: int = setting(
+        20,
+        "Most restarts of a run's SLURM job (its SLURM_RESTART_COUNT, which counts"
+        " preemptions too) after which a stop before the job's end no longer requeues it:"
+        " the job ends with status 75, the workflow fails, and running it again resumes.",
+        original="not in the original, which ran in one job",
+        affects=LOGGING,
+        minimum=0,
+    )
     export_every: int = setting(
         1,
         "Export model-NNNN.params into the run folder after every epoch divisible by this"

@@ -179,7 +179,9 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire: a requeued job waits this long (+1 s) before it may start again; SLURM's
+# default of 120 s would make each requeue of the tests' train jobs cost two minutes.
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=5
 CredType=cred/munge
 StateSaveLocation=$STATE_DIR/spool/slurmctld
 SlurmdSpoolDir=$STATE_DIR/spool/slurmd
@@ -200,6 +202,9 @@ AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
+# A requeued job starts at the next scheduling pass after its wait (default passes: every
+# 60 s, backfill every 30 s).
+SchedulerParameters=sched_interval=2,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MpiDefault=none
