@@ -7,6 +7,7 @@ import json
 import logging
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,24 +29,35 @@ EPOCHS, BATCHES, INTERVAL = 5, 6, 2
 
 
 class Records(logging.Handler):
-    def __init__(self):
+    """The log lines of a run, and what its state folder held at the first progress line
+    of epoch 5 (the DLLogger log's text, a copy of the TensorBoard folder): what a user
+    watching the run then saw."""
+
+    def __init__(self, state_root):
         super().__init__(logging.INFO)
+        self.state_root = state_root
         self.lines = []
+        self.seen_live = None
 
     def emit(self, record):
         self.lines.append((record.created, record.getMessage()))
+        if self.seen_live is None and record.getMessage().startswith("epoch 5/5 batch 2/"):
+            (log,) = self.state_root.glob("*/dllogger.json")
+            events = shutil.copytree(log.parent / "tensorboard", self.state_root.parent / "live")
+            self.seen_live = log.read_text(), events
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_data, tmp_path_factory):
-    """(log lines as (time, text), the run's output folder, its state folder) of a run of
-    5 epochs of 6 batches at 32 px, logging every 2 batches."""
+    """(log lines as (time, text), the run's output folder, its state folder, what the
+    state folder showed during epoch 5) of a run of 5 epochs of 6 batches at 32 px,
+    logging every 2 batches."""
     folder = tmp_path_factory.mktemp("progress")
     # Long enough batches (32 px) that an interval is well above the clock's resolution.
     settings = TINY_SETTINGS.replace(epochs=EPOCHS, log_interval=INTERVAL)
     pipeline = TINY_PIPELINE.replace(image_size=32, val_resize=36)
     job = tiny_job(tiny_data, folder, settings, pipeline_settings=pipeline)
-    records, logger = Records(), logging.getLogger("resnet_recipe")
+    records, logger = Records(Path(job.state_root)), logging.getLogger("resnet_recipe")
     level = logger.level
     logger.addHandler(records)
     logger.setLevel(logging.INFO)
@@ -55,7 +67,7 @@ def finished_run(tiny_data, tmp_path_factory):
         logger.removeHandler(records)
         logger.setLevel(level)
     (state_dir,) = Path(job.state_root).iterdir()
-    return records.lines, Path(job.out_dir), state_dir
+    return records.lines, Path(job.out_dir), state_dir, records.seen_live
 
 
 def test_progress_rates_and_run_eta_match_the_finished_run(finished_run):
@@ -95,8 +107,23 @@ def spread(values):
     return (max(values) - min(values)) / min(values)
 
 
+def test_the_logs_grow_while_the_run_trains(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    dllogger_text, events_folder = finished_run[3]
+    steps = [json.loads(line[5:])["step"] for line in dllogger_text.splitlines() if "step" in line]
+    # Epochs 1 to 4 and their intervals, before this line's own.
+    assert steps == [[e, i] if i else [e] for e in range(4) for i in (1, 3, 5, 0)]
+    # The events writer flushes every second: epoch 1's at least are on disk (three
+    # epochs here take more than a second).
+    events = EventAccumulator(str(events_folder))
+    events.Reload()
+    assert [s.step for s in events.Scalars("train/loss")][:3] == [2, 4, 6]
+    assert [s.step for s in events.Scalars("epoch/val_top1")][:1] == [6]
+
+
 def test_the_dllogger_log_has_the_recipes_steps_keys_and_units(finished_run):
-    _, out, state_dir = finished_run
+    _, out, state_dir, _ = finished_run
     path = out / "dllogger.json"
     # The run folder's copy is the log the state folder grew while training.
     assert path.read_text() == (state_dir / "dllogger.json").read_text()
@@ -136,7 +163,7 @@ def test_the_dllogger_log_has_the_recipes_steps_keys_and_units(finished_run):
 def test_tensorboard_reads_every_scalar_per_interval_and_per_epoch(finished_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _, out, state_dir = finished_run
+    _, out, state_dir, _ = finished_run
     events = EventAccumulator(str(state_dir / "tensorboard"))
     events.Reload()
     interval_steps = [

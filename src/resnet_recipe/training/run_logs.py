@@ -54,8 +54,12 @@ class RunLogs:
         self.dllogger = DLLoggerLog(open(self.path, "a"))
         if not had_lines:
             self.dllogger.units(dict.fromkeys(INTERVAL_METRICS + EPOCH_METRICS))
+        # The writer's thread writes events as they come and flushes them to disk at most
+        # every flush_secs: a second, so a watcher sees them about a second later.
         self.events = SummaryWriter(
-            os.path.join(state_dir, TENSORBOARD_FOLDER), purge_step=done + resumed_batches + 1
+            os.path.join(state_dir, TENSORBOARD_FOLDER),
+            purge_step=done + resumed_batches + 1,
+            flush_secs=1,
         )
         self.previous = None  # (epoch, batches, loss sum, top-1 hits) at the last interval
 
@@ -78,7 +82,6 @@ class RunLogs:
         scalars = {"loss": loss, "top1": top1, "images_per_s": rate, "lr": lr}
         scalars["loss_scale"] = loop.loss_scaler.scale
         self.add_scalars("train", scalars, step)
-        self.events.flush()
 
     def epoch(self, metrics, val_images_per_s, val_batch_seconds):
         """An epoch's line of history (metrics.jsonl), validation's images/s and the mean
@@ -96,7 +99,6 @@ class RunLogs:
         scalars = {name: metrics[name] for name in (*names, "lr", "loss_scale")}
         scalars["val_images_per_s"] = val_images_per_s
         self.add_scalars("epoch", scalars, metrics["epoch"] * self.loop.iterations_per_epoch)
-        self.events.flush()
 
     def add_scalars(self, group, scalars, step):
         for name, value in scalars.items():
