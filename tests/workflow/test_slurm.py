@@ -40,10 +40,13 @@ TWO_WORKERS = "two_workers"
 # training.stop_before_job_end_minutes), saves, requeues the job and resumes in it.
 REQUEUED = "cpu_fp32"
 TRAIN_MINUTES = 2
-STOP_AFTER_SECONDS = 15
-# Two epochs of ResNet-18 at 16 px train for about 27 s at one thread here, and a job
-# starts training about 6 s after it starts, so the job stops at least twice.
-REQUEUED_EPOCHS = 2
+STOP_AFTER_SECONDS = 14
+# Four epochs of ResNet-18 at 16 px train for about 22 s at one thread on a 2-core Xeon
+# (54 s before the divergence check moved off every step), and a job starts training
+# about 7 s after it starts, so each attempt trains about 7 s and the job stops at least
+# twice however fast the machine; a slow one only stops more often (up to
+# training.max_requeues).
+REQUEUED_EPOCHS = 4
 # A run that fails with a user error (status 2): its batch is larger than the training set.
 FAILING = "batch_too_large"
 # What both runs build: the tiny demo's data, training and score, and the two-worker run.
