@@ -52,7 +52,9 @@ def test_checkpoint_restores_momentum_schedule_and_each_devices_statistics(tmp_p
     checkpoints.save_position(str(tmp_path), (1, 0), net, trainer, {"note": "x"}, rows)
 
     restored_net, restored_trainer = build()
-    state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
+    state, saved_rows = checkpoints.load_latest(
+        str(tmp_path), restored_net, restored_trainer, contexts
+    )
     assert state == {"note": "x", "epoch": 1}
     states = trainer._updaters[0].states
     restored = restored_trainer._updaters[0].states
@@ -66,9 +68,7 @@ def test_checkpoint_restores_momentum_schedule_and_each_devices_statistics(tmp_p
     ]
     assert differing, "the devices' statistics should differ for this test to mean anything"
     # The parameters file holds the devices' average; each device gets its own back.
-    distributed.restore_device_statistics(
-        restored_net, checkpoints.latest_device_statistics(str(tmp_path)), first_row=0
-    )
+    distributed.restore_device_statistics(restored_net, saved_rows, first_row=0)
     for name, param in net.collect_params().items():
         other = restored_net.collect_params()[name]
         for context in contexts:
@@ -119,6 +119,6 @@ def test_a_resume_loads_the_newest_of_the_kept_epochs(tmp_path):
     assert checkpoints.latest_position(str(tmp_path)) == (3, 0)
 
     restored_net, restored_trainer = build()
-    state = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
+    state, _ = checkpoints.load_latest(str(tmp_path), restored_net, restored_trainer, contexts)
     assert state == {"trained": 3, "epoch": 3}
     assert (restored_net.weight.data().asnumpy() == saved[3]).all()

@@ -88,6 +88,13 @@ def position_folder(position):
     return f"epoch-{epochs + 1:04d}-iteration-{iterations:06d}"
 
 
+def position_text(position):
+    """(epochs finished, iterations into the next) in words: "epoch 3", or "iteration 10
+    of epoch 4"."""
+    epochs, iterations = position
+    return f"iteration {iterations} of epoch {epochs + 1}" if iterations else f"epoch {epochs}"
+
+
 def save_position(state_dir, position, net, trainer, state, device_statistics, keep=2):
     """Write parameters, optimizer state (momentum, update count, lr schedule), every
     device's own BN statistics (an NDArray) and `state` (a JSON-serialisable dict) at
@@ -107,29 +114,23 @@ def save_position(state_dir, position, net, trainer, state, device_statistics, k
 
 
 def load_latest(state_dir, net, trainer, contexts):
-    """Restore the newest complete position into net and trainer; return its state dict,
-    or None when there is nothing to resume."""
+    """Restore the newest complete position into net and trainer; return (its state dict,
+    every device's own BN statistics), (None, None) when there is nothing to resume. The
+    statistics are None in a state saved without them (the parameters' average stands)."""
+    import mxnet as mx
+
     positions = _positions(state_dir)
     if not positions:
-        return None
-    (epoch, iterations), folder = positions[-1]
+        return None, None
+    position, folder = positions[-1]
     net.load_parameters(os.path.join(folder, PARAMS_FILE), ctx=contexts)
     trainer.load_states(os.path.join(folder, OPTIMIZER_FILE))
     with open(os.path.join(folder, STATE_FILE)) as handle:
         state = json.load(handle)
-    where = f"epoch {epoch}" if not iterations else f"iteration {iterations} of epoch {epoch + 1}"
-    log.info("resuming after %s from %s", where, folder)
-    return state
-
-
-def latest_device_statistics(state_dir):
-    """Every device's own BN statistics at the newest position; None when there is no
-    position, or when it was saved without them (the parameters' average then stands)."""
-    import mxnet as mx
-
-    positions = _positions(state_dir)
-    path = positions and os.path.join(positions[-1][1], DEVICE_STATISTICS_FILE)
-    return mx.nd.load(path)[0] if path and os.path.exists(path) else None
+    statistics = os.path.join(folder, DEVICE_STATISTICS_FILE)
+    rows = mx.nd.load(statistics)[0] if os.path.exists(statistics) else None
+    log.info("resuming after %s from %s", position_text(position), folder)
+    return state, rows
 
 
 def latest_position(state_dir):

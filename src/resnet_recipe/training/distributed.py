@@ -67,22 +67,20 @@ class Membership:
         return total
 
     @contextlib.contextmanager
-    def statistics_of_all_workers(self, net):
+    def statistics_of_all_workers(self, net, rows=None):
         """Within the block, every device holds the BN running statistics averaged over
         the devices of all workers (what a checkpoint of one process over all devices
-        holds); the devices' own statistics come back after it. Every worker must enter."""
+        holds); the devices' own statistics come back after it. rows: the devices' own,
+        as statistics_of_every_device gave them (gathered here when None). Every worker
+        must enter."""
         if self.workers == 1:
             yield
             return
-        import mxnet as mx
-
+        if rows is None:
+            rows = self.statistics_of_every_device(net)
         statistics = running_statistics(net)
-        local_devices = len(next(iter(statistics.values())).list_data())
-        (devices,) = self.sum_over_workers("devices", [local_devices])
-        # One push and pull for all statistics: every new kvstore key costs a barrier.
         own = {name: [c.copy() for c in param.list_data()] for name, param in statistics.items()}
-        local = mx.nd.concat(*(_host_sum(copies).reshape(-1) for copies in own.values()), dim=0)
-        average = self.sum_array("BN statistics", local) / devices
+        average = rows.sum(axis=0) / rows.shape[0]
         offset = 0
         for name, copies in own.items():
             size = copies[0].size
@@ -98,10 +96,11 @@ class Membership:
 
     def statistics_of_every_device(self, net):
         """Every device's own BN running statistics, one float64 row per device of all
-        workers in shard order (shard_plan); complete on the first worker, which saves
-        them. A resume gives each device its own row back (restore_device_statistics):
-        the average a checkpoint's parameters hold would round differently from the
-        devices' own in later updates. Every worker must call this."""
+        workers in shard order (shard_plan), on every worker (one sum over the kvstore):
+        the first saves them, and statistics_of_all_workers averages them. A resume gives
+        each device its own row back (restore_device_statistics): the average a
+        checkpoint's parameters hold would round differently from the devices' own in
+        later updates. Every worker must call this."""
         import mxnet as mx
 
         statistics = running_statistics(net).values()
@@ -132,13 +131,6 @@ class Membership:
                 f"the {int(count)} workers disagree on {what} (mean {mean:g}, this worker "
                 f"{value}): do all nodes see the same checkpoint folder?"
             )
-
-
-def _host_sum(copies):
-    """The float64 sum on the host of one parameter's copies on the devices."""
-    import mxnet as mx
-
-    return mx.nd.add_n(*(copy.as_in_context(mx.cpu()).astype("float64") for copy in copies))
 
 
 def _host_copy(array):

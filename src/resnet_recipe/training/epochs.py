@@ -46,8 +46,8 @@ def resume(loop, state_dir):
     epochs, iterations = checkpoints.latest_position(state_dir)
     loop.membership.require_same("the epoch to resume after", epochs)
     loop.membership.require_same("the iteration to resume at", iterations)
-    loop.restore(checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts))
-    rows = checkpoints.latest_device_statistics(state_dir)
+    state, rows = checkpoints.load_latest(state_dir, loop.net, loop.trainer, loop.contexts)
+    loop.restore(state)
     if rows is not None:
         first_row, _ = distributed.shard_plan(loop.membership, len(loop.contexts))
         distributed.restore_device_statistics(loop.net, rows, first_row)
@@ -60,7 +60,7 @@ def save_state(loop, state_dir, progress=None):
     workers' devices, and each device's own beside them; every worker calls this)."""
     partial = progress.to_state(loop.membership) if progress else None
     device_statistics = loop.membership.statistics_of_every_device(loop.net)
-    with loop.membership.statistics_of_all_workers(loop.net):
+    with loop.membership.statistics_of_all_workers(loop.net, device_statistics):
         if not loop.membership.writes_outputs:
             return
         # The export first: a crash between the two repeats the epoch and its export.
