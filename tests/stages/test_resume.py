@@ -50,6 +50,16 @@ def logged_steps(folder):
     return steps, [event.step for event in events.Scalars("train/loss")]
 
 
+def attempts_listed(folder):
+    """The attempts in the run's report.json, each checked for what every one holds."""
+    listed = json.loads((folder / "run" / "report.json").read_text())["attempts"]
+    for number, attempt in enumerate(listed, 1):
+        assert attempt["attempt"] == number
+        assert attempt["wall_seconds"] >= 0 and attempt["started"] <= attempt["ended"]
+        assert attempt["slurm_job"] is None and attempt["slurm_restart"] == 0
+    return listed
+
+
 def positions_saved(folder):
     (state_dir,) = (folder / "state").iterdir()
     return [position for position, _ in checkpoints._positions(str(state_dir))]
@@ -96,6 +106,12 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
         assert f"skipped the {iteration} batches of epoch {epoch}" in caplog.text
     assert outputs(tmp_path / "run") == outputs(uninterrupted), f"stopped after {stop_after}"
     assert logged_steps(tmp_path) == logged_steps(uninterrupted.parent)
+    first, second = attempts_listed(tmp_path)
+    assert first["ended_how"] == str(stopped.value)
+    assert first["resumed_after"] == [0, 0]
+    # A stop at an epoch's last iteration saves that epoch's end.
+    assert second["resumed_after"] == ([epoch - 1, iteration] if iteration < 6 else [epoch, 0])
+    assert second["ended_how"] == "finished"
 
 
 def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
@@ -121,3 +137,12 @@ def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
     assert "resuming after iteration" in caplog.text
     assert outputs(tmp_path / "run") == outputs(uninterrupted)
     assert logged_steps(tmp_path) == logged_steps(uninterrupted.parent)
+    killed, resumed = attempts_listed(tmp_path)
+    # The kill may come between a state and its line in the attempts file.
+    assert killed["ended_how"].startswith("killed: no end recorded; its last state was after ")
+    assert resumed["resumed_after"][1] > 0 and resumed["ended_how"] == "finished"
+
+
+def test_an_uninterrupted_run_lists_one_attempt(uninterrupted):
+    (attempt,) = attempts_listed(uninterrupted.parent)
+    assert attempt["resumed_after"] == [0, 0] and attempt["ended_how"] == "finished"

@@ -9,7 +9,7 @@ import numpy
 import pytest
 from helpers.tiny import TINY_SETTINGS, tiny_job
 
-from resnet_recipe.training import checkpoints, epochs, loop
+from resnet_recipe.training import attempts, checkpoints, epochs, loop
 from resnet_recipe.training import run as training
 
 
@@ -135,6 +135,9 @@ def test_a_run_diverging_in_its_second_epoch_keeps_the_first(tiny_data, tmp_path
     assert epochs_in_state(tmp_path) == [1]
     (state_dir,) = (tmp_path / "state").iterdir()
     assert checkpoints.exported_epochs(str(state_dir)) == [1]
+    # The attempt is on record, for the report of a later attempt that finishes the run.
+    (attempt,) = attempts.listed(str(state_dir))
+    assert attempt["ended_how"] == f"failed: {message}"
 
 
 def test_a_dynamic_loss_scale_stuck_at_its_floor_stops_the_run(tiny_data, tmp_path, monkeypatch):

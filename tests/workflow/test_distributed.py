@@ -130,6 +130,7 @@ def test_only_one_worker_writes_state_and_outputs(two_runs):
     state = spread.parent / "state"
     (digest,) = [p for p in state.iterdir() if p.is_dir()]
     assert sorted(p.name for p in digest.iterdir()) == [
+        "attempts.jsonl",
         "dllogger.json",
         "epoch-0001",
         "epoch-0002",

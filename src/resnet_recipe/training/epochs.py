@@ -1,7 +1,7 @@
 """The epochs of a run, each from an input pipeline of its own and saved at its end, and
 the resumable state of a position (a finished epoch, or a place inside an epoch).
 
-    resume(loop, state_dir)                    # the newest saved position, if any
+    resume(loop, state_dir)                    # the newest saved position, if any, and which
     train_epochs(loop, job, state_dir)         # the epochs left; RunStopped on a stop signal
     save_state(loop, state_dir[, progress])    # the state after an epoch, or inside one
 """
@@ -40,9 +40,9 @@ def train_epochs(loop, job, state_dir):
 
 
 def resume(loop, state_dir):
-    """Restore into loop the newest position under state_dir, if any. Every worker must
-    resume at the same position: checked before any of them touches the kvstore's
-    parameters (loading the optimizer state does)."""
+    """Restore into loop the newest position under state_dir, if any, and return it
+    ((0, 0) for none). Every worker must resume at the same position: checked before any
+    of them touches the kvstore's parameters (loading the optimizer state does)."""
     epochs, iterations = checkpoints.latest_position(state_dir)
     loop.membership.require_same("the epoch to resume after", epochs)
     loop.membership.require_same("the iteration to resume at", iterations)
@@ -51,6 +51,7 @@ def resume(loop, state_dir):
     if rows is not None:
         first_row, _ = distributed.shard_plan(loop.membership, len(loop.contexts))
         distributed.restore_device_statistics(loop.net, rows, first_row)
+    return epochs, iterations
 
 
 def save_state(loop, state_dir, progress=None):
@@ -72,6 +73,8 @@ def save_state(loop, state_dir, progress=None):
         checkpoints.save_position(
             state_dir, position, loop.net, loop.trainer, state, device_statistics
         )
+        if loop.attempt:
+            loop.attempt.state(position)
 
 
 def exported_after(epoch, run):

@@ -33,7 +33,14 @@ from resnet_recipe.files.atomic_files import atomic_directory
 from resnet_recipe.files.user_errors import UserError
 from resnet_recipe.model import network, precision, recipe
 from resnet_recipe.scoring import evaluation
-from resnet_recipe.training import checkpoints, distributed, epochs, interruption, slurm_job
+from resnet_recipe.training import (
+    attempts,
+    checkpoints,
+    distributed,
+    epochs,
+    interruption,
+    slurm_job,
+)
 from resnet_recipe.training.epoch_progress import EpochProgress, skip_batches
 from resnet_recipe.training.run_logs import RunLogs
 from resnet_recipe.workflow_support import devices, results
@@ -48,6 +55,7 @@ def train_here(job):
     that was made with the same settings and data. A stop signal ends it with RunStopped
     after the state of its position is written (interruption.py). In a worker of a run over
     several nodes (training.launcher), joins the others through the distributed kvstore."""
+    started = time.time()
     settings, network_settings = job.settings, job.network_settings
     classes = len(read_classes(job.classes_tsv))
     digest = checkpoints.state_digest(
@@ -75,14 +83,20 @@ def train_here(job):
             stop_at=slurm_job.stop_time(settings.stop_before_job_end_minutes),
         )
         loop.save_position = lambda progress: epochs.save_state(loop, state_dir, progress)
-        epochs.resume(loop, state_dir)
-        loop.run_logs = RunLogs(state_dir, loop) if membership.writes_outputs else None
+        resumed_after = epochs.resume(loop, state_dir)
+        if membership.writes_outputs:
+            loop.attempt = attempts.AttemptLog(state_dir, resumed_after, started)
+            loop.run_logs = RunLogs(state_dir, loop)
         try:
             epochs.train_epochs(loop, job, state_dir)
             # Every worker enters: the BN statistics of the export are averaged over all.
             with membership.statistics_of_all_workers(loop.net):
                 if membership.writes_outputs:
                     write_outputs(loop, job, state_dir)
+        except Exception as error:  # a stop (RunStopped) or a failure: this attempt's end
+            if loop.attempt:
+                loop.attempt.end(attempts.ended_how(error))
+            raise
         finally:
             if loop.run_logs:
                 loop.run_logs.close()
@@ -101,6 +115,8 @@ class TrainingLoop:
     # The DLLogger and TensorBoard logs: a run_logs.RunLogs that train_here gives the
     # first worker; None: the loop writes none.
     run_logs = None
+    # This attempt's lines in the run's attempts file (attempts.AttemptLog), likewise.
+    attempt = None
 
     def __init__(
         self,
@@ -437,8 +453,10 @@ class TrainingLoop:
 def write_outputs(loop, job, state_dir):
     """The run's declared outputs, all appearing at once: the exported models in MXNet's
     checkpoint format (float32 weights; linked from the state folder), metrics.jsonl (one
-    line per epoch), dllogger.json (run_logs.py) and report.json."""
+    line per epoch), dllogger.json (run_logs.py) and report.json, which lists the run's
+    attempts (attempts.py)."""
     final = loop.history[-1]
+    loop.attempt.end(attempts.FINISHED)
     report = {
         "run": loop.run,
         "gpus": loop.settings.gpus,
@@ -457,6 +475,7 @@ def write_outputs(loop, job, state_dir):
         "network": job.network_settings.to_config(),
         "pipeline": job.pipeline_settings.to_config(),
         "machine": devices.describe_machine(),
+        "attempts": attempts.listed(state_dir),
     }
     if loop.epoch not in checkpoints.exported_epochs(state_dir):
         # The state was finished before its last export was written (or lost it).
@@ -476,11 +495,14 @@ def write_outputs(loop, job, state_dir):
         made_with = {key: report[key] for key in ("settings", "network", "pipeline")}
         results.write(os.path.join(folder, "report.json"), results.RUN_REPORT, report, made_with)
     log.info(
-        "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training; outputs in %s",
+        "run %s: %d epochs, val top-1 %.4f, top-5 %.4f, %s of training in %d attempts (%s "
+        "of wall time); outputs in %s",
         loop.run,
         loop.epoch,
         report["val_top1"],
         report["val_top5"],
         format_duration(loop.elapsed),
+        len(report["attempts"]),
+        format_duration(sum(attempt["wall_seconds"] for attempt in report["attempts"])),
         job.out_dir,
     )
