@@ -33,27 +33,53 @@ STATE_DIR = Path("/tmp/resnet-recipe-slurm")
 CANNOT_HOST = 77
 
 # A run of two workers through MXNet's distributed kvstore: on the cluster one job of two
-# srun tasks on its one node.
+# srun tasks on its one node, which stops ahead of its end and requeues itself as REQUEUED
+# does (its three epochs train for about 15 s).
 TWO_WORKERS = "two_workers"
+TWO_WORKERS_EPOCHS = 3
 # A run whose train job requeues itself on the cluster: each attempt stops
 # STOP_AFTER_SECONDS after its job started (the job's TRAIN_MINUTES less the run's
 # training.stop_before_job_end_minutes), saves, requeues the job and resumes in it.
 REQUEUED = "cpu_fp32"
 TRAIN_MINUTES = 2
 STOP_AFTER_SECONDS = 14
-# Four epochs of ResNet-18 at 16 px train for about 22 s at one thread on a 2-core Xeon
-# (54 s before the divergence check moved off every step), and a job starts training
-# about 7 s after it starts, so each attempt trains about 7 s and the job stops at least
-# twice however fast the machine; a slow one only stops more often (up to
-# training.max_requeues).
-REQUEUED_EPOCHS = 4
-# A run that fails with a user error (status 2): its batch is larger than the training set.
+# A job starts training 6-7 s after it starts, so each attempt trains about 8 s. Eight
+# epochs of ResNet-18 at 16 px train for about 30 s at one thread on a 2-core AMD Zen 4
+# (four took 22 s on a 2-core Xeon), so the job stops at least twice on a machine up to
+# twice as fast; a slower one only stops more often, which REQUEUES_ALLOWED allows for.
+REQUEUED_EPOCHS = 8
+REQUEUES_ALLOWED = 100
+# Runs whose train job fails once and is not requeued. A user error (status 2): a batch
+# larger than the training set, a rate that makes the run diverge, and a stop margin longer
+# than the job's whole time limit; and a run that stops ahead of its job's end more often
+# than training.max_requeues lets the job requeue itself (status 75: running the workflow
+# again resumes it). Its epochs need at least three attempts, whatever the machine.
 FAILING = "batch_too_large"
+DIVERGING = "diverging"
+LIMIT_TOO_SHORT = "limit_too_short"
+OUT_OF_REQUEUES = "out_of_requeues"
+FAILING_RUNS = {
+    FAILING: {"batch_per_device": 4096},
+    DIVERGING: {"lr_per_256": 1e30},
+    LIMIT_TOO_SHORT: {"stop_before_job_end_minutes": TRAIN_MINUTES + 1},
+    OUT_OF_REQUEUES: {
+        "epochs": 2 * REQUEUED_EPOCHS,
+        "stop_before_job_end_minutes": TRAIN_MINUTES - STOP_AFTER_SECONDS / 60,
+        "max_requeues": 1,
+    },
+}
+# The last line of each one's train job log.
+FAILING_LAST_LINES = {
+    FAILING: "fewer than one global batch",
+    DIVERGING: "diverged in epoch 1/1",
+    LIMIT_TOO_SHORT: "within training.stop_before_job_end_minutes (3)",
+    OUT_OF_REQUEUES: "is not requeued: it restarted 1 times (training.max_requeues)",
+}
 # What both runs build: the tiny demo's data, training and score, and the two-worker run.
 # The benchmark, ONNX and report jobs are left out: every cluster job costs the executor
 # plugin's status waits (at least 40 s per level of the plan), their sbatch resources are
 # checked by the dry-run test below, and test_caching runs them locally. The cluster run
-# also trains FAILING (with --keep-going).
+# also trains the FAILING_RUNS (with --keep-going).
 TARGETS = [f"results/score/{REQUEUED}.json", f"results/train/{TWO_WORKERS}"]
 # Outputs that must equal the local run's byte for byte (CPU training is deterministic at a
 # given thread count); every other output must exist in both runs, and their timings differ.
@@ -151,14 +177,16 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
     # ResNet-18 at 16 px: the cluster's jobs queue on its two CPUs, one training at a time.
     config["network"]["depth"] = 18
     config["input"].update(image_size=16, val_resize=16)
-    # Only REQUEUED stops ahead of its job's end.
+    # Only REQUEUED, TWO_WORKERS, OUT_OF_REQUEUES and LIMIT_TOO_SHORT stop ahead of their
+    # job's end.
     config["training"]["defaults"]["stop_before_job_end_minutes"] = 0
-    config["training"]["runs"][TWO_WORKERS] = {"nodes": 2}
-    config["training"]["runs"][REQUEUED] = {
-        "epochs": REQUEUED_EPOCHS,
+    requeued = {
+        "max_requeues": REQUEUES_ALLOWED,
         "stop_before_job_end_minutes": TRAIN_MINUTES - STOP_AFTER_SECONDS / 60,
     }
-    config["training"]["runs"][FAILING] = {"batch_per_device": 4096}
+    config["training"]["runs"][TWO_WORKERS] = {"nodes": 2, "epochs": TWO_WORKERS_EPOCHS, **requeued}
+    config["training"]["runs"][REQUEUED] = {"epochs": REQUEUED_EPOCHS, **requeued}
+    config["training"]["runs"].update(FAILING_RUNS)
     for workdir in (local, cluster):
         write_config(workdir / "tiny.yaml", config)
     write_one_node_profile(cluster)
@@ -171,13 +199,14 @@ def tiny_runs(slurm_cluster, tmp_path_factory):
         process = run_snakemake(
             cluster,
             *("--profile", ONE_NODE_PROFILE, TINY, *ONE_THREAD, "--verbose", "--keep-going"),
-            *(*TARGETS, f"results/train/{FAILING}"),
+            *TARGETS,
+            *(f"results/train/{run}" for run in FAILING_RUNS),
             env=cluster_environment(slurm_cluster),
             check=False,
         )
         local_run.result()
     log = process.stdout + process.stderr
-    assert process.returncode != 0, f"the train job of {FAILING} must fail:\n{log[-6000:]}"
+    assert process.returncode != 0, f"the FAILING_RUNS' train jobs must fail:\n{log[-6000:]}"
     return {"local": local, "cluster": cluster, "log": log, "submitted": submitted}
 
 
@@ -192,12 +221,12 @@ def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster):
     local, cluster, log = tiny_runs["local"], tiny_runs["cluster"], tiny_runs["log"]
     submitted = tiny_runs["submitted"]
     sbatch_calls = [line for line in log.splitlines() if "sbatch call:" in line]
-    assert len(sbatch_calls) == submitted + 1  # and FAILING's
+    assert len(sbatch_calls) == submitted + len(FAILING_RUNS)
     # CPU jobs (gpu=0) must not ask SLURM for GPUs: this cluster has none.
     assert not [call for call in sbatch_calls if "--gpus" in call or "--gres" in call]
-    failing = train_job_id(log, FAILING)
     states = {job: state for job, state, _ in slurm_jobs(log, slurm_cluster)}
-    assert states.pop(failing) == "FAILED"
+    for run in FAILING_RUNS:
+        assert states.pop(train_job_id(log, run)) == "FAILED", run
     assert list(states.values()) == ["COMPLETED"] * submitted, states
 
     assert output_files(cluster) == output_files(local)
@@ -215,38 +244,58 @@ def test_workflow_on_slurm_matches_a_local_run(tiny_runs, slurm_cluster):
     assert without_timings(cluster / name) == expected, name
 
 
-def test_a_train_job_requeues_itself_ahead_of_its_end_and_resumes(tiny_runs, slurm_cluster):
-    """REQUEUED's job stopped ahead of its end, saved and requeued itself at least twice,
-    then finished in the same job (no resubmission: one sbatch call), resuming each time;
-    its models and metrics equal the local run's (test above)."""
+@pytest.mark.parametrize(("run", "least_stops"), [(REQUEUED, 2), (TWO_WORKERS, 1)])
+def test_a_train_job_requeues_itself_ahead_of_its_end_and_resumes(
+    tiny_runs, slurm_cluster, run, least_stops
+):
+    """The run's job stopped ahead of its end, saved and requeued itself (REQUEUED at
+    least twice), then finished in the same job (no resubmission: one sbatch call),
+    resuming each time; its models and metrics equal the local run's (test above)."""
     log = tiny_runs["log"]
-    job = train_job_id(log, REQUEUED)
+    job = train_job_id(log, run)
     starts = [
         record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
     ]
     states = [state for _, state, _ in starts]
-    assert states[-1] == "COMPLETED" and len(states) >= 3, starts
+    assert states[-1] == "COMPLETED" and len(states) >= least_stops + 1, starts
     assert set(states[:-1]) == {"REQUEUED"}, starts
     # The log holds the last attempt (Snakemake removes a job's log before it runs).
-    train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{REQUEUED}.log").read_text()
+    train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{run}.log").read_text()
     assert f"SLURM job {job} ends in" in train_log
     assert "resuming after iteration" in train_log or "resuming after epoch" in train_log
+    # The run's report lists every start of the job, each stopped ahead of its end but
+    # the last.
+    report = json.loads(
+        (tiny_runs["cluster"] / "results" / "train" / run / "report.json").read_text()
+    )
+    attempts = report["attempts"]
+    assert [a["slurm_restart"] for a in attempts] == list(range(len(starts))), attempts
+    assert {a["slurm_job"] for a in attempts} == {job}
+    for attempt in attempts[:-1]:
+        assert attempt["ended_how"].startswith("stopped at epoch "), attempt
+        assert attempt["ended_how"].split("; ")[0].endswith(" on the SLURM job's coming end")
+        assert 0 < attempt["wall_seconds"] < TRAIN_MINUTES * 60
+    assert attempts[-1]["ended_how"] == "finished"
+    assert [a["resumed_after"] for a in attempts] == sorted(a["resumed_after"] for a in attempts)
 
 
-def test_a_failing_train_job_fails_once_and_is_not_requeued(tiny_runs, slurm_cluster):
+@pytest.mark.parametrize("run", list(FAILING_RUNS))
+def test_a_failing_train_job_fails_once_and_is_not_requeued(tiny_runs, slurm_cluster, run):
     """A user error (status 2 of the stage script) in a requeueable job (sbatch --requeue)
-    ends it FAILED, started once, and Snakemake submits it once (no retries). The job's
-    exit code is that of the Snakemake process in the job, 1 for a failed rule."""
+    ends it FAILED, started once, and Snakemake submits it once (no retries); a run out of
+    requeues ends FAILED after its last one. The job's exit code is that of the Snakemake
+    process in the job, 1 for a failed rule."""
     log = tiny_runs["log"]
-    job = train_job_id(log, FAILING)
+    job = train_job_id(log, run)
     starts = [
         record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
     ]
-    assert starts == [(job, "FAILED", "1:0")]
-    (call,) = [line for line in log.splitlines() if "sbatch call:" in line and FAILING in line]
+    requeues = FAILING_RUNS[run].get("max_requeues", 0)
+    assert starts == [(job, "REQUEUED", "0:0")] * requeues + [(job, "FAILED", "1:0")]
+    (call,) = [line for line in log.splitlines() if "sbatch call:" in line and f"/{run}/" in line]
     assert "--requeue" in call
-    train_log = (tiny_runs["cluster"] / "logs" / "train" / f"{FAILING}.log").read_text()
-    assert "fewer than one global batch" in train_log.splitlines()[-1]
+    lines = (tiny_runs["cluster"] / "logs" / "train" / f"{run}.log").read_text().splitlines()
+    assert FAILING_LAST_LINES[run] in lines[-1], lines[-5:]
 
 
 def test_profile_gives_gpu_rules_their_gpus(workflow_dir):
