@@ -407,3 +407,49 @@ def test_a_killed_training_resumes_through_snakemake(finished, tmp_path):
     assert "resuming after epoch 1" in log
     lines = (workdir / target / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_ctrl_c_stops_training_and_the_next_run_resumes_it_to_the_same_model(finished, tmp_path):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it, once epoch 1
+    has logged its first interval: training saves its position and stops, Snakemake ends;
+    the next run resumes inside the epoch and exports the model the uninterrupted run
+    exported, byte for byte."""
+    workdir = tmp_path / "workflow"
+    shutil.copytree(finished, workdir, symlinks=True)
+    target = f"results/train/{RUN}"
+    for made in ("results/checkpoints", target):
+        shutil.rmtree(workdir / made)
+    train_log = workdir / f"logs/train/{RUN}.log"
+    train_log.unlink()  # the finished run's, which has the line waited for below
+    command = [SNAKEMAKE, "--configfile", "tiny.yaml", "--cores", "2", target]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while not (train_log.exists() and "epoch 1/1 batch " in train_log.read_text()):
+        assert process.poll() is None, "the workflow ended before epoch 1 logged a batch"
+        assert time.monotonic() < deadline, "no batch line of epoch 1 after 10 minutes"
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode != 0, output
+    stopped = train_log.read_text()
+    assert " on SIGINT; state saved in " in stopped, stopped[-3000:]
+    assert not (workdir / target).exists()
+
+    run_snakemake(workdir, *command[1:])
+    resumed = train_log.read_text()
+    iteration = int(stopped.split("stopped at epoch 1 iteration ", 1)[1].split()[0])
+    assert f"resuming after iteration {iteration} of epoch 1" in resumed
+    name = "model-0001.params"
+    assert (workdir / target / name).read_bytes() == (finished / target / name).read_bytes()
+    attempts = json.loads((workdir / target / "report.json").read_text())["attempts"]
+    assert [a["ended_how"].split("; ")[0] for a in attempts] == [
+        f"stopped at epoch 1 iteration {iteration} on SIGINT",
+        "finished",
+    ]
