@@ -9,7 +9,9 @@ import json
 import os
 import pwd
 import re
+import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 import yaml
 from helpers import REPO
 from helpers.workflow_runs import (
+    SNAKEMAKE,
     copy_workflow,
     demo_config,
     planned_jobs,
@@ -89,6 +92,11 @@ IDENTICAL = [
     "results/train/cpu_fp32/model-",
     f"results/train/{TWO_WORKERS}/model-",
 ]
+# A run preempted on the cluster once its second epoch is under way: a job of the urgent
+# partition (setup.sh) that needs every CPU of the node makes SLURM requeue it. Its
+# result settings are REQUEUED's, so its last model must be the local REQUEUED run's.
+PREEMPTED = "preempted"
+URGENT_PARTITION = "urgent"
 # Relative tolerance of the two-worker run's metrics (float32 rounding of a sum of losses).
 WORKER_SUM_TOLERANCE = 1e-6
 # Timing fields; everything else in the metrics and scores must be equal.
@@ -353,3 +361,65 @@ def write_one_node_profile(workdir):
     folder = workdir / ONE_NODE_PROFILE
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+
+
+def test_a_preempted_train_job_saves_its_position_and_resumes_when_requeued(
+    tiny_runs, slurm_cluster, tmp_path
+):
+    """SLURM preempts the running train job (PreemptMode=REQUEUE) for a job of a higher
+    partition: training gets SIGTERM, saves its position and exits; SLURM requeues the
+    job, which resumes there once the urgent job is done, in the same `snakemake
+    --profile` command. The model equals the local run's byte for byte."""
+    workdir = tmp_path / "workflow"
+    shutil.copytree(tiny_runs["cluster"], workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["training"]["runs"][PREEMPTED] = {"epochs": REQUEUED_EPOCHS}
+    write_config(workdir / "preempt.yaml", config)
+    environment = {**os.environ, **cluster_environment(slurm_cluster)}
+    command = [SNAKEMAKE, "--profile", ONE_NODE_PROFILE, "--configfile=preempt.yaml"]
+    command += [*ONE_THREAD, "--verbose", f"results/train/{PREEMPTED}"]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env={**environment, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    train_log = workdir / "logs" / "train" / f"{PREEMPTED}.log"
+    deadline = time.monotonic() + 600
+    while not (train_log.exists() and f"epoch 2/{REQUEUED_EPOCHS} batch " in train_log.read_text()):
+        assert process.poll() is None, process.stdout.read()[-6000:]
+        assert time.monotonic() < deadline, "the train job logged no batch of epoch 2"
+        time.sleep(0.05)
+    cpus = subprocess.run(
+        ["sinfo", "--noheader", "--format=%c"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    ).stdout.split()[0]
+    subprocess.run(
+        ["sbatch", f"--partition={URGENT_PARTITION}", f"--cpus-per-task={cpus}", "--mem=100"]
+        + ["--job-name=urgent", "--output=/dev/null", "--wrap=sleep 2"],
+        check=True,
+        capture_output=True,
+        env=environment,
+    )
+    log, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, log[-6000:]
+
+    job = train_job_id(log, PREEMPTED)
+    starts = [record for record in slurm_jobs(log, slurm_cluster, "--duplicates")]
+    states = [state for job_id, state, _ in starts if job_id == job]
+    assert states[-1] == "COMPLETED" and len(states) >= 2, starts
+    attempts = json.loads((workdir / "results/train" / PREEMPTED / "report.json").read_text())[
+        "attempts"
+    ]
+    assert attempts[0]["ended_how"].split("; ")[0].endswith(" on SIGTERM"), attempts
+    assert [a["slurm_restart"] for a in attempts] == list(range(len(attempts)))
+    assert attempts[-1]["ended_how"] == "finished"
+    name = f"model-{REQUEUED_EPOCHS:04d}.params"
+    preempted = workdir / "results/train" / PREEMPTED / name
+    local = tiny_runs["local"] / "results/train" / REQUEUED / name
+    assert preempted.read_bytes() == local.read_bytes()

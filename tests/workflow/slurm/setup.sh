@@ -27,6 +27,7 @@ DB_PORT=17306
 CLUSTER=resnet
 ACCOUNT=resnet
 PARTITION=debug
+URGENT_PARTITION=urgent
 PACKAGES=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server)
 COMMANDS=(slurmctld slurmd slurmdbd sbatch srun sacct sacctmgr sinfo scontrol munged
     mariadbd mariadb-install-db mariadb mariadb-admin)
@@ -210,7 +211,12 @@ SelectTypeParameters=CR_Core_Memory
 MpiDefault=none
 ReturnToService=2
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$NODE_MEMORY State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# Preemption as on a preemptible partition: a job of the urgent partition requeues the
+# jobs of the default one whose CPUs it needs (the tests preempt a train job with it).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=$URGENT_PARTITION Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 EOF
 export SLURM_CONF=$STATE_DIR/etc/slurm.conf
 
