@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -72,6 +73,43 @@ def run_snakemake(workdir, *args, check=True, timeout=900, env=None):
             f"{process.stdout[-6000:]}\n{process.stderr[-6000:]}"
         )
     return process
+
+
+class RunningSnakemake:
+    """Snakemake started in workdir in a session of its own, whose process group takes
+    signals as a terminal's foreground group does; its output goes to a file (a pipe
+    nobody reads while it runs could fill and stall it)."""
+
+    def __init__(self, workdir, *args, env=None):
+        self.output_path = Path(workdir) / "snakemake-output.txt"
+        with open(self.output_path, "w") as output:
+            self.process = subprocess.Popen(
+                [SNAKEMAKE, *args],
+                cwd=workdir,
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+
+    def output(self):
+        return self.output_path.read_text()
+
+    def wait_until(self, ready, what, seconds=600):
+        """Return once ready() is true; fail if Snakemake ends first or after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert self.process.poll() is None, f"ended before {what}:\n{self.output()[-6000:]}"
+            assert time.monotonic() < deadline, f"not {what} after {seconds} s"
+            time.sleep(0.02)
+
+    def signal(self, signum):
+        """Send signum to Snakemake and its jobs (its process group)."""
+        os.killpg(self.process.pid, signum)
+
+    def finish(self, seconds=600):
+        """Snakemake's exit status, once it has ended."""
+        return self.process.wait(timeout=seconds)
 
 
 def planned_jobs(workdir, *args):

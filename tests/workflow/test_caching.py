@@ -20,7 +20,7 @@ import pytest
 import yaml
 from helpers import REPO
 from helpers.workflow_runs import (
-    SNAKEMAKE,
+    RunningSnakemake,
     copy_workflow,
     planned_jobs,
     run_snakemake,
@@ -380,29 +380,19 @@ def test_a_killed_training_resumes_through_snakemake(finished, tmp_path):
     config["training"]["defaults"].update(epochs=2)
     write_config(workdir / "killed.yaml", config)
     target = f"results/train/{RUN}"
-    command = [SNAKEMAKE, "--configfile", "killed.yaml", "--cores", "2", target]
-    assert planned_jobs(workdir, *command[1:]) == {"train": 1}
-    process = subprocess.Popen(
-        command,
-        cwd=workdir,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = ["--configfile", "killed.yaml", "--cores", "2", target]
+    assert planned_jobs(workdir, *command) == {"train": 1}
+    workflow = RunningSnakemake(workdir, *command)
     state = workdir / "results/checkpoints" / RUN
-    deadline = time.monotonic() + 600
-    while not list(state.glob("*/epoch-0001")):
-        assert process.poll() is None, "the workflow ended before epoch 1 was saved"
-        assert time.monotonic() < deadline, "no checkpoint of epoch 1 after 10 minutes"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    workflow.wait_until(lambda: list(state.glob("*/epoch-0001")), "epoch 1 was saved")
+    workflow.signal(signal.SIGKILL)
+    workflow.finish()
     assert not list(state.glob("*/epoch-0002")), "killed too late: training had finished"
     assert not (workdir / target / "metrics.jsonl").exists()
 
     # A killed Snakemake leaves its lock behind, as after a power loss.
     run_snakemake(workdir, "--configfile", "killed.yaml", "--unlock")
-    run_snakemake(workdir, *command[1:])
+    run_snakemake(workdir, *command)
     log = Path(workdir / f"logs/train/{RUN}.log").read_text()
     assert "resuming after epoch 1" in log
     lines = (workdir / target / "metrics.jsonl").read_text().splitlines()
@@ -421,28 +411,19 @@ def test_ctrl_c_stops_training_and_the_next_run_resumes_it_to_the_same_model(fin
         shutil.rmtree(workdir / made)
     train_log = workdir / f"logs/train/{RUN}.log"
     train_log.unlink()  # the finished run's, which has the line waited for below
-    command = [SNAKEMAKE, "--configfile", "tiny.yaml", "--cores", "2", target]
-    process = subprocess.Popen(
-        command,
-        cwd=workdir,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    command = ["--configfile", "tiny.yaml", "--cores", "2", target]
+    workflow = RunningSnakemake(workdir, *command)
+    workflow.wait_until(
+        lambda: train_log.exists() and "epoch 1/1 batch " in train_log.read_text(),
+        "epoch 1 logged a batch",
     )
-    deadline = time.monotonic() + 600
-    while not (train_log.exists() and "epoch 1/1 batch " in train_log.read_text()):
-        assert process.poll() is None, "the workflow ended before epoch 1 logged a batch"
-        assert time.monotonic() < deadline, "no batch line of epoch 1 after 10 minutes"
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode != 0, output
+    workflow.signal(signal.SIGINT)
+    assert workflow.finish() != 0, workflow.output()[-6000:]
     stopped = train_log.read_text()
     assert " on SIGINT; state saved in " in stopped, stopped[-3000:]
     assert not (workdir / target).exists()
 
-    run_snakemake(workdir, *command[1:])
+    run_snakemake(workdir, *command)
     resumed = train_log.read_text()
     iteration = int(stopped.split("stopped at epoch 1 iteration ", 1)[1].split()[0])
     assert f"resuming after iteration {iteration} of epoch 1" in resumed

@@ -11,7 +11,6 @@ import pwd
 import re
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import yaml
 from helpers import REPO
 from helpers.workflow_runs import (
-    SNAKEMAKE,
+    RunningSnakemake,
     copy_workflow,
     demo_config,
     planned_jobs,
@@ -376,22 +375,17 @@ def test_a_preempted_train_job_saves_its_position_and_resumes_when_requeued(
     config["training"]["runs"][PREEMPTED] = {"epochs": REQUEUED_EPOCHS}
     write_config(workdir / "preempt.yaml", config)
     environment = {**os.environ, **cluster_environment(slurm_cluster)}
-    command = [SNAKEMAKE, "--profile", ONE_NODE_PROFILE, "--configfile=preempt.yaml"]
-    command += [*ONE_THREAD, "--verbose", f"results/train/{PREEMPTED}"]
-    process = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env={**environment, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    workflow = RunningSnakemake(
+        workdir,
+        *("--profile", ONE_NODE_PROFILE, "--configfile=preempt.yaml", *ONE_THREAD, "--verbose"),
+        f"results/train/{PREEMPTED}",
+        env=cluster_environment(slurm_cluster),
     )
     train_log = workdir / "logs" / "train" / f"{PREEMPTED}.log"
-    deadline = time.monotonic() + 600
-    while not (train_log.exists() and f"epoch 2/{REQUEUED_EPOCHS} batch " in train_log.read_text()):
-        assert process.poll() is None, process.stdout.read()[-6000:]
-        assert time.monotonic() < deadline, "the train job logged no batch of epoch 2"
-        time.sleep(0.05)
+    epoch_2 = f"epoch 2/{REQUEUED_EPOCHS} batch "
+    workflow.wait_until(
+        lambda: train_log.exists() and epoch_2 in train_log.read_text(), "epoch 2 logged a batch"
+    )
     cpus = subprocess.run(
         ["sinfo", "--noheader", "--format=%c"],
         capture_output=True,
@@ -406,8 +400,8 @@ def test_a_preempted_train_job_saves_its_position_and_resumes_when_requeued(
         capture_output=True,
         env=environment,
     )
-    log, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, log[-6000:]
+    assert workflow.finish() == 0, workflow.output()[-6000:]
+    log = workflow.output()
 
     job = train_job_id(log, PREEMPTED)
     starts = [record for record in slurm_jobs(log, slurm_cluster, "--duplicates")]
