@@ -56,6 +56,9 @@ def test_how_an_attempt_ended_in_words():
     assert attempts.ended_how(UserError("run r diverged in epoch 1/1")) == (
         "failed: run r diverged in epoch 1/1"
     )
+    # A file-system error about a named file is the user's, as on the command line.
+    missing = FileNotFoundError(2, "No such file or directory", "/data/train.rec")
+    assert attempts.ended_how(missing) == "failed: /data/train.rec: No such file or directory"
 
 
 def test_a_torn_last_line_is_skipped_and_a_torn_earlier_one_named(tmp_path):

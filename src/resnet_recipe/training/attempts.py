@@ -20,7 +20,7 @@ import os
 import socket
 import time
 
-from resnet_recipe.files.user_errors import UserError
+from resnet_recipe.files.user_errors import UserError, user_message
 from resnet_recipe.training import slurm_job
 from resnet_recipe.training.checkpoints import position_text
 from resnet_recipe.training.interruption import RunStopped
@@ -33,12 +33,11 @@ FINISHED = "finished"
 
 class AttemptLog:
     """This attempt's lines in the attempts file of the state folder `state_dir`; its start
-    is written at once. resumed_after: the position it resumes after, (epochs finished,
-    iterations into the next), (0, 0) for a fresh start; started: when the attempt began
-    (time.time())."""
+    is written at once (the folder must exist). resumed_after: the position it resumes
+    after, (epochs finished, iterations into the next), (0, 0) for a fresh start;
+    started: when the attempt began (time.time())."""
 
     def __init__(self, state_dir, resumed_after, started):
-        os.makedirs(state_dir, exist_ok=True)  # a fresh run's first state comes later
         self.path = os.path.join(state_dir, ATTEMPTS_FILE)
         self._write(
             "start",
@@ -68,12 +67,12 @@ class AttemptLog:
 
 def ended_how(error):
     """An attempt's end in words, from the exception that ended it: a stop's own message
-    (interruption.RunStopped), or the failure."""
+    (interruption.RunStopped), or the failure: the user's one line (user_errors), or the
+    exception of a fault of the code."""
     if isinstance(error, RunStopped):
         return str(error)
-    if isinstance(error, UserError):
-        return f"failed: {error}"
-    return f"failed: {type(error).__name__}: {error}"
+    message = user_message(error)
+    return f"failed: {message if message is not None else f'{type(error).__name__}: {error}'}"
 
 
 def listed(state_dir):

@@ -1,7 +1,7 @@
 """The epochs of a run, each from an input pipeline of its own and saved at its end, and
 the resumable state of a position (a finished epoch, or a place inside an epoch).
 
-    resume(loop, state_dir)                    # the newest saved position, if any, and which
+    resume(loop, state_dir)                    # restore the newest saved position; return it
     train_epochs(loop, job, state_dir)         # the epochs left; RunStopped on a stop signal
     save_state(loop, state_dir[, progress])    # the state after an epoch, or inside one
 """

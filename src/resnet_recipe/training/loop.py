@@ -85,6 +85,9 @@ def train_here(job):
         loop.save_position = lambda progress: epochs.save_state(loop, state_dir, progress)
         resumed_after = epochs.resume(loop, state_dir)
         if membership.writes_outputs:
+            # The logs grow in the state folder from the start; a fresh run's first state
+            # comes later.
+            os.makedirs(state_dir, exist_ok=True)
             loop.attempt = attempts.AttemptLog(state_dir, resumed_after, started)
             loop.run_logs = RunLogs(state_dir, loop)
         try:

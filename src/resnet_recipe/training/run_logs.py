@@ -46,7 +46,6 @@ class RunLogs:
         from tensorboardX import SummaryWriter
 
         self.loop = loop
-        os.makedirs(state_dir, exist_ok=True)  # a fresh run's first state comes later
         self.path = os.path.join(state_dir, DLLOGGER_FILE)
         done = loop.epoch * loop.iterations_per_epoch
         resumed_batches = loop.resumed.batches if loop.resumed else 0
