@@ -167,6 +167,12 @@ def slurm_jobs(log, slurm_conf, *options):
     return [tuple(line.split("|")[:3]) for line in listing.splitlines()]
 
 
+def job_starts(log, slurm_conf, job):
+    """[(job, state, exit code)] of every start of SLURM job `job` submitted by the
+    Snakemake run of `log`, in order: one record per requeue, then the last one."""
+    return [record for record in slurm_jobs(log, slurm_conf, "--duplicates") if record[0] == job]
+
+
 def train_job_id(log, run):
     """The SLURM job id of run's train job in the Snakemake output `log`."""
     (job_id,) = re.findall(rf"SLURM jobid (\d+) \(log: \S*/rule_train/{run}/", log)
@@ -260,9 +266,7 @@ def test_a_train_job_requeues_itself_ahead_of_its_end_and_resumes(
     resuming each time; its models and metrics equal the local run's (test above)."""
     log = tiny_runs["log"]
     job = train_job_id(log, run)
-    starts = [
-        record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
-    ]
+    starts = job_starts(log, slurm_cluster, job)
     states = [state for _, state, _ in starts]
     assert states[-1] == "COMPLETED" and len(states) >= least_stops + 1, starts
     assert set(states[:-1]) == {"REQUEUED"}, starts
@@ -294,9 +298,7 @@ def test_a_failing_train_job_fails_once_and_is_not_requeued(tiny_runs, slurm_clu
     process in the job, 1 for a failed rule."""
     log = tiny_runs["log"]
     job = train_job_id(log, run)
-    starts = [
-        record for record in slurm_jobs(log, slurm_cluster, "--duplicates") if record[0] == job
-    ]
+    starts = job_starts(log, slurm_cluster, job)
     requeues = FAILING_RUNS[run].get("max_requeues", 0)
     assert starts == [(job, "REQUEUED", "0:0")] * requeues + [(job, "FAILED", "1:0")]
     (call,) = [line for line in log.splitlines() if "sbatch call:" in line and f"/{run}/" in line]
@@ -404,8 +406,8 @@ def test_a_preempted_train_job_saves_its_position_and_resumes_when_requeued(
     log = workflow.output()
 
     job = train_job_id(log, PREEMPTED)
-    starts = [record for record in slurm_jobs(log, slurm_cluster, "--duplicates")]
-    states = [state for job_id, state, _ in starts if job_id == job]
+    starts = job_starts(log, slurm_cluster, job)
+    states = [state for _, state, _ in starts]
     assert states[-1] == "COMPLETED" and len(states) >= 2, starts
     attempts = json.loads((workdir / "results/train" / PREEMPTED / "report.json").read_text())[
         "attempts"
