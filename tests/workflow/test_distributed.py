@@ -339,3 +339,20 @@ def test_a_stop_signal_to_the_job_stops_both_workers_and_the_run_resumes_exactly
 
 def read_if_any(path):
     return path.read_text() if path.exists() else ""
+
+
+def test_a_node_agent_that_says_it_stopped_stops_the_run():
+    """Under srun the node agents exit 0 after their worker stopped to be resumed (srun's
+    --kill-on-bad-exit would otherwise end the other nodes' tasks in the middle of the
+    same stop) and say so in a line: the launcher raises RunStopped with the stop's words
+    (and the job requeues itself), not 'all workers finished'."""
+    said = "worker: stopped at epoch 3 iteration 10 on SIGTERM; state saved in 0.3 s"
+    code = f"print({launcher.NODE_STOPPED + said!r})"
+    with pytest.raises(interruption.RunStopped) as stopped:
+        launcher.supervise(
+            [("srun", [sys.executable, "-c", code], dict(os.environ))],
+            1,
+            connect_timeout=None,
+            scheduler="127.0.0.1:1",
+        )
+    assert said in str(stopped.value)

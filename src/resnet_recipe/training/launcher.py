@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Lines of a role's output kept for the error message when it fails.
 TAIL_LINES = 40
+# What a node agent under srun prints, then exiting with status 0, when its worker stopped
+# to be resumed (run_node says why not STOPPED_TO_RESUME).
+NODE_STOPPED = "node stopped to be resumed: "
 # Seconds the scheduler and servers get to stop after the last worker ended.
 STOP_GRACE_SECONDS = 30
 # Seconds between SIGTERM and SIGKILL of a process group.
@@ -194,7 +197,13 @@ def run_node(job_path):
         ("worker", worker_command(job_path), worker),
     ]
     # The launcher watches the connection deadline; here only failures matter.
-    supervise(roles, 1, connect_timeout=None, scheduler=os.environ.get("DMLC_PS_ROOT_URI"))
+    try:
+        supervise(roles, 1, connect_timeout=None, scheduler=os.environ.get("DMLC_PS_ROOT_URI"))
+    except RunStopped as stopped:
+        # Status 0, not STOPPED_TO_RESUME: srun's --kill-on-bad-exit would end the other
+        # nodes' tasks at a non-zero status while their workers still finish the same stop
+        # (the first worker writing the state). The launcher reads this line instead.
+        print(f"{NODE_STOPPED}{stopped}", flush=True)
 
 
 class Role:
@@ -204,6 +213,7 @@ class Role:
     def __init__(self, name, command, environment, on_line):
         self.name = name
         self.tail = collections.deque(maxlen=TAIL_LINES)
+        self.said_stopped = False  # a node agent's NODE_STOPPED line came
         self.process = subprocess.Popen(
             command,
             env=environment,
@@ -222,6 +232,7 @@ class Role:
         for line in self.process.stdout:
             line = line.rstrip("\n")
             self.tail.append(line)
+            self.said_stopped = self.said_stopped or line.startswith(NODE_STOPPED)
             log.info("[%s] %s", self.name, line)
             on_line(line)
 
@@ -335,11 +346,17 @@ def _wait(roles, workers, connected, connect_timeout, scheduler):
 
 
 def _end_of_workers(worker_roles, codes, workers):
-    """Every worker ended with 0 or STOPPED_TO_RESUME: RunStopped if any stopped."""
-    if STOPPED_TO_RESUME not in codes:
+    """Every worker ended with 0 or STOPPED_TO_RESUME: RunStopped if any stopped (a
+    worker's status says so, or under srun a node agent's NODE_STOPPED line)."""
+    stopped = [
+        role
+        for role, code in zip(worker_roles, codes, strict=True)
+        if code == STOPPED_TO_RESUME or role.said_stopped
+    ]
+    if not stopped:
         log.info("all %d workers finished", workers)
         return
-    role = worker_roles[codes.index(STOPPED_TO_RESUME)]
+    role = stopped[0]
     said = [line for line in role.tail if "stopped at epoch" in line]
     raise RunStopped(said[-1].split("INFO ", 1)[-1] if said else f"{role.name} stopped")
 
