@@ -8,13 +8,13 @@ end, so these live where a user can watch them grow:
 
 At the end the DLLogger log, with its summary line, is copied into the run folder as
 dllogger.json. A resumed run first cuts the log back to the steps before its position and
-writes TensorBoard events with purge_step set there, so neither shows a killed attempt's
-later steps twice.
+starts a new TensorBoard event file that purges the steps from there on, so neither shows
+a stopped or killed attempt's later steps twice. Both logs are on disk at every line, so
+a kill right after a state loses nothing that state's resumed run will not log again.
 
 TensorBoard steps are iterations done since the run began; the per-interval scalars
 (train/...) and the per-epoch ones (epoch/..., at the epoch's last iteration) share that
-axis. The writer is tensorboardX's, imported here only (it is not needed to train
-without logs, and the stage scripts' imports stay light).
+axis (files/tensorboard_events.py writes them).
 """
 
 import json
@@ -22,6 +22,7 @@ import os
 import shutil
 
 from resnet_recipe.files.dllogger_log import PREFIX, DLLoggerLog, steps_before
+from resnet_recipe.files.tensorboard_events import ScalarEvents
 
 DLLOGGER_FILE = "dllogger.json"
 TENSORBOARD_FOLDER = "tensorboard"
@@ -43,8 +44,6 @@ class RunLogs:
     already restored to the position it resumes at)."""
 
     def __init__(self, state_dir, loop):
-        from tensorboardX import SummaryWriter
-
         self.loop = loop
         self.path = os.path.join(state_dir, DLLOGGER_FILE)
         done = loop.epoch * loop.iterations_per_epoch
@@ -53,12 +52,8 @@ class RunLogs:
         self.dllogger = DLLoggerLog(open(self.path, "a"))
         if not had_lines:
             self.dllogger.units(dict.fromkeys(INTERVAL_METRICS + EPOCH_METRICS))
-        # The writer's thread writes events as they come and flushes them to disk at most
-        # every flush_secs: a second, so a watcher sees them about a second later.
-        self.events = SummaryWriter(
-            os.path.join(state_dir, TENSORBOARD_FOLDER),
-            purge_step=done + resumed_batches + 1,
-            flush_secs=1,
+        self.events = ScalarEvents(
+            os.path.join(state_dir, TENSORBOARD_FOLDER), purge_step=done + resumed_batches + 1
         )
         self.previous = None  # (epoch, batches, loss sum, top-1 hits) at the last interval
 
@@ -100,8 +95,7 @@ class RunLogs:
         self.add_scalars("epoch", scalars, metrics["epoch"] * self.loop.iterations_per_epoch)
 
     def add_scalars(self, group, scalars, step):
-        for name, value in scalars.items():
-            self.events.add_scalar(f"{group}/{name}", float(value), step)
+        self.events.add({f"{group}/{name}": value for name, value in scalars.items()}, step)
 
     def finish(self, folder):
         """The summary line over every epoch in the log (those of earlier attempts too),
