@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import random
 import signal
-import time
 
 import pytest
 from helpers.tiny import TINY_SETTINGS, tiny_job
@@ -114,33 +113,41 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
     assert second["ended_how"] == "finished"
 
 
+def train_killed_in(job, iteration):
+    """Train `job` in this (spawned) process and SIGKILL it inside global `iteration`,
+    after the iteration's update and before anything saves it."""
+    loop.TrainingLoop.step = signal_at(iteration, signal.SIGKILL)
+    training.train(job)
+
+
 def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
     tiny_data, tmp_path, caplog, uninterrupted
 ):
-    """state_every_minutes 0.01 (0.6 s): states inside the epochs; SIGKILL once the first
-    is written, then the run again, in this process."""
-    job = tiny_job(tiny_data, tmp_path, SETTINGS.replace(state_every_minutes=0.01))
-    child = multiprocessing.get_context("spawn").Process(target=training.train, args=(job,))
+    """States by time after every iteration (state_every_minutes 1e-6); the run killed
+    inside an iteration at random, not the first of an epoch, in a child process: its
+    last state is the previous iteration's, inside the epoch, and the run started again
+    (in this process) resumes there."""
+    kill_in = random.choice([i for i in range(1, ITERATIONS) if i % 6])
+    epoch, iteration = kill_in // 6 + 1, kill_in % 6  # of the state before the kill
+    job = tiny_job(tiny_data, tmp_path, SETTINGS.replace(state_every_minutes=1e-6))
+    child = multiprocessing.get_context("spawn").Process(
+        target=train_killed_in, args=(job, kill_in)
+    )
     child.start()
-    deadline = time.monotonic() + 120
-    while child.is_alive() and time.monotonic() < deadline:
-        states = list((tmp_path / "state").glob("*/epoch-*-iteration-*"))
-        if states:
-            break
-        time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
     child.join()
-    assert states, "no state inside an epoch was written before the run ended"
+    assert child.exitcode == -signal.SIGKILL, f"killed in global iteration {kill_in}"
     assert not (tmp_path / "run").exists()
     with caplog.at_level(logging.INFO, logger="resnet_recipe"):
         training.train(job)
-    assert "resuming after iteration" in caplog.text
-    assert outputs(tmp_path / "run") == outputs(uninterrupted)
+    assert f"resuming after iteration {iteration} of epoch {epoch}" in caplog.text
+    assert outputs(tmp_path / "run") == outputs(uninterrupted), f"killed in {kill_in}"
     assert logged_steps(tmp_path) == logged_steps(uninterrupted.parent)
     killed, resumed = attempts_listed(tmp_path)
-    # The kill may come between a state and its line in the attempts file.
-    assert killed["ended_how"].startswith("killed: no end recorded; its last state was after ")
-    assert resumed["resumed_after"][1] > 0 and resumed["ended_how"] == "finished"
+    assert killed["ended_how"] == (
+        f"killed: no end recorded; its last state was after iteration {iteration} of epoch {epoch}"
+    )
+    assert resumed["resumed_after"] == [epoch - 1, iteration]
+    assert resumed["ended_how"] == "finished"
 
 
 def test_an_uninterrupted_run_lists_one_attempt(uninterrupted):
