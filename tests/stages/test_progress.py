@@ -26,6 +26,7 @@ PROGRESS = re.compile(
 )
 DONE = re.compile(r"epoch (\d+)/\d+ done: .* \| ([\d.]+) img/s \|")
 EPOCHS, BATCHES, INTERVAL = 5, 6, 2
+BATCH = TINY_SETTINGS.batch_per_device  # one CPU context
 
 
 class Records(logging.Handler):
@@ -76,25 +77,40 @@ def test_progress_rates_and_run_eta_match_the_finished_run(finished_run):
     done = {int(m[1]): (when, float(m[2])) for when, text in lines if (m := DONE.search(text))}
     assert sorted(done) == [1, 2, 3, 4, 5] and len(progress) == 5 * 3
     end = done[5][0]
-    # No forecast beats the machine: on a machine shared with other work the epochs' own
-    # rates drift, and the tolerance widens by that drift (on a quiet machine it is ~0):
-    # the spread of the epochs' rates, and of the steady rates (first log line to last)
-    # the forecasts rest on, epoch 1's included.
+    # No forecast beats the machine: the epochs' own times drift, and the tolerance widens
+    # by that drift: the spread of the epochs' rates, of the steady rates (first log line
+    # to last) the forecasts rest on, epoch 1's included, and of the epochs' whole cycles
+    # (from one epoch's end to the next: saving the state, training, validation). Saving
+    # the state is a third to a half of this tiny run's cycle and varies with the file
+    # system: the cycles differed by 20 to 44% over six runs on a quiet 2-core machine.
     rates = [done[epoch][1] for epoch in range(2, 6)]
     steady = [steady_rate(progress, epoch) for epoch in range(1, 6)]
-    drift = max(spread(rates), spread(steady))
+    cycles = [done[epoch][0] - done[epoch - 1][0] for epoch in range(2, 6)]
+    drift = max(spread(rates), spread(steady), spread(cycles))
     checked = 0
     for when, match in progress:
-        epoch, rate, eta, note = int(match[1]), float(match[2]), float(match[3]), match[4]
+        epoch, eta, note = int(match[1]), float(match[3]), match[4]
         assert (note == " (training only)") == (epoch == 1)
         if epoch == 1:
             continue
         left = end - when  # 0.05 s: the ETA is logged to 0.1 s
         assert abs(eta - left) <= (0.1 + drift) * left + 0.05, (epoch, eta, left, drift)
-        epoch_rate = done[epoch][1]
-        assert abs(rate - epoch_rate) <= (0.2 + drift) * epoch_rate, (epoch, rate, epoch_rate)
         checked += 1
     assert checked == 4 * 3
+    # The intervals' rates are of finished work and together cover the whole epoch: the
+    # seconds they stand for add up to the epoch's training seconds. (Each interval's own
+    # rate may differ from the epoch's by far more than the tolerance here when other work
+    # shares the machine.) 0.02 s: the few statements between an epoch's last log line
+    # and its end.
+    for epoch in range(1, EPOCHS + 1):
+        rates = [float(match[2]) for _, match in progress if int(match[1]) == epoch]
+        interval_seconds = sum(INTERVAL * BATCH / rate for rate in rates)
+        epoch_seconds = BATCHES * BATCH / done[epoch][1]
+        assert abs(interval_seconds - epoch_seconds) <= 0.05 * epoch_seconds + 0.02, (
+            epoch,
+            rates,
+            done[epoch][1],
+        )
 
 
 def steady_rate(progress, epoch):
@@ -114,12 +130,11 @@ def test_the_logs_grow_while_the_run_trains(finished_run):
     steps = [json.loads(line[5:])["step"] for line in dllogger_text.splitlines() if "step" in line]
     # Epochs 1 to 4 and their intervals, before this line's own.
     assert steps == [[e, i] if i else [e] for e in range(4) for i in (1, 3, 5, 0)]
-    # The events writer flushes every second: epoch 1's at least are on disk (three
-    # epochs here take more than a second).
+    # Every event is on disk once logged: those of epochs 1 to 4, likewise.
     events = EventAccumulator(str(events_folder))
     events.Reload()
-    assert [s.step for s in events.Scalars("train/loss")][:3] == [2, 4, 6]
-    assert [s.step for s in events.Scalars("epoch/val_top1")][:1] == [6]
+    assert [s.step for s in events.Scalars("train/loss")] == list(range(2, 25, 2))
+    assert [s.step for s in events.Scalars("epoch/val_top1")] == [6, 12, 18, 24]
 
 
 def test_the_dllogger_log_has_the_recipes_steps_keys_and_units(finished_run):

@@ -155,9 +155,11 @@ class TrainingLoop:
         self.val_seconds = None
         self.between_epochs = 0.0
         self.last_epoch_end = None
-        # Seconds of a batch after an epoch's first log interval (which also pays for
-        # starting the epoch's input), as last measured.
+        # Seconds of a batch after an epoch's first log interval, as last measured, and
+        # what an epoch's training took beyond its batches at that rate (starting the
+        # epoch's input) as last measured at an epoch's end.
         self.steady_per_batch = None
+        self.epoch_start_seconds = 0.0
 
         mx.random.seed(settings.seed)
         self.net = network.build(network_settings, classes, contexts, self.dtype)
@@ -205,11 +207,18 @@ class TrainingLoop:
         # Seconds of this epoch in the attempts before a resumed position.
         before = self.resumed.seconds if self.resumed else 0.0
         started = time.monotonic() - before
-        if self.last_epoch_end is not None:
+        # An attempt's first epoch also pays for its first MXNet operations (and a resumed
+        # one for running through its batches up to the position): the start of an epoch
+        # is measured on the later ones only.
+        follows_an_epoch = self.last_epoch_end is not None
+        if follows_an_epoch:
             self.between_epochs = time.monotonic() - self.last_epoch_end
         self.epoch += 1
-        train_metrics = self.train_one_epoch(train_data)
+        train_metrics = self.train_one_epoch(train_data, started)
         train_seconds = time.monotonic() - started
+        if follows_an_epoch and self.steady_per_batch is not None:
+            steady_seconds = self.iterations_per_epoch * self.steady_per_batch
+            self.epoch_start_seconds = max(train_seconds - steady_seconds, 0.0)
         val_metrics, val_images, val_batches = self.validate(val_data)
         # Before the epoch's state is saved; its time counts with validation's in the ETA.
         loss = train_metrics["train_loss"]
@@ -260,17 +269,19 @@ class TrainingLoop:
         averages = {name: total / sums[0] for name, total in zip(names, sums[1:], strict=True)}
         return averages, sums[0], len(counted)
 
-    def train_one_epoch(self, train_data):
+    def train_one_epoch(self, train_data, started):
         """SGD over one epoch, or over its rest after a resumed position (whose batches the
-        epoch's pipeline runs through first without training). Metrics accumulate on the
-        devices and reach the host only at log lines, saved positions and the end, where
-        the loss and (before a save) the weights are checked for inf and NaN, so the loop
-        never waits for the GPU otherwise."""
+        epoch's pipeline runs through first without training). `started`: the monotonic
+        time of the epoch's start, less its seconds in earlier attempts; the first interval's
+        rate counts all of this attempt's time before its first log line. Metrics accumulate
+        on the devices and reach the host only at log lines, saved positions and the end,
+        where the loss and (before a save) the weights are checked for inf and NaN, so the
+        loop never waits for the GPU otherwise."""
         progress = self.resumed or EpochProgress(self.contexts, self.loss_scaler.skipped_steps)
         self.resumed = None
         first_iteration = (self.epoch - 1) * self.iterations_per_epoch
         interval = self.settings.log_interval
-        started = last_log = time.monotonic() - progress.seconds
+        last_log = started + progress.seconds  # when this attempt began the epoch
         last_logged_batch = progress.batches
         first_log = None  # (time, batch) of the epoch's first log line
         lr = None
@@ -424,17 +435,17 @@ class TrainingLoop:
     def log_progress(self, batch_index, rate, loss, lr, seconds):
         """A progress line. The ETAs run to the end of the last validation: this epoch's
         batches left and the later epochs' at the rate measured after an epoch's first
-        log interval, validation and the gap between epochs as last measured; before any
-        of these was measured, at the rate of the batches so far (`seconds` over
-        `batch_index`). In the first epoch, before any validation was measured, they count
-        training only and say so."""
+        log interval, plus for each later epoch its start, its validation and the gap
+        between epochs as last measured; before any of these was measured, at the rate of
+        the batches so far (`seconds` over `batch_index`). In the first epoch, before any
+        validation was measured, they count training only and say so."""
         per_batch = seconds / batch_index
         validation = self.val_seconds or 0.0
         left_batches = self.iterations_per_epoch - batch_index
         left_in_epoch = left_batches * (self.steady_per_batch or per_batch) + validation
         epochs_after = self.settings.epochs - self.epoch
         training = self.iterations_per_epoch * (self.steady_per_batch or per_batch)
-        each_later = training + validation + self.between_epochs
+        each_later = self.epoch_start_seconds + training + validation + self.between_epochs
         left_in_run = left_in_epoch + epochs_after * each_later
         log.info(
             "epoch %d/%d batch %d/%d | %.1f img/s | loss %.4f | lr %.5g | ETA epoch %s, run %s"
