@@ -103,12 +103,12 @@ def test_progress_rates_and_run_eta_match_the_finished_run(finished_run):
     # shares the machine.) 0.02 s: the few statements between an epoch's last log line
     # and its end.
     for epoch in range(1, EPOCHS + 1):
-        rates = [float(match[2]) for _, match in progress if int(match[1]) == epoch]
-        interval_seconds = sum(INTERVAL * BATCH / rate for rate in rates)
+        interval_rates = [float(match[2]) for _, match in progress if int(match[1]) == epoch]
+        interval_seconds = sum(INTERVAL * BATCH / rate for rate in interval_rates)
         epoch_seconds = BATCHES * BATCH / done[epoch][1]
         assert abs(interval_seconds - epoch_seconds) <= 0.05 * epoch_seconds + 0.02, (
             epoch,
-            rates,
+            interval_rates,
             done[epoch][1],
         )
 

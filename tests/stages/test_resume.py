@@ -17,7 +17,8 @@ from resnet_recipe.training import run as training
 
 # Two epochs of 6 iterations (48 images, batches of 8).
 SETTINGS = TINY_SETTINGS.replace(epochs=2)
-ITERATIONS = 12
+EPOCH_ITERATIONS = 6
+ITERATIONS = 2 * EPOCH_ITERATIONS
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
     tiny_data, tmp_path, monkeypatch, caplog, uninterrupted, signum
 ):
     stop_after = random.randrange(ITERATIONS - 1)  # global iteration from 0, never the last
-    epoch, iteration = stop_after // 6 + 1, stop_after % 6 + 1
+    epoch, iteration = stop_after // EPOCH_ITERATIONS + 1, stop_after % EPOCH_ITERATIONS + 1
     job = tiny_job(tiny_data, tmp_path, SETTINGS)
     monkeypatch.setattr(loop.TrainingLoop, "step", signal_at(stop_after, signum))
     with caplog.at_level(logging.INFO, logger="resnet_recipe"):
@@ -94,13 +95,13 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
     ), f"stopped after global iteration {stop_after}"
     assert stopped.value.exit_status == interruption.STOPPED_TO_RESUME
     assert not (tmp_path / "run").exists()
-    assert positions_saved(tmp_path)[-1] == (epoch - 1, iteration) or iteration == 6
+    assert positions_saved(tmp_path)[-1] == (epoch - 1, iteration) or iteration == EPOCH_ITERATIONS
     assert signal.getsignal(signum) is not None  # the previous handler is back
     monkeypatch.undo()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="resnet_recipe"):
         training.train(job)
-    if iteration < 6:
+    if iteration < EPOCH_ITERATIONS:
         assert f"resuming after iteration {iteration} of epoch {epoch}" in caplog.text
         assert f"skipped the {iteration} batches of epoch {epoch}" in caplog.text
     assert outputs(tmp_path / "run") == outputs(uninterrupted), f"stopped after {stop_after}"
@@ -109,7 +110,9 @@ def test_a_stop_signal_saves_the_position_and_the_resumed_run_is_the_same(
     assert first["ended_how"] == str(stopped.value)
     assert first["resumed_after"] == [0, 0]
     # A stop at an epoch's last iteration saves that epoch's end.
-    assert second["resumed_after"] == ([epoch - 1, iteration] if iteration < 6 else [epoch, 0])
+    assert second["resumed_after"] == (
+        [epoch - 1, iteration] if iteration < EPOCH_ITERATIONS else [epoch, 0]
+    )
     assert second["ended_how"] == "finished"
 
 
@@ -127,8 +130,9 @@ def test_a_kill_without_warning_after_a_state_by_time_resumes_to_the_same(
     inside an iteration at random, not the first of an epoch, in a child process: its
     last state is the previous iteration's, inside the epoch, and the run started again
     (in this process) resumes there."""
-    kill_in = random.choice([i for i in range(1, ITERATIONS) if i % 6])
-    epoch, iteration = kill_in // 6 + 1, kill_in % 6  # of the state before the kill
+    kill_in = random.choice([i for i in range(1, ITERATIONS) if i % EPOCH_ITERATIONS])
+    # The position of the state before the kill.
+    epoch, iteration = kill_in // EPOCH_ITERATIONS + 1, kill_in % EPOCH_ITERATIONS
     job = tiny_job(tiny_data, tmp_path, SETTINGS.replace(state_every_minutes=1e-6))
     child = multiprocessing.get_context("spawn").Process(
         target=train_killed_in, args=(job, kill_in)

@@ -32,8 +32,10 @@ class ScalarEvents:
 
     def __init__(self, folder, purge_step=None):
         from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.summary_pb2 import Summary
+        from tensorboardX.record_writer import masked_crc32c
 
-        self.event = Event
+        self.event, self.summary, self.checksum = Event, Summary, masked_crc32c
         os.makedirs(folder, exist_ok=True)
         self.handle = new_events_file(folder)
         self.write(Event(wall_time=time.time(), file_version="brain.Event:2"))
@@ -44,21 +46,18 @@ class ScalarEvents:
 
     def add(self, scalars, step):
         """{tag: number} at `step`, on disk when this returns."""
-        from tensorboardX.proto.summary_pb2 import Summary
-
         now = time.time()
         for tag, value in scalars.items():
-            summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
+            scalar = self.summary.Value(tag=tag, simple_value=float(value))
+            summary = self.summary(value=[scalar])
             self.write(self.event(wall_time=now, step=step, summary=summary))
         self.handle.flush()
 
     def write(self, event):
-        from tensorboardX.record_writer import masked_crc32c
-
         data = event.SerializeToString()
         length = struct.pack("<Q", len(data))
-        self.handle.write(length + struct.pack("<I", masked_crc32c(length)))
-        self.handle.write(data + struct.pack("<I", masked_crc32c(data)))
+        self.handle.write(length + struct.pack("<I", self.checksum(length)))
+        self.handle.write(data + struct.pack("<I", self.checksum(data)))
 
     def close(self):
         self.handle.close()
